@@ -1,0 +1,23 @@
+# make test: set up .venv (if missing or pyproject.toml changed) and run every test.
+# make demo: the same set-up, then the side-by-side demo of naive vs prefixed framing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: test demo clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "rcmd needs Python >= 3.10"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+demo: $(STAMP)
+	$(BIN)/python demos/session.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis rcmd.egg-info

@@ -1,0 +1,59 @@
+"""rcmd: remote command execution over TCP, and a demonstration of TCP's "sticky packets".
+
+Public API::
+
+    import rcmd
+    with rcmd.connect("127.0.0.1", 9000) as client:
+        result = client.run("ls -l")
+        print(result.returncode, result.stdout_text)
+        for event in client.stream("make"):
+            ...  # rcmd.Stdout / rcmd.Stderr chunks as they come, then rcmd.Exit
+"""
+
+__version__ = "0.1.0"
+
+from .client import Client, CommandStream, CompletedCommand, connect  # noqa: E402
+from .decoding import OutputDecoder, StreamDecoder  # noqa: E402
+from .errors import (  # noqa: E402
+    CommandError,
+    ConnectionClosed,
+    FrameTooLarge,
+    LocalProtocolError,
+    ProtocolError,
+    ProtocolMismatch,
+    RcmdError,
+    RemoteProtocolError,
+    ServerError,
+)
+from .framing import LengthPrefixFramer, NaiveFramer  # noqa: E402
+from .messages import Exit, Stderr, Stdout  # noqa: E402
+from .naive import NaiveClient  # noqa: E402
+from .server import BackgroundServer, Server, ServerConfig  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "connect",
+    "Client",
+    "CommandStream",
+    "CompletedCommand",
+    "NaiveClient",
+    "Server",
+    "BackgroundServer",
+    "ServerConfig",
+    "Stdout",
+    "Stderr",
+    "Exit",
+    "OutputDecoder",
+    "StreamDecoder",
+    "LengthPrefixFramer",
+    "NaiveFramer",
+    "RcmdError",
+    "ProtocolError",
+    "LocalProtocolError",
+    "RemoteProtocolError",
+    "ProtocolMismatch",
+    "FrameTooLarge",
+    "ConnectionClosed",
+    "ServerError",
+    "CommandError",
+]

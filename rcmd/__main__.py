@@ -1,0 +1,3 @@
+from .cli import client_entry
+
+client_entry()

@@ -1,0 +1,410 @@
+"""The client library: ``connect()``, then ``run()`` or ``stream()``, shaped like subprocess.
+
+A thin blocking transport around :class:`rcmd.protocol.Connection`. One selector loop does
+all the I/O, sending and receiving together, so a command fed a large ``input`` while it
+prints a large output cannot deadlock the two ends against each other.
+"""
+
+from __future__ import annotations
+
+import selectors
+import signal as signal_module
+import socket
+import time
+from dataclasses import dataclass
+from typing import Iterator, Mapping
+
+from . import __version__
+from .decoding import OutputDecoder, resolve_encoding
+from .errors import (
+    CommandError,
+    ConnectionClosed,
+    ProtocolMismatch,
+    RcmdError,
+    RemoteProtocolError,
+    ServerError,
+)
+from .framing import CLOSED, DEFAULT_MAX_FRAME_SIZE, NEED_DATA
+from .messages import Cancel, Error, Exit, Hello, Message, Run, Stderr, Stdin, StdinEnd, Stdout
+from .protocol import Connection, Role
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9000
+#: Connecting and receiving the server's HELLO must both happen within this.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+#: How much one recv() takes.
+READ_SIZE = 256 * 1024
+#: Input is sent in STDIN messages of at most this size.
+STDIN_CHUNK_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class CompletedCommand:
+    """A finished remote command, like ``subprocess.CompletedProcess``.
+
+    ``returncode`` is the exit status, ``-N`` when signal N killed it, and ``None`` only
+    from a naive server, whose protocol does not carry it. ``stdout`` and ``stderr`` are
+    bytes; ``stdout_text`` and ``stderr_text`` decode them in the server's encoding.
+    """
+
+    command: str
+    returncode: int | None
+    stdout: bytes = b""
+    stderr: bytes = b""
+    signal: int | None = None
+    timed_out: bool = False
+    cancelled: bool = False
+    encoding: str = "utf-8"
+
+    @property
+    def stdout_text(self) -> str:
+        return self.stdout.decode(self.encoding, errors="replace")
+
+    @property
+    def stderr_text(self) -> str:
+        return self.stderr.decode(self.encoding, errors="replace")
+
+    def describe_status(self) -> str:
+        """How it ended, in words: "exited with status 3", "timed out (killed by SIGTERM)"."""
+        if self.returncode is None:
+            return "ended (the naive protocol does not report an exit status)"
+        if self.signal is not None:
+            try:
+                name = signal_module.Signals(self.signal).name
+            except ValueError:
+                name = f"signal {self.signal}"
+            how = f"killed by {name}"
+        else:
+            how = f"exited with status {self.returncode}"
+        if self.timed_out:
+            return f"timed out ({how})"
+        if self.cancelled:
+            return f"was cancelled ({how})"
+        return how
+
+    def check_returncode(self) -> None:
+        """Raise :class:`CommandError` if the command did not exit with status 0."""
+        if self.returncode != 0:
+            raise CommandError(self)
+
+
+class Client:
+    """A connection to an rcmd server (prefixed framing). Use :func:`connect` to make one.
+
+    Commands run one after another. The remote working directory (``cwd``) follows
+    ``cd`` commands. Not thread-safe: use one client per thread.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        address: tuple[str, int],
+        encoding: str = "auto",
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        hello_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+    ) -> None:
+        self.address = address
+        self._sock = sock
+        sock.setblocking(False)
+        self._conn = Connection(Role.CLIENT, max_frame_size=max_frame_size)
+        self._outbox = bytearray()
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(sock, selectors.EVENT_READ)
+        self._want_write = False
+        self._active: CommandStream | None = None
+        self._closed = False
+        hello = self._receive_hello(hello_timeout)
+        self.server_hello = hello
+        self.encoding = resolve_encoding(encoding, hello.encoding)
+        self.cwd = hello.cwd
+        self._send(Hello(software=f"rcmd {__version__}"))
+
+    def _receive_hello(self, timeout: float | None) -> Hello:
+        where = f"{self.address[0]}:{self.address[1]}"
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            event = self._next_event(deadline)
+        except TimeoutError:
+            self.close()
+            raise ProtocolMismatch(
+                f"the server at {where} sent no HELLO within {timeout:g}s: it may speak naive "
+                "framing (use --framing naive), or not be an rcmd server at all"
+            ) from None
+        except RemoteProtocolError as exc:
+            self.close()
+            raise ProtocolMismatch(f"the server at {where} does not speak rcmd: {exc}") from None
+        except BaseException:
+            self.close()
+            raise
+        assert isinstance(event, Hello)  # Connection lets nothing else come first
+        return event
+
+    # ------------------------------------------------------------------------ public API
+
+    def run(
+        self,
+        command: str,
+        *,
+        timeout: float | None = None,
+        check: bool = False,
+        input: bytes | str | None = None,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> CompletedCommand:
+        """Run *command* and wait for it; return its :class:`CompletedCommand`.
+
+        *timeout* (seconds) has the server kill the command's process group; the result
+        then has ``timed_out`` set (``check`` does not raise TimeoutError: it raises
+        :class:`CommandError`, as for any non-zero status). *input* is sent as its stdin
+        (str is encoded in the server's encoding). *cwd* and *env* apply to this command only.
+        Raises :class:`CommandError` when *check* is true and the status is not 0.
+        """
+        stdout: list[bytes] = []
+        stderr: list[bytes] = []
+        with self.stream(command, timeout=timeout, input=input, cwd=cwd, env=env) as events:
+            for event in events:
+                if isinstance(event, Stdout):
+                    stdout.append(event.data)
+                elif isinstance(event, Stderr):
+                    stderr.append(event.data)
+        exit = events.exit
+        assert exit is not None
+        result = CompletedCommand(
+            command=command,
+            returncode=exit.returncode,
+            stdout=b"".join(stdout),
+            stderr=b"".join(stderr),
+            signal=exit.signal,
+            timed_out=exit.timed_out,
+            cancelled=exit.cancelled,
+            encoding=self.encoding,
+        )
+        if check:
+            result.check_returncode()
+        return result
+
+    def stream(
+        self,
+        command: str,
+        *,
+        timeout: float | None = None,
+        input: bytes | str | None = None,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: bool = False,
+    ) -> "CommandStream":
+        """Start *command* and return a :class:`CommandStream` of its output as it arrives.
+
+        Iterating yields :class:`Stdout` and :class:`Stderr` chunks, then one :class:`Exit`.
+        Use it as a context manager: leaving early cancels the command. *input* is sent
+        as the whole of stdin; or, with ``stdin=True``, stdin stays open for
+        :meth:`CommandStream.write_stdin` until :meth:`CommandStream.close_stdin`.
+        Without either, the command's stdin is empty.
+        """
+        if self._closed:
+            raise ConnectionClosed("the client is closed")
+        if self._active is not None and self._active.exit is None:
+            raise RuntimeError("a command is still running on this connection; finish it first")
+        if isinstance(input, str):
+            input = input.encode(self.encoding)
+        if input is not None and stdin:
+            raise ValueError("give input= or stdin=True, not both")
+        self._send(
+            Run(command, cwd=cwd, env=dict(env or {}), timeout=timeout, stdin=stdin or input is not None)
+        )
+        stream = self._active = CommandStream(self, command, stdin_open=stdin or input is not None)
+        if input is not None:
+            stream.write_stdin(input)
+            stream.close_stdin()
+        return stream
+
+    def decoder(self) -> OutputDecoder:
+        """Incremental decoders for one command's stdout and stderr, in the server's encoding."""
+        return OutputDecoder(self.encoding)
+
+    def close(self) -> None:
+        """Close the connection (a running command is killed by the server)."""
+        if not self._closed:
+            self._closed = True
+            self._selector.close()
+            self._sock.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------- I/O
+
+    def _send(self, message: Message) -> None:
+        self._outbox += self._conn.send(message)
+        self._flush()
+
+    def _flush(self) -> None:
+        """Send what the socket takes now without blocking; the rest waits in the outbox."""
+        try:
+            while self._outbox:
+                sent = self._sock.send(self._outbox)
+                del self._outbox[:sent]
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            raise ConnectionClosed(f"connection to the server lost: {exc}") from None
+        want_write = bool(self._outbox)
+        if want_write != self._want_write:
+            self._want_write = want_write
+            mask = selectors.EVENT_READ | (selectors.EVENT_WRITE if want_write else 0)
+            self._selector.modify(self._sock, mask)
+
+    def _next_event(self, deadline: float | None = None) -> Message:
+        """The next message from the server, doing I/O until one is whole.
+
+        Raises ServerError (the server sent ERROR), ConnectionClosed, RemoteProtocolError,
+        or TimeoutError when *deadline* (a time.monotonic() value) passes.
+        """
+        while True:
+            event = self._conn.next_event()
+            if event is NEED_DATA:
+                self._wait_for_io(deadline)
+                continue
+            if event is CLOSED:
+                raise ConnectionClosed("the server closed the connection")
+            if isinstance(event, Error):
+                raise ServerError(event.reason)
+            return event  # type: ignore[return-value]
+
+    def _wait_for_io(self, deadline: float | None) -> None:
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready = self._selector.select(timeout)
+        if not ready:
+            raise TimeoutError("timed out waiting for the server")
+        for _key, mask in ready:
+            if mask & selectors.EVENT_WRITE:
+                self._flush()
+            if mask & selectors.EVENT_READ:
+                try:
+                    data = self._sock.recv(READ_SIZE)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    raise ConnectionClosed(f"connection to the server lost: {exc}") from None
+                self._conn.receive_data(data)
+
+
+class CommandStream:
+    """The output of one running command, as it arrives. Made by :meth:`Client.stream`.
+
+    Iterate for :class:`Stdout` / :class:`Stderr` chunks and a last :class:`Exit`, which
+    is also kept as ``exit``. ``cancel()`` asks the server to kill the command; its
+    remaining output and its Exit still arrive. ``close()`` (or leaving a ``with`` block)
+    cancels a command that is still running and waits for its Exit, so the connection
+    can run the next command.
+    """
+
+    def __init__(self, client: Client, command: str, *, stdin_open: bool = False) -> None:
+        self.client = client
+        self.command = command
+        self.exit: Exit | None = None
+        self._cancel_sent = False
+        self._stdin_open = stdin_open
+
+    def write_stdin(self, data: bytes | str) -> None:
+        """Send *data* to the command's stdin (the stream was started with ``stdin=True``).
+
+        Does not block: what the socket cannot take now is sent while output is read.
+        Input for a command that has already ended is dropped by the server.
+        """
+        if not self._stdin_open:
+            raise ValueError("stdin is not open: start the command with stdin=True")
+        if isinstance(data, str):
+            data = data.encode(self.client.encoding)
+        if self.exit is None:
+            for start in range(0, len(data), STDIN_CHUNK_SIZE):
+                self.client._send(Stdin(data[start : start + STDIN_CHUNK_SIZE]))
+
+    def close_stdin(self) -> None:
+        """End the command's stdin: it reads EOF."""
+        if self._stdin_open:
+            self._stdin_open = False
+            if self.exit is None:
+                self.client._send(StdinEnd())
+
+    def __iter__(self) -> Iterator[Stdout | Stderr | Exit]:
+        return self
+
+    def __next__(self) -> Stdout | Stderr | Exit:
+        if self.exit is not None:
+            raise StopIteration
+        event = self.client._next_event()
+        if isinstance(event, Exit):
+            self.exit = event
+            if event.cwd is not None:
+                self.client.cwd = event.cwd
+        return event  # type: ignore[return-value]
+
+    def cancel(self) -> None:
+        """Ask the server to kill the command's process group (SIGTERM, then SIGKILL)."""
+        if self.exit is None and not self._cancel_sent:
+            self._cancel_sent = True
+            self.client._send(Cancel())
+
+    def wait(self) -> Exit:
+        """Discard the rest of the output and return the Exit."""
+        for _event in self:
+            pass
+        assert self.exit is not None
+        return self.exit
+
+    def close(self) -> None:
+        if self.exit is None and not self.client._closed:
+            self.cancel()
+            self.wait()
+
+    def __enter__(self) -> "CommandStream":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        # After a connection or protocol error there is nothing left to wait for.
+        if exc_type is None or not issubclass(exc_type, (RcmdError, OSError)):
+            self.close()
+
+
+def connect(
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    *,
+    framing: str = "prefixed",
+    encoding: str = "auto",
+    connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+):
+    """Connect to an rcmd server and return a :class:`Client` (a context manager).
+
+    With ``framing="naive"`` it returns a :class:`rcmd.naive.NaiveClient` instead: the
+    tutorial's reader, deliberately broken. Raises OSError subclasses for connection
+    failures (ConnectionRefusedError, socket.gaierror, TimeoutError), and
+    RemoteProtocolError / TimeoutError when the server does not speak rcmd.
+    """
+    if framing == "naive":
+        from .naive import NaiveClient
+
+        return NaiveClient.connect(host, port, timeout=connect_timeout, encoding=encoding)
+    if framing != "prefixed":
+        raise ValueError(f"framing must be 'prefixed' or 'naive', not {framing!r}")
+    deadline = None if connect_timeout is None else time.monotonic() + connect_timeout
+    sock = socket.create_connection((host, port), timeout=connect_timeout)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        remaining = None if deadline is None else max(0.001, deadline - time.monotonic())
+        return Client(
+            sock,
+            address=(host, port),
+            encoding=encoding,
+            max_frame_size=max_frame_size,
+            hello_timeout=remaining,
+        )
+    except BaseException:
+        sock.close()
+        raise

@@ -1,0 +1,69 @@
+"""Exceptions, each saying whose fault it is (h11's split).
+
+Nothing here imports socket or asyncio: these are raised by the sans-I/O core
+and by the transports alike.
+"""
+
+from __future__ import annotations
+
+
+class RcmdError(Exception):
+    """Base class of every error rcmd raises on purpose."""
+
+
+class ProtocolError(RcmdError):
+    """The conversation broke the rcmd protocol."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We tried to do something the protocol forbids (a bug in the caller)."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent bytes that break the protocol: malformed, oversized or out of order."""
+
+
+class FrameTooLarge(RemoteProtocolError):
+    """A length prefix announced more bytes than the agreed maximum.
+
+    Raised as soon as the 4-byte prefix is read, before any payload is buffered.
+    """
+
+    def __init__(self, size: int, max_frame_size: int) -> None:
+        super().__init__(
+            f"frame of {size} bytes exceeds the maximum of {max_frame_size} bytes "
+            "(is the peer speaking another protocol, e.g. naive framing?)"
+        )
+        self.size = size
+        self.max_frame_size = max_frame_size
+
+
+class ProtocolMismatch(RemoteProtocolError):
+    """The peer does not speak rcmd's prefixed protocol (no HELLO, or garbage instead)."""
+
+
+class ConnectionClosed(RcmdError):
+    """The peer closed the connection before the conversation was over."""
+
+
+class ServerError(RcmdError):
+    """The server reported an error (an ERROR message) and closed the connection."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"server error: {reason}")
+        self.reason = reason
+
+
+class CommandError(RcmdError):
+    """A command run with ``check=True`` exited non-zero (like ``subprocess.CalledProcessError``).
+
+    Carries the whole result: ``returncode``, ``stdout``, ``stderr`` and ``result``.
+    """
+
+    def __init__(self, result) -> None:  # result: CompletedCommand (no import cycle)
+        self.result = result
+        self.returncode = result.returncode
+        self.command = result.command
+        self.stdout = result.stdout
+        self.stderr = result.stderr
+        super().__init__(f"command {result.command!r} {result.describe_status()}")

@@ -1,0 +1,199 @@
+"""The rcmd conversation as a state machine. Sans-I/O: bytes in, messages out, bytes out.
+
+One :class:`Connection` per end. It frames, parses and checks every message against the
+table below, so the transports (server.py, client.py) only move bytes and run commands::
+
+    conn = Connection(Role.SERVER)
+    sock.sendall(conn.send(Hello(encoding="utf-8")))
+    conn.receive_data(sock.recv(65536))     # b"" at EOF
+    event = conn.next_event()               # a Message, NEED_DATA or CLOSED
+
+Order of a conversation: each side's first message is HELLO. Then, one command at a time:
+the client sends RUN (then STDIN/STDIN_END/CANCEL as it likes); the server sends any number
+of STDOUT/STDERR and, last, EXIT. ERROR may come from either side at any time and ends it.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from .errors import LocalProtocolError, RemoteProtocolError
+from .framing import (
+    CLOSED,
+    DEFAULT_MAX_FRAME_SIZE,
+    NEED_DATA,
+    LengthPrefixFramer,
+    Status,
+    encode_frame,
+)
+from .messages import (
+    PROTOCOL_VERSION,
+    AnyMessage,
+    Error,
+    Hello,
+    Message,
+    MessageType,
+    Run,
+    decode_message,
+    encode_message,
+)
+
+__all__ = ["Role", "Phase", "Connection", "NEED_DATA", "CLOSED"]
+
+
+class Role(enum.Enum):
+    CLIENT = "client"
+    SERVER = "server"
+
+
+class Phase(enum.Enum):
+    """Where the conversation is, as seen from one end."""
+
+    HANDSHAKE = "handshake"  # waiting for the peer's HELLO
+    IDLE = "idle"  # no command running; the client may send RUN
+    RUNNING = "running"  # a command runs; output flows until its EXIT
+    CLOSED = "closed"  # an ERROR went either way, or the protocol broke
+
+
+_C, _S = Role.CLIENT, Role.SERVER
+_IDLE, _RUNNING = Phase.IDLE, Phase.RUNNING
+
+#: (who sends it, message type) -> (phase it is valid in, phase after it).
+#: HELLO and ERROR are handled apart: HELLO once, first; ERROR any time, last.
+TRANSITIONS: dict[tuple[Role, MessageType], tuple[Phase, Phase]] = {
+    (_C, MessageType.RUN): (_IDLE, _RUNNING),
+    (_C, MessageType.STDIN): (_RUNNING, _RUNNING),
+    (_C, MessageType.STDIN_END): (_RUNNING, _RUNNING),
+    (_C, MessageType.CANCEL): (_RUNNING, _RUNNING),
+    (_S, MessageType.STDOUT): (_RUNNING, _RUNNING),
+    (_S, MessageType.STDERR): (_RUNNING, _RUNNING),
+    (_S, MessageType.EXIT): (_RUNNING, _IDLE),
+}
+
+#: Client messages that may cross the command's EXIT on the wire: the client sent them
+#: before it learnt the command had ended. A server drops them instead of failing.
+_MAY_ARRIVE_LATE = {MessageType.STDIN, MessageType.STDIN_END, MessageType.CANCEL}
+
+
+class Connection:
+    """One end of an rcmd conversation.
+
+    ``send()`` raises :class:`LocalProtocolError` for a message we may not send now;
+    ``next_event()`` raises :class:`RemoteProtocolError` for anything wrong the peer sent
+    (the transport should then ``send(Error(str(exc)))`` and close). Once it has raised,
+    the connection is ``Phase.CLOSED`` and stays so.
+    """
+
+    def __init__(self, our_role: Role, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        self.our_role = our_role
+        self.their_role = _S if our_role is _C else _C
+        self._framer = LengthPrefixFramer(max_frame_size)
+        self.phase = Phase.HANDSHAKE
+        self.their_hello: Hello | None = None
+        self._hello_sent = False
+        self._error_sent = False
+        self._stdin_open = False  # the running command takes STDIN messages
+        self._failure: RemoteProtocolError | None = None
+
+    @property
+    def max_frame_size(self) -> int:
+        return self._framer.max_frame_size
+
+    # ------------------------------------------------------------------------- receiving
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from the peer; ``b""`` means it closed the connection."""
+        self._framer.receive_data(data)
+
+    def next_event(self) -> AnyMessage | Status:
+        """The next message from the peer, ``NEED_DATA``, or ``CLOSED`` (clean EOF)."""
+        if self._failure is not None:
+            raise RemoteProtocolError(f"connection already failed: {self._failure}")
+        while True:
+            try:
+                payload = self._framer.next_frame()
+                if isinstance(payload, Status):
+                    return payload
+                message = decode_message(payload)
+                if self._accept(message):
+                    return message
+            except RemoteProtocolError as exc:
+                self._failure = exc
+                self.phase = Phase.CLOSED
+                raise
+
+    def _accept(self, message: AnyMessage) -> bool:
+        """Check a received message and apply it; False means drop it silently."""
+        kind = message.TYPE
+        if kind is MessageType.ERROR:
+            self.phase = Phase.CLOSED
+            return True
+        if self.phase is Phase.CLOSED:
+            return False  # nothing after an ERROR means anything
+        if self.their_hello is None:
+            if kind is not MessageType.HELLO:
+                raise RemoteProtocolError(
+                    f"expected HELLO first, got {kind.name} (is the peer an rcmd {self.their_role.value}?)"
+                )
+            if message.protocol != PROTOCOL_VERSION:
+                raise RemoteProtocolError(
+                    f"peer speaks protocol version {message.protocol}, we speak {PROTOCOL_VERSION}"
+                )
+            self.their_hello = message
+            if self.phase is Phase.HANDSHAKE:  # else our RUN went out before their HELLO came
+                self.phase = Phase.IDLE
+            return True
+        if kind is MessageType.HELLO:
+            raise RemoteProtocolError("a second HELLO")
+        rule = TRANSITIONS.get((self.their_role, kind))
+        if rule is None:
+            raise RemoteProtocolError(f"a {self.their_role.value} may not send {kind.name}")
+        before, after = rule
+        if self.phase is not before:
+            if self.our_role is _S and self.phase is _IDLE and kind in _MAY_ARRIVE_LATE:
+                return False
+            raise RemoteProtocolError(f"{kind.name} is not allowed while {self.phase.value}")
+        self._check_stdin(kind, message, RemoteProtocolError)
+        self.phase = after
+        return True
+
+    # --------------------------------------------------------------------------- sending
+
+    def send(self, message: Message) -> bytes:
+        """The framed bytes for *message*, after checking we may send it now."""
+        kind = message.TYPE
+        if kind is MessageType.ERROR:
+            if self._error_sent:
+                raise LocalProtocolError("an ERROR was sent already")
+            self._error_sent = True
+            self.phase = Phase.CLOSED
+        elif self.phase is Phase.CLOSED:
+            raise LocalProtocolError(f"cannot send {kind.name}: the connection is closed")
+        elif kind is MessageType.HELLO:
+            if self._hello_sent:
+                raise LocalProtocolError("HELLO was sent already")
+            self._hello_sent = True
+        elif not self._hello_sent:
+            raise LocalProtocolError(f"send HELLO before {kind.name}")
+        else:
+            rule = TRANSITIONS.get((self.our_role, kind))
+            if rule is None:
+                raise LocalProtocolError(f"a {self.our_role.value} may not send {kind.name}")
+            before, after = rule
+            # A client may send RUN right after its HELLO, before the server's arrives.
+            current = _IDLE if self.phase is Phase.HANDSHAKE and kind is MessageType.RUN else self.phase
+            if current is not before:
+                raise LocalProtocolError(f"cannot send {kind.name} while {self.phase.value}")
+            self._check_stdin(kind, message, LocalProtocolError)
+            self.phase = after
+        return encode_frame(encode_message(message))
+
+    def _check_stdin(self, kind: MessageType, message: AnyMessage, error: type[Exception]) -> None:
+        if kind is MessageType.RUN:
+            assert isinstance(message, Run)
+            self._stdin_open = message.stdin
+        elif kind in (MessageType.STDIN, MessageType.STDIN_END):
+            if not self._stdin_open:
+                raise error(f"{kind.name} without an open stdin (RUN had stdin=false, or it ended)")
+            if kind is MessageType.STDIN_END:
+                self._stdin_open = False

@@ -1,0 +1,553 @@
+"""The asyncio server: accepts connections and runs each one's commands.
+
+A thin transport around :class:`rcmd.protocol.Connection` (prefixed framing) or the
+deliberately broken tutorial loop (naive framing, see :mod:`rcmd.naive`). It owns the
+processes it starts: every command runs in its own process group, and the group is killed
+when the command times out, is cancelled, or its client goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import ipaddress
+import locale
+import logging
+import os
+import shlex
+import signal
+import socket
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import __version__
+from .decoding import normalize_encoding
+from .errors import LocalProtocolError, RemoteProtocolError
+from .framing import CLOSED, DEFAULT_MAX_FRAME_SIZE, NEED_DATA
+from .messages import (
+    Cancel,
+    Error,
+    Exit,
+    Hello,
+    Message,
+    Run,
+    Stderr,
+    Stdin,
+    StdinEnd,
+    Stdout,
+)
+from .process import OUTPUT_CHUNK_SIZE, default_shell, signal_group, spawn
+from .protocol import Connection, Phase, Role
+
+log = logging.getLogger("rcmd.server")
+
+#: How much one read from a client takes.
+READ_SIZE = 256 * 1024
+#: After SIGTERM (cancel, timeout, shutdown), how long a command's group has before SIGKILL.
+TERM_GRACE = 2.0
+#: After a command's shell exits, how long processes it left behind may keep its output
+#: pipes open before the group is killed (``cmd &`` would otherwise hold the reply open).
+LINGER = 1.0
+#: Exit status for a command that could not be started, as a shell reports "not found".
+CANNOT_RUN = 127
+
+
+class Framing(str, enum.Enum):
+    PREFIXED = "prefixed"
+    NAIVE = "naive"
+
+
+def is_loopback(host: str) -> bool:
+    """True when *host* names only this machine (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class InsecureBindError(ValueError):
+    """Refusing to listen beyond loopback with no authentication."""
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 9000
+    framing: Framing = Framing.PREFIXED
+    shell: str = field(default_factory=default_shell)
+    encoding: str = field(default_factory=lambda: locale.getpreferredencoding(False))
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    insecure_no_auth: bool = False
+
+    def __post_init__(self) -> None:
+        self.framing = Framing(self.framing)
+        self.encoding = normalize_encoding(self.encoding)
+        if not is_loopback(self.host) and not self.insecure_no_auth:
+            raise InsecureBindError(
+                f"refusing to listen on {self.host}: rcmd runs any command it is sent and has "
+                "no authentication yet, so it listens on loopback only. Use --host 127.0.0.1, "
+                "or --insecure-no-auth if every machine that can reach this address is trusted."
+            )
+
+
+class Server:
+    """An rcmd server. ``await start()``, then ``address``; ``await close()`` to stop.
+
+    Usable as ``async with Server(config) as server: await server.serve_forever()``.
+    """
+
+    def __init__(self, config: ServerConfig | None = None, **options) -> None:
+        self.config = config if config is not None else ServerConfig(**options)
+        self._server: asyncio.base_events.Server | None = None
+        self._sessions: set[_Session] = set()
+        self._tasks: set[asyncio.Task] = set()
+        self._closing = False
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) actually bound: port 0 asks the OS for a free one."""
+        assert self._server is not None, "start() first"
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return host, port
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._accept, self.config.host, self.config.port, reuse_address=True, limit=READ_SIZE
+        )
+        host, port = self.address
+        log.info("listening on %s:%d (framing %s)", host, port, self.config.framing.value)
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None, "start() first"
+        await self._server.serve_forever()
+
+    async def close(self) -> None:
+        """Stop accepting, kill every running command, tell its client, close everything."""
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        for session in list(self._sessions):
+            session.shutdown("the server is shutting down")
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> "Server":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.close()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        peer = _peer_name(writer)
+        if self._closing:
+            writer.close()
+            self._tasks.discard(task)
+            return
+        if self.config.framing is Framing.NAIVE:
+            from .naive import NaiveSession
+
+            session: _Session = NaiveSession(self.config, reader, writer, peer)
+        else:
+            session = PrefixedSession(self.config, reader, writer, peer)
+        self._sessions.add(session)
+        log.info("%s connected", peer)
+        try:
+            await session.run()
+        except Exception:  # a bug must not take the server down with it
+            log.exception("%s: session failed", peer)
+        finally:
+            self._sessions.discard(session)
+            self._tasks.discard(task)
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except (ConnectionError, OSError):
+                pass
+            log.info("%s disconnected", peer)
+
+
+def _peer_name(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    if isinstance(peer, tuple):
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)
+
+
+class _Session:
+    """What the server needs of a connection, whatever its framing."""
+
+    async def run(self) -> None:
+        raise NotImplementedError
+
+    def shutdown(self, reason: str) -> None:
+        raise NotImplementedError
+
+
+class RunningCommand:
+    """One started process group and why it was killed, if it was."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.timed_out = False
+        self.cancelled = False
+        self._escalation: asyncio.TimerHandle | None = None
+
+    def terminate(self) -> None:
+        """SIGTERM the group now, SIGKILL it after TERM_GRACE if the shell has not exited."""
+        if self.process.returncode is not None:
+            signal_group(self.process)  # the shell is gone; clear anything it left
+            return
+        signal_group(self.process, signal.SIGTERM)
+        if self._escalation is None:
+            loop = asyncio.get_running_loop()
+            self._escalation = loop.call_later(TERM_GRACE, signal_group, self.process)
+
+    def kill(self) -> None:
+        signal_group(self.process)
+
+    def finished(self) -> None:
+        if self._escalation is not None:
+            self._escalation.cancel()
+        signal_group(self.process)  # nothing of the command outlives it
+
+
+class PrefixedSession(_Session):
+    """One connection in prefixed framing: the full protocol, streaming, one command at a time."""
+
+    def __init__(self, config: ServerConfig, reader, writer, peer: str) -> None:
+        self.config = config
+        self.reader = reader
+        self.writer = writer
+        self.peer = peer
+        self.conn = Connection(Role.SERVER, max_frame_size=config.max_frame_size)
+        self.cwd = os.getcwd()
+        self.previous_cwd: str | None = None
+        self.command: RunningCommand | None = None
+        self.command_task: asyncio.Task | None = None
+        self._drain_lock = asyncio.Lock()
+        self._peer_gone = False
+        self._shutdown_reason: str | None = None
+
+    # ---------------------------------------------------------------------------- output
+
+    def _write(self, message: Message) -> None:
+        """Frame and queue *message*; protocol order is the order of these calls."""
+        if self._peer_gone:
+            return
+        if self.conn.phase is Phase.CLOSED and not isinstance(message, Error):
+            return  # the conversation failed: only its ERROR still goes out
+        self.writer.write(self.conn.send(message))
+
+    async def send(self, message: Message) -> None:
+        """Queue *message* and wait while the client is behind (backpressure)."""
+        self._write(message)
+        if self._peer_gone:
+            return
+        try:
+            async with self._drain_lock:
+                await self.writer.drain()
+        except (ConnectionError, OSError):
+            self._lost_peer()
+
+    def _lost_peer(self) -> None:
+        if not self._peer_gone:
+            self._peer_gone = True
+            if self.command is not None:
+                log.info("%s: client gone, killing its command", self.peer)
+                self.command.kill()
+
+    # ----------------------------------------------------------------------------- input
+
+    async def run(self) -> None:
+        await self.send(
+            Hello(software=f"rcmd {__version__}", encoding=self.config.encoding, cwd=self.cwd)
+        )
+        try:
+            await self._read_loop()
+        except RemoteProtocolError as exc:
+            log.warning("%s: protocol error: %s", self.peer, exc)
+            await self._fail(str(exc))
+        except (ConnectionError, OSError) as exc:
+            log.info("%s: connection lost: %s", self.peer, exc)
+        finally:
+            if self.command_task is not None:
+                if self._shutdown_reason is None:
+                    self._lost_peer()  # we stopped reading: nobody will see its output
+                await asyncio.gather(self.command_task, return_exceptions=True)
+            if self._shutdown_reason is not None:
+                await self._fail(self._shutdown_reason)
+
+    async def _read_loop(self) -> None:
+        while self._shutdown_reason is None:
+            data = await self.reader.read(READ_SIZE)
+            self.conn.receive_data(data)
+            while True:
+                event = self.conn.next_event()
+                if event is NEED_DATA:
+                    break
+                if event is CLOSED:
+                    return
+                if isinstance(event, Error):
+                    log.warning("%s reported an error: %s", self.peer, event.reason)
+                    return
+                if self._shutdown_reason is not None:
+                    return
+                await self._handle(event)
+
+    async def _handle(self, event: Message) -> None:
+        if isinstance(event, Run):
+            target = parse_cd(event.command)
+            if target is not None:
+                await self._change_directory(target)
+                return
+            # Spawned here, not in the task, so STDIN right behind the RUN finds the process.
+            command = await self._spawn(event)
+            if command is not None:
+                self.command = command
+                self.command_task = asyncio.create_task(self._supervise(event, command))
+        elif isinstance(event, (Stdin, StdinEnd)):
+            await self._write_stdin(event)
+        elif isinstance(event, Cancel):
+            if self.command is not None:
+                log.info("%s: cancel", self.peer)
+                self.command.cancelled = True
+                self.command.terminate()
+        # Hello needs nothing more: Connection checked its version.
+
+    async def _write_stdin(self, event: Stdin | StdinEnd) -> None:
+        """Pass stdin on; while the command does not read it, we stop reading the client."""
+        command, task = self.command, self.command_task
+        if command is None or task is None or command.process.stdin is None:
+            return  # the command ended; its late stdin goes nowhere
+        stdin = command.process.stdin
+        if stdin.is_closing():
+            return
+        if isinstance(event, StdinEnd):
+            stdin.close()
+            return
+        stdin.write(event.data)
+        drain = asyncio.ensure_future(stdin.drain())
+        await asyncio.wait({drain, task}, return_when=asyncio.FIRST_COMPLETED)
+        if drain.done():
+            if not drain.cancelled():
+                drain.exception()  # a closed pipe: the command wants no more input
+        else:
+            drain.cancel()
+
+    async def _fail(self, reason: str) -> None:
+        """Tell the client why; after this nothing more is sent and run() closes."""
+        try:
+            await self.send(Error(reason))
+        except LocalProtocolError:
+            pass  # an ERROR was sent already
+        self._lost_peer()
+
+    def shutdown(self, reason: str) -> None:
+        self._shutdown_reason = reason
+        if self.command is not None:
+            self.command.cancelled = True
+            self.command.terminate()
+        # Stop reading and let the read loop see EOF: it then waits for the command's
+        # EXIT, sends the reason, and closes, as for any other end of a conversation.
+        self.writer.transport.pause_reading()
+        self.reader.feed_eof()
+
+    # -------------------------------------------------------------------------- commands
+
+    async def _change_directory(self, target: str) -> None:
+        """The ``cd`` builtin: each command is its own process, so the session keeps cwd."""
+        try:
+            new_cwd = resolve_cd(target, self.cwd, self.previous_cwd)
+        except OSError as exc:
+            name = target or "~"
+            await self.send(Stderr(f"cd: {name}: {exc.strerror}\n".encode(self.config.encoding, "replace")))
+            await self.send(Exit(1, cwd=self.cwd))
+            return
+        if target == "-":
+            await self.send(Stdout((new_cwd + "\n").encode(self.config.encoding, "replace")))
+        self.previous_cwd, self.cwd = self.cwd, new_cwd
+        log.info("%s: cd %s", self.peer, new_cwd)
+        await self.send(Exit(0, cwd=self.cwd))
+
+    async def _spawn(self, run: Run) -> RunningCommand | None:
+        cwd = os.path.join(self.cwd, os.path.expanduser(run.cwd)) if run.cwd else self.cwd
+        env = {**os.environ, **run.env}
+        log.info("%s: run %r", self.peer, run.command)
+        try:
+            process = await spawn(run.command, shell=self.config.shell, cwd=cwd, env=env, stdin=run.stdin)
+        except OSError as exc:
+            reason = f"rcmd: cannot run command in {cwd}: {exc.strerror or exc}\n"
+            await self.send(Stderr(reason.encode(self.config.encoding, "replace")))
+            await self.send(Exit(CANNOT_RUN, cwd=self.cwd))
+            return None
+        return RunningCommand(process)
+
+    async def _supervise(self, run: Run, command: RunningCommand) -> None:
+        """Stream the command's output, enforce its timeout, reap its group, send EXIT."""
+        process = command.process
+        pumps = asyncio.gather(
+            self._pump(process.stdout, Stdout), self._pump(process.stderr, Stderr)
+        )
+        try:
+            try:
+                await asyncio.wait_for(process.wait(), run.timeout)
+            except asyncio.TimeoutError:
+                log.info("%s: timed out after %ss: %r", self.peer, run.timeout, run.command)
+                command.timed_out = True
+                command.terminate()
+                await process.wait()
+            # The shell is gone. Whatever it left running may hold the pipes open:
+            # give it LINGER to finish, then kill the group so the reply can end.
+            try:
+                await asyncio.wait_for(asyncio.shield(pumps), LINGER)
+            except asyncio.TimeoutError:
+                command.kill()
+                await pumps
+        finally:
+            command.finished()
+            self.command = None
+        code = process.returncode
+        assert code is not None
+        log.info("%s: exit %s: %r", self.peer, code, run.command)
+        await self.send(
+            Exit(
+                code,
+                signal=-code if code < 0 else None,
+                timed_out=command.timed_out,
+                cancelled=command.cancelled,
+                cwd=self.cwd,
+            )
+        )
+
+    async def _pump(self, stream: asyncio.StreamReader, kind: Callable[[bytes], Message]) -> None:
+        """Forward one output pipe as it fills, at the pace the client reads."""
+        while True:
+            data = await stream.read(OUTPUT_CHUNK_SIZE)
+            if not data:
+                return
+            await self.send(kind(data))
+
+
+# -------------------------------------------------------------------------------- cd
+
+
+def parse_cd(command: str) -> str | None:
+    """The target of a plain ``cd [DIR]`` command line, or None if it is anything else.
+
+    ``cd`` alone gives ``""`` (home). Only a lone cd with a literal argument is the
+    builtin: ``cd x && make`` or ``cd $DIR`` go to the shell as written, and that cd lasts
+    for the one command, as over ssh.
+    """
+    if any(ch in command for ch in "`$(){};&|<>*?[\n"):
+        return None  # the shell must expand or sequence it
+    try:
+        tokens = shlex.split(command)
+    except ValueError:
+        return None
+    if not tokens or tokens[0] != "cd" or len(tokens) > 2:
+        return None
+    return tokens[1] if len(tokens) == 2 else ""
+
+
+def resolve_cd(target: str, cwd: str, previous: str | None) -> str:
+    """Where ``cd target`` from *cwd* leads; OSError (ENOENT, ENOTDIR, EACCES) if it cannot."""
+    if not target:
+        target = os.path.expanduser("~")
+    elif target == "-":
+        if previous is None:
+            raise OSError(0, "OLDPWD not set")
+        target = previous
+    path = os.path.normpath(os.path.join(cwd, os.path.expanduser(target)))
+    if not os.path.exists(path):
+        raise FileNotFoundError(2, "No such file or directory")
+    if not os.path.isdir(path):
+        raise NotADirectoryError(20, "Not a directory")
+    if not os.access(path, os.X_OK):
+        raise PermissionError(13, "Permission denied")
+    return path
+
+
+# ------------------------------------------------------------------------ entry point
+
+
+async def serve(config: ServerConfig, *, on_ready: Callable[[str, int], None] | None = None) -> None:
+    """Run a server until SIGINT or SIGTERM, then close it cleanly.
+
+    *on_ready* is called with the bound (host, port) once it listens.
+    """
+    server = Server(config)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
+            pass
+    if on_ready is not None:
+        on_ready(*server.address)
+    await stop.wait()
+    log.info("signal received: stopping")
+    await server.close()
+
+
+class BackgroundServer:
+    """A server on its own event loop in a background thread, for demos, tests and scripts.
+
+    ``with BackgroundServer(framing="naive", port=0) as server:`` then ``server.address``.
+    Leaving the block closes it: running commands are killed, the thread joined.
+    """
+
+    def __init__(self, config: ServerConfig | None = None, **options) -> None:
+        self.config = config if config is not None else ServerConfig(**{"port": 0, **options})
+        self._loop = asyncio.new_event_loop()
+        self._server = Server(self.config)
+        self._thread: "threading.Thread | None" = None
+        self.address: tuple[str, int] = ("", 0)
+
+    def start(self) -> "BackgroundServer":
+        import threading
+
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def main() -> None:
+            asyncio.set_event_loop(self._loop)
+            try:
+                self._loop.run_until_complete(self._server.start())
+                self.address = self._server.address
+            except BaseException as exc:  # reported to start()'s caller
+                failure.append(exc)
+                return
+            finally:
+                ready.set()
+            self._loop.run_forever()
+            self._loop.run_until_complete(self._server.close())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=main, name="rcmd-server", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self._thread.join()
+            raise failure[0]
+        return self
+
+    def close(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+
+    def __enter__(self) -> "BackgroundServer":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

@@ -1,0 +1,170 @@
+"""LengthPrefixFramer and NaiveFramer, driven with bytes alone (no sockets)."""
+
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rcmd.errors import FrameTooLarge, RemoteProtocolError
+from rcmd.framing import (
+    CLOSED,
+    NEED_DATA,
+    LengthPrefixFramer,
+    NaiveFramer,
+    encode_frame,
+    frame_header,
+)
+
+
+def drain(framer):
+    """Every frame the framer can give now, and the status it stopped on."""
+    frames = []
+    while True:
+        frame = framer.next_frame()
+        if frame in (NEED_DATA, CLOSED):
+            return frames, frame
+        frames.append(frame)
+
+
+def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({min(c, len(data)) for c in cuts})
+    pieces, start = [], 0
+    for point in points + [len(data)]:
+        pieces.append(data[start:point])
+        start = point
+    return [p for p in pieces if p]
+
+
+def test_prefix_is_big_endian_unsigned():
+    assert frame_header(1) == b"\x00\x00\x00\x01"
+    assert frame_header(0xFFFFFFFF) == b"\xff\xff\xff\xff"
+    assert encode_frame(b"abc") == struct.pack("!I", 3) + b"abc"
+
+
+@pytest.mark.parametrize("feed", ["whole", "byte by byte", "with trailing data"])
+def test_frames_whole_bytewise_and_with_trailing_data(feed):
+    payloads = [b"", b"a", b"hello world", bytes(range(256)) * 10]
+    stream = b"".join(encode_frame(p) for p in payloads)
+    framer = LengthPrefixFramer()
+    frames = []
+    if feed == "whole":
+        framer.receive_data(stream)
+        frames, status = drain(framer)
+    elif feed == "byte by byte":
+        for i in range(len(stream)):
+            framer.receive_data(stream[i : i + 1])
+            frames += drain(framer)[0]
+        status = framer.next_frame()
+    else:
+        framer.receive_data(stream + b"\x00\x00")
+        frames, status = drain(framer)
+        assert framer.buffered == 2  # half a prefix waits for the rest
+    assert frames == payloads
+    assert status is NEED_DATA
+
+
+@settings(max_examples=300)
+@given(
+    payloads=st.lists(st.binary(max_size=300), max_size=20),
+    cuts=st.lists(st.integers(min_value=0, max_value=7000), max_size=40),
+)
+def test_any_split_into_recv_chunks_gives_the_same_frames(payloads, cuts):
+    stream = b"".join(encode_frame(p) for p in payloads)
+    framer = LengthPrefixFramer()
+    frames = []
+    for chunk in split_at(stream, cuts):
+        framer.receive_data(chunk)
+        frames += drain(framer)[0]
+    framer.receive_data(b"")
+    rest, status = drain(framer)
+    assert frames + rest == payloads
+    assert status is CLOSED
+
+
+def test_oversized_prefix_is_refused_before_any_payload_is_buffered():
+    framer = LengthPrefixFramer(max_frame_size=1024)
+    framer.receive_data(frame_header(1025))  # the prefix alone: no payload sent yet
+    with pytest.raises(FrameTooLarge) as info:
+        framer.next_frame()
+    assert info.value.size == 1025 and info.value.max_frame_size == 1024
+    assert "exceeds the maximum of 1024 bytes" in str(info.value)
+
+
+def test_largest_allowed_frame_passes():
+    framer = LengthPrefixFramer(max_frame_size=1024)
+    framer.receive_data(encode_frame(b"x" * 1024))
+    assert framer.next_frame() == b"x" * 1024
+
+
+@pytest.mark.parametrize(
+    "stream, missing",
+    [
+        (b"\x00\x00", "2 of 4 length-prefix bytes"),
+        (frame_header(10) + b"abc", "3 of 10 payload bytes"),
+        (encode_frame(b"ok") + frame_header(5), "0 of 5 payload bytes"),
+    ],
+)
+def test_eof_inside_a_frame_says_what_was_missing(stream, missing):
+    framer = LengthPrefixFramer()
+    framer.receive_data(stream)
+    framer.receive_data(b"")
+    with pytest.raises(RemoteProtocolError, match=missing):
+        drain(framer)
+
+
+@settings(max_examples=300)
+@given(garbage=st.binary(min_size=1, max_size=2000), cuts=st.lists(st.integers(0, 2000), max_size=10))
+def test_garbage_gives_frames_or_a_clear_error_never_a_hang(garbage, cuts):
+    framer = LengthPrefixFramer(max_frame_size=4096)
+    try:
+        for chunk in split_at(garbage, cuts):
+            framer.receive_data(chunk)
+            drain(framer)
+        framer.receive_data(b"")
+        _, status = drain(framer)
+    except RemoteProtocolError as exc:
+        assert str(exc)  # a reason, always
+    else:
+        assert status is CLOSED  # garbage that happened to frame exactly
+
+
+def test_data_after_eof_is_a_bug():
+    framer = LengthPrefixFramer()
+    framer.receive_data(b"")
+    with pytest.raises(RuntimeError):
+        framer.receive_data(b"x")
+
+
+# ------------------------------------------------------------------- the naive reader
+
+
+def test_naive_two_quick_sends_come_out_as_one_message():
+    framer = NaiveFramer()
+    framer.receive_data(b"hi")  # send #1
+    framer.receive_data(b"meinv")  # send #2, before the reader's recv()
+    assert framer.next_frame() == b"himeinv"  # one recv takes both: 粘包
+    assert framer.next_frame() is NEED_DATA
+
+
+def test_naive_long_reply_tail_becomes_the_next_reply():
+    framer = NaiveFramer(recv_size=1024)
+    first_reply = b"".join(b"%d\n" % i for i in range(1, 1001))  # 3893 bytes
+    framer.receive_data(first_reply)
+    assert framer.next_frame() == first_reply[:1024]  # what the reader shows for command 1
+    framer.receive_data(b"reply to command 2\n")
+    second = framer.next_frame()
+    assert second == first_reply[1024:2048]  # command 2 "answers" with command 1's middle
+    assert b"reply to command 2" not in second
+
+
+@given(payloads=st.lists(st.binary(min_size=1, max_size=3000), min_size=2, max_size=5))
+def test_naive_reader_keeps_the_bytes_but_loses_the_boundaries(payloads):
+    framer = NaiveFramer()
+    for p in payloads:
+        framer.receive_data(p)
+    framer.receive_data(b"")
+    chunks, status = drain(framer)
+    assert b"".join(chunks) == b"".join(payloads)  # nothing lost...
+    assert chunks != payloads  # ...but the messages are not the ones sent
+    assert status is CLOSED

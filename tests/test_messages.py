@@ -1,0 +1,97 @@
+"""Message payloads: table-driven round trips and malformed input (bytes only)."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rcmd.errors import RemoteProtocolError
+from rcmd.messages import (
+    Cancel,
+    Error,
+    Exit,
+    Hello,
+    MessageType,
+    Run,
+    Stderr,
+    Stdin,
+    StdinEnd,
+    Stdout,
+    decode_message,
+    encode_message,
+)
+
+ROUND_TRIPS = [
+    (Hello(), b'\x01{"protocol":1,"software":"","encoding":null,"cwd":null}'),
+    (Hello(software="rcmd 0.1.0", encoding="gbk", cwd="/srv"), None),
+    (Run("ls -l"), b'\x02{"command":"ls -l","cwd":null,"env":{},"timeout":null,"stdin":false}'),
+    (Run("echo 中文", cwd="/tmp", env={"LANG": "C"}, timeout=2.5, stdin=True), None),
+    (Stdin(b"data\x00\xff"), b"\x03data\x00\xff"),
+    (StdinEnd(), b"\x04"),
+    (Cancel(), b"\x05"),
+    (Stdout(b""), b"\x10"),
+    (Stdout(b"\xd6\xd0"), b"\x10\xd6\xd0"),
+    (Stderr(b"oops\n"), b"\x11oops\n"),
+    (Exit(3), b'\x12{"returncode":3,"signal":null,"timed_out":false,"cancelled":false,"cwd":null}'),
+    (Exit(-9, signal=9, timed_out=True, cwd="/"), None),
+    (Exit(-15, signal=15, cancelled=True), None),
+    (Error("frame too large"), b'\x7f{"reason":"frame too large"}'),
+]
+
+
+@pytest.mark.parametrize("message, payload", ROUND_TRIPS, ids=lambda v: type(v).__name__)
+def test_round_trip(message, payload):
+    encoded = encode_message(message)
+    if payload is not None:
+        assert encoded == payload
+    assert encoded[0] == message.TYPE
+    assert decode_message(encoded) == message
+
+
+@given(st.binary())
+def test_data_messages_carry_any_bytes(data):
+    for cls in (Stdin, Stdout, Stderr):
+        assert decode_message(encode_message(cls(data))) == cls(data)
+
+
+@given(st.text(), st.dictionaries(st.text(), st.text(), max_size=3))
+def test_run_carries_any_text(command, env):
+    assert decode_message(encode_message(Run(command, env=env))) == Run(command, env=env)
+
+
+def test_unknown_fields_are_ignored_for_forward_compatibility():
+    assert decode_message(b'\x12{"returncode":0,"future":[1,2]}') == Exit(0)
+
+
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        (b"", "empty payload"),
+        (b"\x42", "unknown message type 0x42"),
+        (b"\x04x", "STDIN_END takes no body"),
+        (b"\x02not json", "not UTF-8 JSON"),
+        (b"\x02\xff\xfe", "not UTF-8 JSON"),
+        (b"\x02[1]", "must be a JSON object"),
+        (b"\x02{}", "lacks the required field 'command'"),
+        (b'\x02{"command":5}', "'command' has the wrong type"),
+        (b'\x02{"command":"x","env":{"A":1}}', "must map strings to strings"),
+        (b'\x02{"command":"x","timeout":-1}', "positive number"),
+        (b'\x02{"command":"x","timeout":NaN}', "positive number"),
+        (b'\x12{"returncode":true}', "'returncode' has the wrong type"),
+        (b'\x12{"returncode":1.5}', "'returncode' has the wrong type"),
+        (b'\x01{"protocol":"1"}', "'protocol' has the wrong type"),
+        (b'\x7f{"reason":null}', "'reason' has the wrong type"),
+    ],
+)
+def test_malformed_payloads_say_what_is_wrong(payload, reason):
+    with pytest.raises(RemoteProtocolError, match=reason):
+        decode_message(payload)
+
+
+@given(st.binary(min_size=1))
+def test_garbage_decodes_or_raises_remote_protocol_error(payload):
+    try:
+        message = decode_message(payload)
+    except RemoteProtocolError as exc:
+        assert str(exc)
+    else:
+        assert message.TYPE == MessageType(payload[0])
