@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import select
 import socket
 from .client import CompletedCommand
 from .decoding import guess_encoding
@@ -46,7 +47,10 @@ class NaiveSession:
 
     async def run(self) -> None:
         while not self._stopping:
-            data = await self.reader.read(NAIVE_RECV_SIZE)  # the bug: one read == one command
+            try:
+                data = await self.reader.read(NAIVE_RECV_SIZE)  # the bug: one read == one command
+            except (ConnectionError, OSError):
+                return
             if not data:
                 return
             command = data.decode(self.config.encoding, errors="replace")
@@ -129,22 +133,22 @@ class NaiveClient:
         return data
 
     def wait_buffered(self, nbytes: int, timeout: float = NAIVE_REPLY_TIMEOUT) -> int:
-        """Wait until *nbytes* are buffered, consuming nothing (MSG_PEEK); return how many are.
+        """Wait until *nbytes* are buffered, consuming nothing; return how many are.
 
         Lets demos and tests force "both sends are already here when the reader reads"
-        instead of hoping for that timing. Returns fewer than *nbytes* on timeout or EOF.
+        instead of hoping for that timing. SO_RCVLOWAT makes select() report the socket
+        readable only once *nbytes* are queued (or at EOF). Returns fewer than *nbytes*
+        on timeout or EOF.
         """
-        previous = self.sock.gettimeout()
-        self.sock.settimeout(timeout)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, max(1, nbytes))
         try:
-            return len(self.sock.recv(nbytes, socket.MSG_PEEK | socket.MSG_WAITALL))
-        except TimeoutError:
-            try:
-                return len(self.sock.recv(nbytes, socket.MSG_PEEK | socket.MSG_DONTWAIT))
-            except BlockingIOError:
-                return 0
+            select.select([self.sock], [], [], timeout)
         finally:
-            self.sock.settimeout(previous)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+        try:
+            return len(self.sock.recv(nbytes, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except BlockingIOError:
+            return 0
 
     def run(self, command: str) -> CompletedCommand:
         """The tutorial's round trip: send, then one recv, taken as the whole reply.

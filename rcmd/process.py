@@ -66,6 +66,33 @@ async def spawn(
     )
 
 
+async def wait_for_exit(process: asyncio.subprocess.Process) -> None:
+    """Return once the process itself has exited, whether or not its pipes are closed.
+
+    ``Process.wait()`` also waits for stdout and stderr to close, so a background child
+    that keeps them open would hide the shell's exit. On Linux a pidfd says when the
+    process exits; elsewhere this falls back to ``Process.wait()``.
+    """
+    if process.returncode is not None:
+        return
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is None:  # pragma: no cover - not Linux
+        await process.wait()
+        return
+    try:
+        fd = pidfd_open(process.pid)
+    except ProcessLookupError:
+        return  # exited and reaped already
+    loop = asyncio.get_running_loop()
+    exited = loop.create_future()
+    loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
+    try:
+        await exited
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
 def signal_group(process: asyncio.subprocess.Process, sig: int | None = None) -> None:
     """Send *sig* (default SIGKILL) to every process in *process*'s group; one gone is fine.
 

@@ -36,7 +36,7 @@ from .messages import (
     StdinEnd,
     Stdout,
 )
-from .process import OUTPUT_CHUNK_SIZE, default_shell, signal_group, spawn
+from .process import OUTPUT_CHUNK_SIZE, default_shell, signal_group, spawn, wait_for_exit
 from .protocol import Connection, Phase, Role
 
 log = logging.getLogger("rcmd.server")
@@ -397,20 +397,23 @@ class PrefixedSession(_Session):
             self._pump(process.stdout, Stdout), self._pump(process.stderr, Stderr)
         )
         try:
+            exited = asyncio.ensure_future(wait_for_exit(process))
             try:
-                await asyncio.wait_for(process.wait(), run.timeout)
+                await asyncio.wait_for(asyncio.shield(exited), run.timeout)
             except asyncio.TimeoutError:
                 log.info("%s: timed out after %ss: %r", self.peer, run.timeout, run.command)
                 command.timed_out = True
                 command.terminate()
-                await process.wait()
+                await exited
             # The shell is gone. Whatever it left running may hold the pipes open:
             # give it LINGER to finish, then kill the group so the reply can end.
             try:
                 await asyncio.wait_for(asyncio.shield(pumps), LINGER)
             except asyncio.TimeoutError:
+                log.info("%s: killing what %r left running", self.peer, run.command)
                 command.kill()
                 await pumps
+            await process.wait()  # reaped: returncode is set
         finally:
             command.finished()
             self.command = None

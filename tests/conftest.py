@@ -1,0 +1,132 @@
+"""Real servers for the end-to-end tests: ``rcmd-server --port 0`` in a subprocess.
+
+Every server a test starts is stopped at teardown (SIGTERM, then SIGKILL if it hangs),
+and its log is printed when a test fails, so a failure says what the server saw.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SERVER_ARGV = [sys.executable, "-c", "from rcmd.cli import server_entry; server_entry()"]
+CLIENT_ARGV = [sys.executable, "-m", "rcmd"]
+START_TIMEOUT = 30.0
+
+
+class ServerProcess:
+    """One ``rcmd-server`` subprocess; ``address`` once it prints its listening line."""
+
+    def __init__(self, log_dir: Path, *args: str, port: int = 0) -> None:
+        self.log_path = log_dir / f"server-{time.monotonic_ns()}.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [*SERVER_ARGV, "--port", str(port), "--log-level", "debug", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._log,  # a file, so a chatty server never blocks on a full pipe
+        )
+        self.banner = self._read_banner()
+        match = re.search(r"listening on (\S+):(\d+)", self.banner)
+        assert match, f"no listening line: {self.banner!r}"
+        self.address = (match.group(1), int(match.group(2)))
+
+    @property
+    def port(self) -> int:
+        return self.address[1]
+
+    def _read_banner(self) -> str:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], START_TIMEOUT)
+        line = self.proc.stdout.readline().decode() if ready else ""
+        if not line:
+            self.stop()
+            raise RuntimeError(f"server did not start: {self.log()}")
+        return line
+
+    def memory_kib(self, field: str = "VmRSS") -> int:
+        """VmRSS (now) or VmHWM (peak) of the server process, in KiB."""
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(re.search(rf"^{field}:\s+(\d+) kB", status, re.M).group(1))
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="session")
+def server_factory(tmp_path_factory):
+    """Start servers with ``server_factory(*args)``; all are stopped at the end."""
+    started: list[ServerProcess] = []
+    log_dir = tmp_path_factory.mktemp("server-logs")
+
+    def start(*args: str, port: int = 0) -> ServerProcess:
+        server = ServerProcess(log_dir, *args, port=port)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def server(server_factory):
+    """The shared prefixed server (utf-8)."""
+    return server_factory("--encoding", "utf-8")
+
+
+@pytest.fixture(scope="session")
+def gbk_server(server_factory):
+    """A server that announces gbk, as Windows cmd.exe prints."""
+    return server_factory("--encoding", "gbk")
+
+
+@pytest.fixture(scope="session")
+def naive_server(server_factory):
+    return server_factory("--framing", "naive", "--encoding", "utf-8")
+
+
+def wait_gone(pid: int, timeout: float = 15.0) -> bool:
+    """Wait for process *pid* to exit (a pidfd becomes readable): True if it did."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        return bool(ready)
+    finally:
+        os.close(fd)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On failure, attach the logs of the servers the test used."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        for name in ("server", "gbk_server", "naive_server"):
+            server = item.funcargs.get(name)
+            if isinstance(server, ServerProcess):
+                report.sections.append((f"{name} log (tail)", server.log()[-4000:]))

@@ -1,0 +1,116 @@
+"""The command-line programs, run as a user runs them: subprocesses against a real server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import CLIENT_ARGV, SERVER_ARGV
+from rcmd.cli import ExitStatus, client_app, parse_target
+
+
+def rcmd(*args: str, input: bytes | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*CLIENT_ARGV, *args],
+        input=input,
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8", **(env or {})},
+    )
+
+
+def target(server) -> str:
+    return f"{server.address[0]}:{server.port}"
+
+
+def test_one_shot_streams_apart_and_exits_with_the_remote_status(server):
+    proc = rcmd(target(server), "-c", "echo out; echo err >&2; exit 7")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (7, b"out\n", b"err\n")
+
+
+def test_binary_output_passes_through_untouched(server):
+    proc = rcmd(target(server), "-c", r"printf '\377\000\376\n'")
+    assert proc.returncode == 0 and proc.stdout == b"\xff\x00\xfe\n"
+
+
+def test_gbk_server_output_is_shown_in_the_local_encoding(gbk_server):
+    proc = rcmd(target(gbk_server), "-c", r"printf '\326\320\316\304\n'")
+    assert proc.returncode == 0 and proc.stdout == "中文\n".encode("utf-8")
+
+
+def test_timeout_exits_124(server):
+    proc = rcmd(target(server), "-c", "sleep 100", "--timeout", "0.3")
+    assert proc.returncode == ExitStatus.TIMED_OUT == 124
+
+
+def test_killed_by_a_signal_exits_128_plus_n(server):
+    proc = rcmd(target(server), "-c", "kill -9 $$")
+    assert proc.returncode == 128 + 9
+
+
+def test_lines_from_stdin_run_in_turn_and_the_last_status_wins(server):
+    proc = rcmd(target(server), input=b"cd /\npwd\n\necho two\nexit 3\n")
+    assert proc.stdout == b"/\ntwo\n"
+    assert proc.returncode == 3
+
+
+def test_connection_refused(server_factory):
+    stopped = server_factory()
+    port = stopped.port
+    stopped.stop()
+    proc = rcmd(f"127.0.0.1:{port}", "-c", "true")
+    assert proc.returncode == ExitStatus.CONNECTION_FAILED == 255
+    assert b"connection refused" in proc.stderr and b"Traceback" not in proc.stderr
+
+
+def test_unknown_host():
+    proc = rcmd("no-such-host.invalid", "-c", "true")
+    assert proc.returncode == ExitStatus.HOST_NOT_FOUND
+    assert b"cannot resolve host" in proc.stderr and b"Traceback" not in proc.stderr
+
+
+def test_prefixed_client_to_naive_server_says_use_naive(naive_server):
+    proc = rcmd(target(naive_server), "-c", "true", "--connect-timeout", "1")
+    assert proc.returncode == ExitStatus.PROTOCOL_MISMATCH
+    assert b"--framing naive" in proc.stderr and b"Traceback" not in proc.stderr
+
+
+def test_naive_framing_prints_the_one_recv_reply_and_warns(naive_server):
+    proc = rcmd(target(naive_server), "--framing", "naive", "-c", "echo hi")
+    assert proc.returncode == 0 and proc.stdout == b"hi\n"
+    assert b"deliberately broken" in proc.stderr
+
+
+def test_python_dash_m_rcmd_and_version():
+    proc = rcmd("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith(b"rcmd ")
+
+
+def test_server_help_and_bad_encoding():
+    proc = subprocess.run([*SERVER_ARGV, "--encoding", "no-such-codec", "--port", "0"], capture_output=True, timeout=60)
+    assert proc.returncode == 2 and b"unknown encoding" in proc.stderr
+
+
+def test_cli_runner_in_process(server):
+    result = CliRunner().invoke(client_app, [target(server), "-c", "echo hello; exit 5"])
+    assert result.exit_code == 5
+    assert "hello" in result.output
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (None, ("127.0.0.1", 9000)),
+        ("example", ("example", 9000)),
+        ("example:2222", ("example", 2222)),
+        (":2222", ("127.0.0.1", 2222)),
+        ("[::1]:2222", ("::1", 2222)),
+        ("[::1]", ("::1", 9000)),
+        ("::1", ("::1", 9000)),
+    ],
+)
+def test_parse_target(text, expected):
+    assert parse_target(text) == expected

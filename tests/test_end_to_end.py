@@ -1,0 +1,325 @@
+"""The real server (a subprocess on 127.0.0.1, port 0) and the real client, over real sockets."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import rcmd
+from rcmd import CommandError, ProtocolMismatch, ServerError, Stderr, Stdout, connect
+from rcmd.framing import CLOSED, NEED_DATA, LengthPrefixFramer, encode_frame
+from rcmd.messages import Error, Hello, decode_message, encode_message
+
+from conftest import wait_gone
+
+MiB = 1 << 20
+
+
+def read_pids(stream) -> list[int]:
+    """Read stdout chunks until a whole line of pids has come (the command printed it first)."""
+    data = b""
+    while not data.endswith(b"\n"):
+        event = next(stream)
+        if isinstance(event, Stdout):
+            data += event.data
+    return [int(p) for p in data.split()]
+
+
+def test_exit_status_and_streams_apart(server):
+    with connect(*server.address) as client:
+        result = client.run("echo out; echo err >&2; exit 3")
+    assert (result.returncode, result.stdout, result.stderr) == (3, b"out\n", b"err\n")
+    assert result.describe_status() == "exited with status 3"
+
+
+def test_check_raises_with_the_output(server):
+    with connect(*server.address) as client:
+        with pytest.raises(CommandError) as info:
+            client.run("echo partial; exit 2", check=True)
+        assert client.run("true", check=True).returncode == 0  # the connection goes on
+    assert info.value.returncode == 2 and info.value.stdout == b"partial\n"
+
+
+def test_commands_on_one_connection_run_in_order(server):
+    with connect(*server.address) as client:
+        assert [client.run(f"echo {i}").stdout for i in range(20)] == [b"%d\n" % i for i in range(20)]
+
+
+def test_200_mib_arrives_intact_while_server_memory_stays_bounded(server):
+    # Random bytes (every value, no text structure), made the same way on both ends.
+    command = (
+        f"{sys.executable} -c 'import random,sys; r=random.Random(7); w=sys.stdout.buffer.write; "
+        "[w(r.randbytes(1<<20)) for _ in range(200)]'"
+    )
+    expected = hashlib.sha256()
+    generator = random.Random(7)
+    for _ in range(200):
+        expected.update(generator.randbytes(MiB))
+
+    baseline = server.memory_kib("VmRSS")
+    received = hashlib.sha256()
+    size = 0
+    with connect(*server.address) as client:
+        with client.stream(command) as events:
+            for event in events:
+                if isinstance(event, Stdout):
+                    if size == 0:
+                        # Stall the reader so the command outruns it: without backpressure
+                        # the server would now buffer the whole output.
+                        time.sleep(1.0)
+                    received.update(event.data)
+                    size += len(event.data)
+        assert events.exit.returncode == 0
+    peak = server.memory_kib("VmHWM")
+    assert size == 200 * MiB
+    assert received.hexdigest() == expected.hexdigest()
+    assert peak - baseline < 40 * 1024, f"server grew from {baseline} KiB to a peak of {peak} KiB"
+
+
+def test_large_input_and_large_output_together_do_not_deadlock(server):
+    data = os.urandom(16 * MiB)  # far more than the socket and pipe buffers hold
+    with connect(*server.address) as client:
+        result = client.run("cat", input=data)
+    assert result.returncode == 0 and result.stdout == data
+
+
+def test_stdout_and_stderr_are_read_concurrently(server):
+    # 1 MiB on stderr first: a server reading stdout to the end first would deadlock.
+    with connect(*server.address) as client:
+        result = client.run("head -c 1048576 /dev/zero >&2; echo done", timeout=60)
+    assert result.stderr == bytes(MiB) and result.stdout == b"done\n"
+
+
+def test_command_without_stdin_reads_eof(server):
+    with connect(*server.address) as client:
+        assert client.run("cat; echo after", timeout=30).stdout == b"after\n"
+
+
+@pytest.mark.parametrize(
+    "printf, text",
+    [(r"printf '\344'; read go; printf '\270\255\346\226\207\n'", "中文\n")],  # UTF-8
+)
+def test_utf8_character_split_across_chunks(server, printf, text):
+    with connect(*server.address) as client:
+        assert client.encoding == "utf-8"
+        with client.stream(printf, stdin=True) as events:
+            first = next(events)
+            assert first == Stdout(b"\xe4")  # one byte of a three-byte character
+            events.write_stdin(b"go\n")
+            rest = [e for e in events if isinstance(e, Stdout)]
+    decoder = client.decoder()
+    decoded = decoder.stdout.decode(first.data) + "".join(decoder.stdout.decode(e.data) for e in rest)
+    assert decoded + decoder.stdout.flush() == text
+    assert "\ufffd" in first.data.decode("utf-8", "replace")  # what per-chunk decoding shows
+
+
+def test_gbk_server_output_decodes_with_a_character_split_across_chunks(gbk_server):
+    with connect(*gbk_server.address) as client:
+        assert client.encoding == "gbk"  # announced in the HELLO, no flag needed
+        with client.stream(r"printf '\326'; read go; printf '\320\316\304\n'", stdin=True) as events:
+            first = next(events)
+            assert first == Stdout(b"\xd6")  # half of 中
+            events.write_stdin(b"go\n")
+            rest = [e for e in events if isinstance(e, Stdout)]
+        decoder = client.decoder()
+        decoded = decoder.stdout.decode(first.data) + "".join(decoder.stdout.decode(e.data) for e in rest)
+        assert decoded == "中文\n"
+        assert client.run(r"printf '\326\320\316\304'").stdout_text == "中文"
+
+
+def test_cd_sticks_per_connection(server, tmp_path):
+    target = os.path.realpath(tmp_path)
+    (tmp_path / "sub").mkdir()
+    with connect(*server.address) as client:
+        start = client.cwd
+        assert client.run(f"cd {target}").returncode == 0
+        assert client.cwd == target
+        assert client.run("pwd").stdout.decode().strip() == target
+        assert client.run("cd sub").returncode == 0
+        assert client.run("pwd").stdout.decode().strip() == os.path.join(target, "sub")
+        missing = client.run("cd /no/such/dir")
+        assert missing.returncode == 1
+        assert missing.stderr == b"cd: /no/such/dir: No such file or directory\n"
+        assert client.cwd == os.path.join(target, "sub")  # unchanged by the failure
+        assert client.run("cd -").stdout.decode().strip() == target
+        assert client.run("cd x && pwd").returncode != 0  # compound: the shell's own cd
+    with connect(*server.address) as other:
+        assert other.cwd == start  # each connection has its own directory
+
+
+def test_timeout_kills_the_whole_process_group(server):
+    with connect(*server.address) as client:
+        with client.stream("sleep 1000 & echo $! $$; wait", timeout=0.5) as events:
+            pids = read_pids(events)
+            exit = events.wait()
+        assert exit.timed_out and exit.signal == signal.SIGTERM and exit.returncode == -signal.SIGTERM
+        assert client.run("echo still here").stdout == b"still here\n"
+    for pid in pids:
+        assert wait_gone(pid), f"process {pid} outlived its timed-out command"
+
+
+def test_a_command_ignoring_sigterm_is_killed(server):
+    with connect(*server.address) as client:
+        with client.stream("trap '' TERM; sleep 1000 & echo $! $$; wait; wait", timeout=0.5) as events:
+            pids = read_pids(events)
+            exit = events.wait()
+    assert exit.timed_out and exit.signal == signal.SIGKILL
+    for pid in pids:
+        assert wait_gone(pid)
+
+
+def test_cancel_kills_the_command_and_the_connection_goes_on(server):
+    with connect(*server.address) as client:
+        with client.stream("sleep 1000 & echo $! $$; wait") as events:
+            pids = read_pids(events)
+            events.cancel()
+            exit = events.wait()
+        assert exit.cancelled and not exit.timed_out and exit.signal == signal.SIGTERM
+        assert client.run("echo next").stdout == b"next\n"
+    for pid in pids:
+        assert wait_gone(pid)
+
+
+def test_client_disconnect_mid_command_leaves_no_process(server):
+    client = connect(*server.address)
+    events = client.stream("sleep 1000 & echo $! $$; wait")
+    pids = read_pids(events)
+    client.close()
+    for pid in pids:
+        assert wait_gone(pid), f"process {pid} outlived its client"
+
+
+def test_background_children_holding_the_pipes_are_killed_after_the_shell_exits(server):
+    with connect(*server.address) as client:
+        started = time.monotonic()
+        result = client.run("sleep 1000 & echo $!", timeout=60)
+        took = time.monotonic() - started
+    assert result.returncode == 0 and not result.timed_out
+    assert took < 30, f"the reply waited {took:.0f}s for a background child"
+    assert wait_gone(int(result.stdout))
+
+
+def test_fifty_clients_at_once_each_get_exactly_their_own_output(server):
+    count = 50
+    barrier = threading.Barrier(count)
+
+    def one(i: int) -> tuple[int, rcmd.CompletedCommand]:
+        with connect(*server.address) as client:
+            barrier.wait(timeout=30)
+            return i, client.run(f"seq 1 3000 | sed 's/^/{i}:/'; echo end-{i} >&2")
+
+    with ThreadPoolExecutor(count) as pool:
+        results = list(pool.map(one, range(count)))
+    for i, result in results:
+        assert result.stdout == b"".join(b"%d:%d\n" % (i, n) for n in range(1, 3001))
+        assert result.stderr == b"end-%d\n" % i
+
+
+def test_command_that_cannot_start_reports_127(server, tmp_path):
+    with connect(*server.address) as client:
+        result = client.run("true", cwd=str(tmp_path / "missing"))
+    assert result.returncode == 127 and b"cannot run command" in result.stderr
+
+
+def test_env_and_cwd_apply_to_one_command(server, tmp_path):
+    with connect(*server.address) as client:
+        result = client.run('echo "$GREETING"; pwd', env={"GREETING": "你好"}, cwd=str(tmp_path))
+        assert result.stdout_text == f"你好\n{os.path.realpath(tmp_path)}\n"
+        assert client.run('echo "[$GREETING]"').stdout == b"[]\n"
+
+
+# ------------------------------------------------------------------- hostile peers
+
+
+def raw_conversation(address, data: bytes) -> list:
+    """Send *data* and close our side; return every message until the server closes."""
+    framer = LengthPrefixFramer()
+    messages = []
+    with socket.create_connection(address, timeout=15) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        while True:
+            chunk = sock.recv(65536)
+            framer.receive_data(chunk)
+            while (frame := framer.next_frame()) not in (NEED_DATA, CLOSED):
+                messages.append(decode_message(frame))
+            if not chunk:
+                return messages
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"\xff\xff\xff\xff", "exceeds the maximum"),
+        (encode_frame(b"\x42"), "unknown message type"),
+        (encode_frame(b'\x02{"command":"ls"}'), "expected HELLO first"),
+        (b"ls -l\n", "exceeds the maximum"),  # a naive client's command
+        (encode_frame(encode_message(Hello())) + encode_frame(b"\x10oops"), "may not send STDOUT"),
+    ],
+)
+def test_bad_input_gets_a_reason_and_others_are_still_served(server, data, reason):
+    messages = raw_conversation(server.address, data)
+    assert isinstance(messages[0], Hello) and messages[0].encoding == "utf-8"
+    assert isinstance(messages[-1], Error) and reason in messages[-1].reason
+    with connect(*server.address) as client:
+        assert client.run("echo fine").stdout == b"fine\n"
+
+
+def test_truncated_frame_then_close_is_logged_and_harmless(server):
+    messages = raw_conversation(server.address, encode_frame(encode_message(Hello()))[:-3])
+    assert isinstance(messages[0], Hello)
+    with connect(*server.address) as client:
+        assert client.run("echo fine").stdout == b"fine\n"
+
+
+def test_prefixed_client_to_a_naive_server_is_told_so(naive_server):
+    with pytest.raises(ProtocolMismatch, match="naive"):
+        connect(*naive_server.address, connect_timeout=1.0)
+
+
+# -------------------------------------------------------------- server lifecycle
+
+
+def test_sigterm_kills_commands_tells_clients_and_exits_zero(server_factory):
+    server = server_factory()
+    client = connect(*server.address)
+    events = client.stream("sleep 1000 & echo $! $$; wait")
+    pids = read_pids(events)
+    server.proc.send_signal(signal.SIGTERM)
+    exit = events.wait()
+    assert exit.cancelled
+    with pytest.raises(ServerError, match="shutting down"):
+        client.run("true")
+    client.close()
+    assert server.proc.wait(15) == 0
+    for pid in pids:
+        assert wait_gone(pid)
+
+
+def test_restart_on_the_same_port_right_away(server_factory):
+    first = server_factory()
+    client = connect(*first.address)
+    assert first.stop() == 0  # the server closes first: its port is left in TIME_WAIT
+    client.close()
+    second = server_factory(port=first.port)
+    with connect(*second.address) as again:
+        assert again.run("echo back").stdout == b"back\n"
+
+
+def test_server_refuses_to_listen_beyond_loopback_without_auth(tmp_path):
+    import subprocess
+
+    from conftest import SERVER_ARGV
+
+    proc = subprocess.run([*SERVER_ARGV, "--host", "0.0.0.0", "--port", "0"], capture_output=True, timeout=60)
+    assert proc.returncode == 2
+    assert b"refusing to listen on 0.0.0.0" in proc.stderr and b"--insecure-no-auth" in proc.stderr
