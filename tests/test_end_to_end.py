@@ -289,12 +289,13 @@ def test_prefixed_client_to_a_naive_server_is_told_so(naive_server):
 # -------------------------------------------------------------- server lifecycle
 
 
-def test_sigterm_kills_commands_tells_clients_and_exits_zero(server_factory):
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stop_signal_kills_commands_tells_clients_and_exits_zero(server_factory, stop_signal):
     server = server_factory()
     client = connect(*server.address)
     events = client.stream("sleep 1000 & echo $! $$; wait")
     pids = read_pids(events)
-    server.proc.send_signal(signal.SIGTERM)
+    server.proc.send_signal(stop_signal)
     exit = events.wait()
     assert exit.cancelled
     with pytest.raises(ServerError, match="shutting down"):
