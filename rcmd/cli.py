@@ -8,38 +8,20 @@ from __future__ import annotations
 import codecs
 import enum
 import logging
+import socket
 import sys
-from typing import IO, Optional
+from typing import Optional
 
 import typer
 
 from . import __version__
 from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST, DEFAULT_PORT, connect
-from .decoding import OutputDecoder
+from .console import ExitStatus, run_lines
 from .errors import ConnectionClosed, FrameTooLarge, ProtocolMismatch, RemoteProtocolError, ServerError
-from .messages import Exit, Stderr, Stdout
-
-
-class ExitStatus(enum.IntEnum):
-    """rcmd's own exit codes. Otherwise ``rcmd -c`` exits with the remote command's status.
-
-    Codes from 250 up can also be a remote command's own status, as ssh's 255 can.
-    """
-
-    OK = 0
-    USAGE = 2  #: bad arguments (typer's code)
-    TIMED_OUT = 124  #: the remote command ran past --timeout and was killed (as timeout(1))
-    CANCELLED = 130  #: Ctrl-C cancelled the remote command (128 + SIGINT)
-    SIGNAL_BASE = 128  #: a command killed by signal N exits 128 + N, as in a shell
-    FRAME_TOO_LARGE = 250  #: the server sent a frame over the size limit
-    PROTOCOL_MISMATCH = 251  #: the server does not speak rcmd's prefixed protocol
-    PROTOCOL_ERROR = 252  #: the server broke the protocol
-    CONNECTION_LOST = 253  #: the server closed the connection, or reported an error
-    HOST_NOT_FOUND = 254  #: the host name did not resolve
-    CONNECTION_FAILED = 255  #: connection refused, unreachable, or timed out (as ssh)
 
 
 class Framing(str, enum.Enum):
+    AUTO = "auto"
     PREFIXED = "prefixed"
     NAIVE = "naive"
 
@@ -59,95 +41,6 @@ def parse_target(target: str | None) -> tuple[str, int]:
     return host or DEFAULT_HOST, int(port) if port else DEFAULT_PORT
 
 
-def exit_status(exit: Exit) -> int:
-    """The local exit code for a remote command's end, as ssh or a shell would give it."""
-    if exit.timed_out:
-        return ExitStatus.TIMED_OUT
-    if exit.signal is not None:
-        return ExitStatus.SIGNAL_BASE + exit.signal
-    return exit.returncode & 0xFF
-
-
-class OutputWriter:
-    """Writes a command's output to local stdout/stderr as it arrives.
-
-    Bytes pass through untouched when the server's encoding is the local one (so binary
-    output survives ``rcmd -c 'cat file' > copy``); otherwise they are decoded
-    incrementally and re-encoded, so GBK from a Windows server reads right here.
-    """
-
-    def __init__(self, remote_encoding: str, stdout: IO[str], stderr: IO[str]) -> None:
-        self.stdout, self.stderr = stdout, stderr
-        local = getattr(stdout, "encoding", None) or "utf-8"
-        self.decoder: OutputDecoder | None = None
-        if codecs.lookup(local).name != codecs.lookup(remote_encoding).name:
-            self.decoder = OutputDecoder(remote_encoding)
-
-    def write(self, event: Stdout | Stderr) -> None:
-        is_out = isinstance(event, Stdout)
-        target = self.stdout if is_out else self.stderr
-        if self.decoder is None and hasattr(target, "buffer"):
-            target.flush()
-            target.buffer.write(event.data)
-            target.buffer.flush()
-            return
-        decoder = self.decoder or OutputDecoder("utf-8")
-        self.decoder = decoder
-        target.write((decoder.stdout if is_out else decoder.stderr).decode(event.data))
-        target.flush()
-
-    def finish(self) -> None:
-        if self.decoder is not None:
-            self.stdout.write(self.decoder.stdout.flush())
-            self.stderr.write(self.decoder.stderr.flush())
-        self.stdout.flush()
-        self.stderr.flush()
-
-
-def run_command(client, command: str, timeout: float | None, stdout: IO[str], stderr: IO[str]) -> int:
-    """Run *command*, streaming its output; return the exit code for it."""
-    writer = OutputWriter(client.encoding, stdout, stderr)
-    with client.stream(command, timeout=timeout) as stream:
-        try:
-            for event in stream:
-                if isinstance(event, (Stdout, Stderr)):
-                    writer.write(event)
-        except KeyboardInterrupt:
-            stream.cancel()  # the server kills its process group; keep what it printed
-            for event in stream:
-                if isinstance(event, (Stdout, Stderr)):
-                    writer.write(event)
-            writer.finish()
-            return ExitStatus.CANCELLED
-    writer.finish()
-    assert stream.exit is not None
-    return exit_status(stream.exit)
-
-
-def run_naive(client, command: str, stdout: IO[str]) -> int:
-    """One tutorial round trip: the reply is whatever one recv() returned."""
-    result = client.run(command)
-    stdout.write(result.stdout_text)
-    stdout.flush()
-    return ExitStatus.OK
-
-
-def run_lines(client, lines, timeout: float | None, framing: Framing, stdout: IO[str], stderr: IO[str]) -> int:
-    """Run each non-empty line as a command; return the last one's exit code."""
-    status = ExitStatus.OK
-    for line in lines:
-        command = line.strip()
-        if not command:
-            continue  # never send an empty command: to a naive server it looks like nothing
-        if command in ("exit", "quit"):
-            break
-        if framing is Framing.NAIVE:
-            status = run_naive(client, command, stdout)
-        else:
-            status = run_command(client, command, timeout, stdout, stderr)
-    return status
-
-
 def _fail(status: ExitStatus, message: str) -> typer.Exit:
     typer.echo(f"rcmd: {message}", err=True)
     return typer.Exit(status)
@@ -164,17 +57,21 @@ def rcmd_main(
     command: Optional[str] = typer.Option(
         None, "-c", "--command", help="Run this one command and exit with its exit status."
     ),
-    framing: Framing = typer.Option(Framing.PREFIXED, help="Wire framing the server speaks."),
+    framing: Framing = typer.Option(
+        Framing.AUTO,
+        help="Wire framing the server speaks. auto: prefixed if the server says HELLO at once, else naive.",
+    ),
     encoding: str = typer.Option(
         "auto", help="Encoding of the server's output: auto (what the server announces), utf-8, gbk, or any codec."
     ),
     timeout: Optional[float] = typer.Option(
-        None, help="Seconds the remote command may run before the server kills it."
+        None, help="Seconds each remote command may run before the server kills it."
     ),
     connect_timeout: float = typer.Option(DEFAULT_CONNECT_TIMEOUT, help="Seconds to connect and handshake."),
     version: bool = typer.Option(False, "--version", help="Print the version and exit."),
 ) -> None:
-    """Run commands on an rcmd server: one with -c, or each line read from stdin."""
+    """Run commands on an rcmd server: one with -c, an interactive prompt on a terminal,
+    or one command per line from piped stdin."""
     if version:
         typer.echo(f"rcmd {__version__}")
         raise typer.Exit()
@@ -188,14 +85,23 @@ def rcmd_main(
         raise typer.BadParameter("must be positive", param_hint="--timeout")
     try:
         with connect(host, port, framing=framing.value, encoding=encoding, connect_timeout=connect_timeout) as client:
-            if framing is Framing.NAIVE:
+            from .naive import NaiveClient
+
+            if isinstance(client, NaiveClient):
+                guessed = " (no HELLO from the server: taking it for a naive one)" if framing is Framing.AUTO else ""
                 typer.echo(
-                    "rcmd: naive framing: each reply is whatever one recv(1024) returned "
-                    "(deliberately broken, for teaching); no exit status",
+                    f"rcmd: naive framing{guessed}: each reply is whatever one recv(1024) returned; "
+                    "deliberately broken, for teaching; no exit status",
                     err=True,
                 )
-            lines = [command] if command is not None else sys.stdin
-            status = run_lines(client, lines, timeout, framing, sys.stdout, sys.stderr)
+            if command is not None:
+                status = run_lines(client, [command], timeout, sys.stdout, sys.stderr)
+            elif sys.stdin.isatty():
+                from .prompt import interactive
+
+                status = interactive(client, where, timeout)
+            else:
+                status = run_lines(client, sys.stdin, timeout, sys.stdout, sys.stderr)
     except KeyboardInterrupt:
         raise typer.Exit(ExitStatus.CANCELLED) from None
     except ProtocolMismatch as exc:
@@ -211,8 +117,6 @@ def rcmd_main(
     except ConnectionRefusedError:
         raise _fail(ExitStatus.CONNECTION_FAILED, f"cannot connect to {where}: connection refused (is rcmd-server running?)") from None
     except OSError as exc:
-        import socket
-
         if isinstance(exc, socket.gaierror):
             raise _fail(ExitStatus.HOST_NOT_FOUND, f"cannot resolve host {host!r}: {exc.strerror}") from None
         if isinstance(exc, TimeoutError):

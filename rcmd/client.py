@@ -7,6 +7,7 @@ prints a large output cannot deadlock the two ends against each other.
 
 from __future__ import annotations
 
+import select
 import selectors
 import signal as signal_module
 import socket
@@ -34,6 +35,8 @@ DEFAULT_PORT = 9000
 DEFAULT_CONNECT_TIMEOUT = 10.0
 #: How much one recv() takes.
 READ_SIZE = 256 * 1024
+#: framing="auto": a server that sends no HELLO within this long is taken as naive.
+AUTO_DETECT_WAIT = 1.0
 #: Input is sent in STDIN messages of at most this size.
 STDIN_CHUNK_SIZE = 64 * 1024
 
@@ -111,6 +114,12 @@ class Client:
         self._outbox = bytearray()
         self._selector = selectors.DefaultSelector()
         self._selector.register(sock, selectors.EVENT_READ)
+        # interrupt() writes here to wake the selector: safe from a signal handler.
+        self._wakeup_recv, self._wakeup_send = socket.socketpair()
+        self._wakeup_recv.setblocking(False)
+        self._wakeup_send.setblocking(False)
+        self._selector.register(self._wakeup_recv, selectors.EVENT_READ)
+        self._interrupted = False
         self._want_write = False
         self._active: CommandStream | None = None
         self._closed = False
@@ -219,6 +228,19 @@ class Client:
             stream.close_stdin()
         return stream
 
+    def interrupt(self) -> None:
+        """Cancel the running command, from a signal handler or another thread.
+
+        Only sets a flag and wakes the I/O loop, which sends CANCEL at a safe point;
+        the command's remaining output and its Exit still arrive. Without a running
+        command it does nothing.
+        """
+        self._interrupted = True
+        try:
+            self._wakeup_send.send(b"\0")
+        except OSError:
+            pass  # full (a wakeup is pending anyway) or closed
+
     def decoder(self) -> OutputDecoder:
         """Incremental decoders for one command's stdout and stderr, in the server's encoding."""
         return OutputDecoder(self.encoding)
@@ -229,6 +251,8 @@ class Client:
             self._closed = True
             self._selector.close()
             self._sock.close()
+            self._wakeup_recv.close()
+            self._wakeup_send.close()
 
     def __enter__(self) -> "Client":
         return self
@@ -280,7 +304,10 @@ class Client:
         ready = self._selector.select(timeout)
         if not ready:
             raise TimeoutError("timed out waiting for the server")
-        for _key, mask in ready:
+        for key, mask in ready:
+            if key.fileobj is self._wakeup_recv:
+                self._take_interrupt()
+                continue
             if mask & selectors.EVENT_WRITE:
                 self._flush()
             if mask & selectors.EVENT_READ:
@@ -291,6 +318,18 @@ class Client:
                 except OSError as exc:
                     raise ConnectionClosed(f"connection to the server lost: {exc}") from None
                 self._conn.receive_data(data)
+
+
+    def _take_interrupt(self) -> None:
+        try:
+            while self._wakeup_recv.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+        if self._interrupted:
+            self._interrupted = False
+            if self._active is not None and self._active.exit is None:
+                self._active.cancel()
 
 
 class CommandStream:
@@ -379,23 +418,32 @@ def connect(
     encoding: str = "auto",
     connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    auto_wait: float = AUTO_DETECT_WAIT,
 ):
     """Connect to an rcmd server and return a :class:`Client` (a context manager).
 
-    With ``framing="naive"`` it returns a :class:`rcmd.naive.NaiveClient` instead: the
-    tutorial's reader, deliberately broken. Raises OSError subclasses for connection
-    failures (ConnectionRefusedError, socket.gaierror, TimeoutError), and
-    RemoteProtocolError / TimeoutError when the server does not speak rcmd.
-    """
-    if framing == "naive":
-        from .naive import NaiveClient
+    *framing* is ``"prefixed"``, ``"naive"`` or ``"auto"``. With ``"naive"`` it returns a
+    :class:`rcmd.naive.NaiveClient`: the tutorial's reader, deliberately broken. With
+    ``"auto"`` it waits *auto_wait* seconds for the server's HELLO and returns a Client if
+    one comes, else a NaiveClient (a naive server never speaks first; nothing has been
+    sent yet, so the connection is as new).
 
-        return NaiveClient.connect(host, port, timeout=connect_timeout, encoding=encoding)
-    if framing != "prefixed":
-        raise ValueError(f"framing must be 'prefixed' or 'naive', not {framing!r}")
+    Raises OSError subclasses for connection failures (ConnectionRefusedError,
+    socket.gaierror, TimeoutError), and ProtocolMismatch when a prefixed connection gets
+    no HELLO, or garbage, from the server.
+    """
+    if framing not in ("prefixed", "naive", "auto"):
+        raise ValueError(f"framing must be 'prefixed', 'naive' or 'auto', not {framing!r}")
     deadline = None if connect_timeout is None else time.monotonic() + connect_timeout
     sock = socket.create_connection((host, port), timeout=connect_timeout)
     try:
+        if framing == "auto":
+            readable, _, _ = select.select([sock], [], [], auto_wait)
+            framing = "prefixed" if readable else "naive"
+        if framing == "naive":
+            from .naive import NaiveClient
+
+            return NaiveClient(sock, encoding=encoding)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         remaining = None if deadline is None else max(0.001, deadline - time.monotonic())
         return Client(

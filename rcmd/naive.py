@@ -95,6 +95,7 @@ class NaiveClient:
     """
 
     def __init__(self, sock: socket.socket, *, recv_size: int = NAIVE_RECV_SIZE, encoding: str = "auto") -> None:
+        sock.settimeout(NAIVE_REPLY_TIMEOUT)
         self.sock = sock
         self.recv_size = recv_size
         self.encoding = encoding
@@ -110,7 +111,6 @@ class NaiveClient:
         encoding: str = "auto",
     ) -> "NaiveClient":
         sock = socket.create_connection((host, port), timeout=timeout)
-        sock.settimeout(NAIVE_REPLY_TIMEOUT)
         return cls(sock, recv_size=recv_size, encoding=encoding)
 
     def send_command(self, command: str | bytes) -> None:

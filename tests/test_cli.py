@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import CLIENT_ARGV, SERVER_ARGV
-from rcmd.cli import ExitStatus, client_app, parse_target
+from rcmd.cli import client_app, parse_target
+from rcmd.console import ExitStatus
 
 
 def rcmd(*args: str, input: bytes | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -73,9 +74,20 @@ def test_unknown_host():
 
 
 def test_prefixed_client_to_naive_server_says_use_naive(naive_server):
-    proc = rcmd(target(naive_server), "-c", "true", "--connect-timeout", "1")
+    proc = rcmd(target(naive_server), "--framing", "prefixed", "-c", "true", "--connect-timeout", "1")
     assert proc.returncode == ExitStatus.PROTOCOL_MISMATCH
     assert b"--framing naive" in proc.stderr and b"Traceback" not in proc.stderr
+
+
+def test_auto_framing_detects_a_naive_server_and_says_so(naive_server):
+    proc = rcmd(target(naive_server), "-c", "echo hi")  # --framing auto is the default
+    assert proc.returncode == 0 and proc.stdout == b"hi\n"
+    assert b"taking it for a naive one" in proc.stderr
+
+
+def test_auto_framing_takes_a_prefixed_server_at_once(server):
+    proc = rcmd(target(server), "-c", "exit 9")
+    assert proc.returncode == 9 and proc.stderr == b""
 
 
 def test_naive_framing_prints_the_one_recv_reply_and_warns(naive_server):
@@ -114,3 +126,28 @@ def test_cli_runner_in_process(server):
 )
 def test_parse_target(text, expected):
     assert parse_target(text) == expected
+
+
+def test_ctrl_c_in_one_shot_cancels_the_remote_command_and_exits_130(server):
+    import select
+    import signal
+
+    from conftest import wait_gone
+
+    proc = subprocess.Popen(
+        [*CLIENT_ARGV, target(server), "-c", "sleep 1000 & echo $! $$; wait"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        assert ready, "no output from the command"
+        pids = [int(p) for p in proc.stdout.readline().split()]
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        assert proc.wait(30) == ExitStatus.CANCELLED == 130
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    for pid in pids:
+        assert wait_gone(pid)

@@ -1,0 +1,202 @@
+"""Running commands for a person at a terminal: live output, exit codes, Ctrl-C.
+
+Shared by the one-shot mode, piped lines and the interactive prompt.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import enum
+import os
+import signal
+from typing import IO, Iterator
+
+from .decoding import OutputDecoder
+from .messages import Exit, Stderr, Stdout
+
+RED = "\x1b[31m"
+DIM_RED = "\x1b[2;31m"
+RESET = "\x1b[0m"
+
+
+class ExitStatus(enum.IntEnum):
+    """rcmd's own exit codes. Otherwise rcmd exits with the remote command's status.
+
+    Codes from 250 up can also be a remote command's own status, as ssh's 255 can.
+    """
+
+    OK = 0
+    USAGE = 2  #: bad arguments (typer's code)
+    TIMED_OUT = 124  #: the remote command ran past --timeout and was killed (as timeout(1))
+    CANCELLED = 130  #: Ctrl-C cancelled the remote command (128 + SIGINT)
+    SIGNAL_BASE = 128  #: a command killed by signal N exits 128 + N, as in a shell
+    FRAME_TOO_LARGE = 250  #: the server sent a frame over the size limit
+    PROTOCOL_MISMATCH = 251  #: the server does not speak rcmd's prefixed protocol
+    PROTOCOL_ERROR = 252  #: the server broke the protocol
+    CONNECTION_LOST = 253  #: the server closed the connection, or reported an error
+    HOST_NOT_FOUND = 254  #: the host name did not resolve
+    CONNECTION_FAILED = 255  #: connection refused, unreachable, or timed out (as ssh)
+
+
+def exit_status(exit: Exit) -> int:
+    """The local exit code for a remote command's end, as ssh or a shell would give it."""
+    if exit.timed_out:
+        return ExitStatus.TIMED_OUT
+    if exit.cancelled:
+        return ExitStatus.CANCELLED
+    if exit.signal is not None:
+        return ExitStatus.SIGNAL_BASE + exit.signal
+    return exit.returncode & 0xFF
+
+
+def describe_exit(exit: Exit) -> str | None:
+    """A short note for a command that did not succeed, e.g. ``exit 3``; None for success."""
+    if exit.timed_out:
+        return "timed out"
+    if exit.cancelled:
+        return "cancelled"
+    if exit.signal is not None:
+        try:
+            return f"killed by {signal.Signals(exit.signal).name}"
+        except ValueError:
+            return f"killed by signal {exit.signal}"
+    if exit.returncode != 0:
+        return f"exit {exit.returncode}"
+    return None
+
+
+def wants_color(stream: IO[str]) -> bool:
+    """Colour only for a terminal, and never when NO_COLOR is set (no-color.org)."""
+    return "NO_COLOR" not in os.environ and hasattr(stream, "isatty") and stream.isatty()
+
+
+class OutputWriter:
+    """Writes a command's output to local stdout/stderr as it arrives.
+
+    Bytes pass through untouched when the server's encoding is the local one (so binary
+    output survives ``rcmd -c 'cat file' > copy``); otherwise they are decoded
+    incrementally and re-encoded, so GBK from a Windows server reads right here.
+    With *color*, stderr is shown in red.
+    """
+
+    def __init__(self, remote_encoding: str, stdout: IO[str], stderr: IO[str], *, color: bool = False) -> None:
+        self.stdout, self.stderr = stdout, stderr
+        self.color = color
+        self.ends_with_newline = True  # of what was last written, whichever stream
+        local = getattr(stdout, "encoding", None) or "utf-8"
+        passthrough = codecs.lookup(local).name == codecs.lookup(remote_encoding).name
+        self.decoder = None if passthrough and hasattr(stdout, "buffer") else OutputDecoder(remote_encoding)
+
+    def write(self, event: Stdout | Stderr) -> None:
+        is_out = isinstance(event, Stdout)
+        target = self.stdout if is_out else self.stderr
+        if not event.data:
+            return
+        self.ends_with_newline = event.data.endswith(b"\n")
+        red = self.color and not is_out
+        if self.decoder is None:
+            target.flush()
+            buffer = target.buffer
+            buffer.write(RED.encode() + event.data + RESET.encode() if red else event.data)
+            buffer.flush()
+            return
+        text = (self.decoder.stdout if is_out else self.decoder.stderr).decode(event.data)
+        target.write(f"{RED}{text}{RESET}" if red and text else text)
+        target.flush()
+
+    def finish(self) -> None:
+        if self.decoder is not None:
+            self.stdout.write(self.decoder.stdout.flush())
+            self.stderr.write(self.decoder.stderr.flush())
+        self.stdout.flush()
+        self.stderr.flush()
+
+
+@contextlib.contextmanager
+def ctrl_c_cancels(client) -> Iterator[None]:
+    """While inside, Ctrl-C (SIGINT) cancels the remote command instead of killing us.
+
+    The first Ctrl-C asks the server to kill the command's process group; its output so
+    far and its Exit still arrive. A second Ctrl-C, for a server that does not answer,
+    raises KeyboardInterrupt as usual.
+    """
+    presses = 0
+
+    def on_sigint(signum, frame) -> None:
+        nonlocal presses
+        presses += 1
+        if presses > 1:
+            raise KeyboardInterrupt
+        client.interrupt()
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread: leave Ctrl-C alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_command(client, command: str, timeout: float | None, stdout: IO[str], stderr: IO[str],
+                *, color: bool = False, show_status: bool = False) -> int:
+    """Run *command*, streaming its output; return the local exit code for it.
+
+    With *show_status*, a command that did not succeed gets a note after its output
+    (``[exit 3]``, ``[cancelled]``), as the interactive prompt shows it.
+    """
+    writer = OutputWriter(client.encoding, stdout, stderr, color=color)
+    with ctrl_c_cancels(client), client.stream(command, timeout=timeout) as stream:
+        for event in stream:
+            if isinstance(event, (Stdout, Stderr)):
+                writer.write(event)
+    writer.finish()
+    exit = stream.exit
+    assert exit is not None
+    note = describe_exit(exit)
+    if show_status and note:
+        newline = "" if writer.ends_with_newline else "\n"
+        stderr.write(f"{newline}{DIM_RED}[{note}]{RESET}\n" if color else f"{newline}[{note}]\n")
+        stderr.flush()
+    return exit_status(exit)
+
+
+def run_naive(client, command: str, stdout: IO[str], stderr: IO[str]) -> int:
+    """One tutorial round trip: the reply is whatever one recv() returned."""
+    try:
+        result = client.run(command)
+    except TimeoutError:
+        stderr.write("[no reply: a command that prints nothing sends nothing in naive framing]\n")
+        stderr.flush()
+        return ExitStatus.OK
+    except KeyboardInterrupt:
+        stderr.write("^C\n")  # the server goes on; its reply will turn up later
+        stderr.flush()
+        return ExitStatus.CANCELLED
+    stdout.write(result.stdout_text)
+    stdout.flush()
+    return ExitStatus.OK
+
+
+def run_lines(client, lines, timeout: float | None, stdout: IO[str], stderr: IO[str]) -> int:
+    """Run each non-empty line as a command; return the last one's exit code."""
+    status = ExitStatus.OK
+    for line in lines:
+        command = line.strip()
+        if not command:
+            continue  # never send an empty command: to a naive server it looks like nothing
+        if command in ("exit", "quit"):
+            break
+        status = run_one(client, command, timeout, stdout, stderr)
+    return status
+
+
+def run_one(client, command: str, timeout: float | None, stdout: IO[str], stderr: IO[str], **options) -> int:
+    from .naive import NaiveClient
+
+    if isinstance(client, NaiveClient):
+        return run_naive(client, command, stdout, stderr)
+    return run_command(client, command, timeout, stdout, stderr, **options)

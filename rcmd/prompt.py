@@ -1,0 +1,77 @@
+"""The interactive prompt: ``rcmd`` or ``rcmd HOST[:PORT]`` on a terminal.
+
+Line editing and history come from prompt_toolkit (as in pgcli and IPython); history is
+kept across sessions in the user's data directory. Output is shown live, stderr in red;
+a command that fails gets a note after its output. Ctrl-C while a command runs cancels it
+on the server and returns here; at the prompt it clears the line. Ctrl-D, ``exit`` or
+``quit`` leave.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from .console import ExitStatus, run_one, wants_color
+
+WELCOME = "rcmd {version}: connected to {where}. Ctrl-C cancels a command, Ctrl-D leaves."
+
+
+def history_path() -> Path:
+    """$RCMD_HISTORY, else ``rcmd/history`` in the user's data directory (XDG on POSIX)."""
+    if os.environ.get("RCMD_HISTORY"):
+        return Path(os.environ["RCMD_HISTORY"])
+    if os.name == "nt":  # pragma: no cover - untested here
+        base = Path(os.environ.get("APPDATA", Path.home()))
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "rcmd" / "history"
+
+
+def _prompt_text(client, where: str, naive: bool) -> list[tuple[str, str]]:
+    if naive:
+        return [("class:naive", "naive "), ("class:host", where), ("", "> ")]
+    return [("class:host", where), ("", " "), ("class:cwd", client.cwd or "?"), ("", "> ")]
+
+
+def interactive(client, where: str, timeout: float | None) -> int:
+    """Read commands at a prompt until Ctrl-D, exit or quit; return the last one's status."""
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory
+    from prompt_toolkit.styles import Style
+
+    from . import __version__
+    from .naive import NaiveClient
+
+    naive = isinstance(client, NaiveClient)
+    path = history_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    color = wants_color(sys.stdout)
+    session: PromptSession[str] = PromptSession(
+        history=FileHistory(str(path)),
+        style=Style.from_dict({"host": "ansigreen bold", "cwd": "ansiblue bold", "naive": "ansired bold"}),
+        color_depth=None if color else _no_color_depth(),
+    )
+    print(WELCOME.format(version=__version__, where=where), file=sys.stderr)
+    status = ExitStatus.OK
+    while True:
+        try:
+            line = session.prompt(_prompt_text(client, where, naive))
+        except KeyboardInterrupt:
+            continue  # Ctrl-C at the prompt clears the line
+        except EOFError:
+            break  # Ctrl-D
+        command = line.strip()
+        if not command:
+            continue  # never sent: to a naive server an empty send looks like nothing
+        if command in ("exit", "quit"):
+            break
+        status = run_one(client, command, timeout, sys.stdout, sys.stderr, color=color, show_status=True)
+    return status
+
+
+def _no_color_depth():
+    from prompt_toolkit.output import ColorDepth
+
+    return ColorDepth.DEPTH_1_BIT

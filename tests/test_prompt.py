@@ -1,0 +1,176 @@
+"""The interactive prompt, driven in a real pseudo-terminal (pexpect), against a real server."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+import pexpect
+import pytest
+
+from conftest import CLIENT_ARGV, wait_gone
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
+UP = "\x1b[A"
+
+
+@pytest.fixture
+def terminal_env(tmp_path):
+    return {
+        **os.environ,
+        "XDG_DATA_HOME": str(tmp_path / "data"),  # the history file lands here
+        "TERM": "xterm",
+        "PROMPT_TOOLKIT_NO_CPR": "1",  # pexpect does not answer cursor-position queries
+        "PYTHONIOENCODING": "utf-8",
+    }
+
+
+def spawn(server, env) -> pexpect.spawn:
+    child = pexpect.spawn(
+        CLIENT_ARGV[0],
+        [*CLIENT_ARGV[1:], f"127.0.0.1:{server.port}"],
+        env=env,
+        encoding="utf-8",
+        timeout=30,
+        dimensions=(40, 200),
+    )
+    child.expect("connected to")
+    return child
+
+
+ESC = r"(?:\x1b\[[0-9;?]*[a-zA-Z])*"  # colour and cursor sequences between the parts
+
+
+def expect_prompt(child, cwd: str | None = None) -> None:
+    """Wait for the prompt, ``HOST:PORT CWD>``, coloured or not."""
+    cwd_pattern = re.escape(cwd) if cwd else r"[^\x1b\s]+"
+    child.expect(r"127\.0\.0\.1:\d+" + ESC + " " + ESC + cwd_pattern + ESC + ">")
+
+
+def test_output_cd_and_status_at_the_prompt(server, terminal_env, tmp_path):
+    child = spawn(server, terminal_env)
+    expect_prompt(child)
+    child.sendline("echo hello-from-remote")
+    child.expect("hello-from-remote\r\n")
+    expect_prompt(child)
+    target = os.path.realpath(tmp_path)
+    child.sendline(f"cd {target}")
+    expect_prompt(child, target)  # the prompt shows the new directory
+    child.sendline("pwd")
+    child.expect(re.escape(target) + "\r\n")
+    child.sendline("echo oops >&2; exit 3")
+    child.expect(r"oops")
+    child.expect(r"\[exit 3\]")
+    expect_prompt(child, target)
+    child.sendcontrol("d")  # Ctrl-D leaves
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 3  # the last command's status
+
+
+def test_history_up_arrow_within_and_across_sessions(server, terminal_env, tmp_path):
+    # The screen shows a recalled line as cursor moves plus the changed part, so the proof
+    # is behaviour: Up then Enter runs the recalled command again.
+    child = spawn(server, terminal_env)
+    expect_prompt(child)
+    child.sendline("echo marker-$((6*7))")
+    child.expect("marker-42\r\n")
+    expect_prompt(child)
+    child.send(UP)
+    child.send("\r")
+    child.expect("marker-42\r\n")  # ran again from history
+    expect_prompt(child)
+    child.sendline("exit")
+    child.expect(pexpect.EOF)
+    child.close()
+    history = (tmp_path / "data" / "rcmd" / "history").read_text()
+    assert "+echo marker-$((6*7))" in history and "+exit" in history
+
+    again = spawn(server, terminal_env)  # a new session reads the same history file
+    expect_prompt(again)
+    again.send(UP)  # "exit"
+    again.send(UP)  # "echo marker-$((6*7))"
+    again.send("\r")
+    again.expect("marker-42\r\n")
+    expect_prompt(again)
+    again.sendline("quit")
+    again.expect(pexpect.EOF)
+
+
+def test_ctrl_c_cancels_the_remote_command_and_the_prompt_answers(server, terminal_env):
+    child = spawn(server, terminal_env)
+    expect_prompt(child)
+    child.sendline("sleep 1000 & echo pids $! $$; wait")
+    child.expect(r"pids (\d+) (\d+)\r\n")
+    pids = [int(child.match.group(1)), int(child.match.group(2))]
+    child.sendintr()  # Ctrl-C
+    child.expect(r"\[cancelled\]")
+    expect_prompt(child)
+    for pid in pids:
+        assert wait_gone(pid), f"remote process {pid} survived Ctrl-C"
+    child.sendline("echo still-answering")
+    child.expect("still-answering\r\n")
+    expect_prompt(child)  # a Ctrl-D typed before the prompt is up is the tty's, and lost
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+
+
+def test_ctrl_c_at_the_prompt_clears_the_line(server, terminal_env):
+    child = spawn(server, terminal_env)
+    expect_prompt(child)
+    child.send("echo never-run")
+    child.expect("never-run")
+    child.sendintr()
+    expect_prompt(child)
+    child.sendline("echo ran")
+    child.expect("ran\r\n")
+    child.sendline("exit")
+    child.expect(pexpect.EOF)
+    assert "never-run\r\n" not in ANSI.sub("", child.before or "")
+
+
+def test_naive_prompt_warns_and_shows_the_bug(naive_server, terminal_env):
+    child = pexpect.spawn(
+        CLIENT_ARGV[0], [*CLIENT_ARGV[1:], f"127.0.0.1:{naive_server.port}", "--framing", "naive"],
+        env=terminal_env, encoding="utf-8", timeout=30, dimensions=(40, 200),
+    )
+    child.expect("deliberately broken")
+    child.expect("naive " + ESC + r"127\.0\.0\.1:")
+    child.sendline("seq 1 2000")  # 8893 bytes; the reader takes 1024 (numbers 1 to 283)
+    child.expect(r"\r\n3\r\n")
+    child.expect("naive " + ESC + r"127\.0\.0\.1:")
+    child.sendline("echo hi")  # answered with the next 1024 bytes of seq: the lesson
+    child.expect(r"\r\n(2[89]\d|[3-5]\d\d)\r\n")
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    assert "\r\nhi\r\n" not in ANSI.sub("", child.before or "")
+
+
+def test_piped_stdin_has_no_prompt_and_no_colour(server):
+    import subprocess
+
+    proc = subprocess.run(
+        [*CLIENT_ARGV, f"127.0.0.1:{server.port}"],
+        input=b"echo one\necho two >&2\n",
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.stdout == b"one\n" and proc.stderr == b"two\n"
+    assert proc.returncode == 0
+
+
+def test_output_is_live_not_held_until_the_command_ends(server, terminal_env, tmp_path):
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    child = spawn(server, terminal_env)
+    expect_prompt(child)
+    child.sendline(f"echo first-line; cat {gate}; echo second-line")
+    child.expect("first-line\r\n")  # shown while the command is still blocked on the gate
+    with open(gate, "w") as writer:
+        writer.write("gate-opened\n")
+    child.expect("gate-opened\r\n")
+    child.expect("second-line\r\n")
+    expect_prompt(child)
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
