@@ -120,7 +120,9 @@ def rcmd_main(
         if isinstance(exc, socket.gaierror):
             raise _fail(ExitStatus.HOST_NOT_FOUND, f"cannot resolve host {host!r}: {exc.strerror}") from None
         if isinstance(exc, TimeoutError):
-            raise _fail(ExitStatus.CONNECTION_FAILED, f"cannot connect to {where}: timed out") from None
+            raise _fail(
+                ExitStatus.CONNECT_TIMEOUT, f"cannot connect to {where}: no answer within {connect_timeout:g}s"
+            ) from None
         raise _fail(ExitStatus.CONNECTION_FAILED, f"cannot connect to {where}: {exc.strerror or exc}") from None
     raise typer.Exit(status)
 

@@ -31,12 +31,13 @@ class ExitStatus(enum.IntEnum):
     TIMED_OUT = 124  #: the remote command ran past --timeout and was killed (as timeout(1))
     CANCELLED = 130  #: Ctrl-C cancelled the remote command (128 + SIGINT)
     SIGNAL_BASE = 128  #: a command killed by signal N exits 128 + N, as in a shell
+    CONNECT_TIMEOUT = 249  #: no connection (or no handshake) within --connect-timeout
     FRAME_TOO_LARGE = 250  #: the server sent a frame over the size limit
     PROTOCOL_MISMATCH = 251  #: the server does not speak rcmd's prefixed protocol
     PROTOCOL_ERROR = 252  #: the server broke the protocol
     CONNECTION_LOST = 253  #: the server closed the connection, or reported an error
     HOST_NOT_FOUND = 254  #: the host name did not resolve
-    CONNECTION_FAILED = 255  #: connection refused, unreachable, or timed out (as ssh)
+    CONNECTION_FAILED = 255  #: connection refused or unreachable (as ssh)
 
 
 def exit_status(exit: Exit) -> int:

@@ -130,3 +130,45 @@ def pytest_runtest_makereport(item, call):
             server = item.funcargs.get(name)
             if isinstance(server, ServerProcess):
                 report.sections.append((f"{name} log (tail)", server.log()[-4000:]))
+
+
+class FakeServer:
+    """A scripted peer on 127.0.0.1:0 for the failures a real server does not produce.
+
+    *script(conn)* runs in a thread for the one connection it accepts.
+    """
+
+    def __init__(self, script) -> None:
+        import socket
+        import threading
+
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = self.listener.getsockname()[:2]
+        self.thread = threading.Thread(target=self._serve, args=(script,), daemon=True)
+        self.thread.start()
+
+    def _serve(self, script) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        with conn:
+            script(conn)
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(15)
+
+
+@pytest.fixture
+def fake_server():
+    servers = []
+
+    def start(script) -> FakeServer:
+        server = FakeServer(script)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()

@@ -151,3 +151,78 @@ def test_ctrl_c_in_one_shot_cancels_the_remote_command_and_exits_130(server):
         proc.stderr.close()
     for pid in pids:
         assert wait_gone(pid)
+
+
+# ------------------------------------------------------- failures read like a tool
+
+from rcmd.framing import encode_frame  # noqa: E402
+from rcmd.messages import Hello, encode_message  # noqa: E402
+
+HELLO_FRAME = encode_frame(encode_message(Hello(encoding="utf-8", cwd="/")))
+
+
+def read_until_closed_or(conn, nbytes: int) -> None:
+    received = b""
+    while len(received) < nbytes:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        received += chunk
+
+
+def assert_tool_error(proc, code, phrase: bytes) -> None:
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr.startswith(b"rcmd: ") and phrase in proc.stderr
+    assert b"Traceback" not in proc.stderr
+
+
+def test_server_closing_mid_conversation(fake_server):
+    def script(conn):
+        conn.sendall(HELLO_FRAME)
+        read_until_closed_or(conn, 1)  # the client's HELLO and RUN: then hang up
+
+    server = fake_server(script)
+    proc = rcmd(f"127.0.0.1:{server.address[1]}", "-c", "true")
+    assert_tool_error(proc, ExitStatus.CONNECTION_LOST, b"closed the connection")
+
+
+def test_oversized_frame_from_the_server(fake_server):
+    def script(conn):
+        conn.sendall(HELLO_FRAME)
+        read_until_closed_or(conn, 1)
+        conn.sendall(b"\x7f\xff\xff\xff")  # a 2 GiB frame announced
+        read_until_closed_or(conn, 1 << 20)
+
+    server = fake_server(script)
+    proc = rcmd(f"127.0.0.1:{server.address[1]}", "-c", "true")
+    assert_tool_error(proc, ExitStatus.FRAME_TOO_LARGE, b"exceeds the maximum")
+
+
+def test_garbage_instead_of_hello(fake_server):
+    def script(conn):
+        conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+        read_until_closed_or(conn, 1 << 20)
+
+    server = fake_server(script)
+    proc = rcmd(f"127.0.0.1:{server.address[1]}", "-c", "true")
+    assert_tool_error(proc, ExitStatus.PROTOCOL_MISMATCH, b"does not speak rcmd")
+
+
+def test_connect_timeout():
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    fillers = []
+    try:
+        # Never accepted: once the accept queue is full, Linux drops new SYNs unanswered.
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(listener.getsockname())
+            fillers.append(filler)
+        proc = rcmd(f"127.0.0.1:{listener.getsockname()[1]}", "-c", "true", "--connect-timeout", "0.5")
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+    assert_tool_error(proc, ExitStatus.CONNECT_TIMEOUT, b"no answer within 0.5s")
