@@ -17,7 +17,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
-	$(BIN)/python demos/session.py
+	$(BIN)/python demos/compare_modes.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis rcmd.egg-info

@@ -25,8 +25,9 @@ from .errors import (  # noqa: E402
     RemoteProtocolError,
     ServerError,
 )
-from .framing import LengthPrefixFramer, NaiveFramer  # noqa: E402
-from .messages import Exit, Stderr, Stdout  # noqa: E402
+from .framing import NEED_DATA, LengthPrefixFramer, NaiveFramer, encode_frame  # noqa: E402
+from . import messages  # noqa: E402
+from .messages import Exit, Stderr, Stdout, decode_message, encode_message  # noqa: E402
 from .naive import NaiveClient  # noqa: E402
 from .server import BackgroundServer, Server, ServerConfig  # noqa: E402
 
@@ -43,10 +44,18 @@ __all__ = [
     "Stdout",
     "Stderr",
     "Exit",
+    "messages",
+    "encode_message",
+    "decode_message",
+    "messages",
+    "encode_message",
+    "decode_message",
     "OutputDecoder",
     "StreamDecoder",
     "LengthPrefixFramer",
     "NaiveFramer",
+    "encode_frame",
+    "NEED_DATA",
     "RcmdError",
     "ProtocolError",
     "LocalProtocolError",

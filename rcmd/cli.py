@@ -192,6 +192,10 @@ def server_main(
 
 
 def client_entry() -> None:
+    if sys.argv[1:2] == ["demo"]:  # `rcmd demo`: a host called "demo" is still `demo:9000`
+        from .demo import main
+
+        raise SystemExit(main(sys.argv[2:]))
     client_app()
 
 

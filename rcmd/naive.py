@@ -140,15 +140,17 @@ class NaiveClient:
         readable only once *nbytes* are queued (or at EOF). Returns fewer than *nbytes*
         on timeout or EOF.
         """
+        previous = self.sock.gettimeout()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, max(1, nbytes))
         try:
             select.select([self.sock], [], [], timeout)
-        finally:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
-        try:
-            return len(self.sock.recv(nbytes, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+            self.sock.settimeout(0)  # a timeout socket would wait out an EAGAIN: peek only
+            return len(self.sock.recv(nbytes, socket.MSG_PEEK))
         except BlockingIOError:
             return 0
+        finally:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+            self.sock.settimeout(previous)
 
     def run(self, command: str) -> CompletedCommand:
         """The tutorial's round trip: send, then one recv, taken as the whole reply.

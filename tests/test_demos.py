@@ -1,0 +1,106 @@
+"""Every demo runs, and says what it should: naive wrong in each case, prefixed never."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from collections import defaultdict
+
+from rich.console import Console
+
+import rcmd
+from rcmd import demo
+
+
+def test_compare_modes_naive_is_wrong_in_every_case_and_prefixed_never(tmp_path):
+    with rcmd.BackgroundServer(framing="naive", encoding="utf-8") as naive, rcmd.BackgroundServer(
+        encoding="utf-8"
+    ) as prefixed:
+        scenes = demo.build_scenes(naive.address, prefixed.address)
+    cases = defaultdict(list)
+    for scene in scenes:
+        for row in scene.rows:
+            cases[row.case].append(row)
+    assert sorted(cases) == [1, 2, 3, 4]
+    for case, rows in cases.items():
+        assert any(not row.naive_ok for row in rows), f"case {case}: naive was never wrong"
+        assert all(row.prefixed_ok for row in rows), f"case {case}: prefixed was wrong"
+
+    # What the cases show, precisely.
+    seq, hello = cases[1]
+    assert len(seq.naive_reply) == 1024 and seq.expected_stdout.startswith(seq.naive_reply)
+    assert hello.naive_reply == seq.expected_stdout[1024:] + b"hello\n"
+    assert cases[2][0].naive_reply == b"err\nout\n"
+    assert [row.naive_reply for row in cases[3]] == [b"aecho b\n", None]
+    utf8, gbk = cases[4]
+    assert utf8.naive_text.endswith("x\ufffd") and gbk.naive_text.endswith("x\ufffd")
+    assert utf8.prefixed_text.endswith("中文\n") and gbk.prefixed_text.endswith("中文\n")
+    assert utf8.prefixed_chunks[-2:] == [b"\xe4", b"\xb8\xad\xe6\x96\x87\n"]  # cut inside 中
+    assert "\ufffd" in "".join(c.decode("utf-8", "replace") for c in utf8.prefixed_chunks)
+
+    console = Console(file=io.StringIO(), width=120, record=True)
+    correct = demo.render(console, scenes)
+    text = console.export_text()
+    assert correct == {"naive": 0, "prefixed": 7}
+    assert "\nnaive: 0/7 correct\n" in text and "\nprefixed: 7/7 correct\n" in text
+    assert "aecho b" in text and "┃" in text
+
+
+def test_make_demo_entry_point_and_svg(tmp_path):
+    svg = tmp_path / "demo.svg"
+    proc = subprocess.run(
+        [sys.executable, "demos/compare_modes.py", "--svg", str(svg)],
+        capture_output=True, timeout=120, cwd=demo_root(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert b"prefixed: 7/7 correct" in proc.stdout
+    assert svg.read_text().startswith("<svg")
+
+
+def test_rcmd_demo_from_the_cli():
+    proc = subprocess.run([sys.executable, "-m", "rcmd", "demo"], capture_output=True, timeout=120)
+    assert proc.returncode == 0 and b"naive: 0/7 correct" in proc.stdout
+
+
+def demo_root():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent.parent
+
+
+def load_demo(name: str):
+    import importlib.util
+
+    path = demo_root() / "demos" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"demo_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_short_read_demo():
+    result = load_demo("short_read").main()
+    assert result["first_recv"] < result["frame"]  # one recv() did not return the message
+    assert len(result["reads"]) >= 2 and sum(result["reads"]) == result["frame"]
+    assert result["intact"]  # the framer put it back together
+
+
+def test_nodelay_demo_receiver_coalesces_either_way():
+    result = load_demo("nodelay").main()
+    assert result[False]["one_recv"] == result[True]["one_recv"] == b"himeinv"
+
+
+def test_udp_demo_keeps_boundaries_and_truncates():
+    result = load_demo("udp_boundaries").main()
+    assert result["received"] == [(2, False), (5, False), (1024, True)]
+
+
+def test_length_then_ack_demo_delivers_every_reply():
+    result = load_demo("length_then_ack").main(rounds=20)  # each reply is checked inside
+    assert result["ack"] > 0 and result["prefix"] > 0
+
+
+def test_json_header_demo_files_arrive_exactly():
+    result = load_demo("json_header").main()
+    assert result["intact"] and result["names"] == ["notes.txt", "empty.bin", "data.bin"]
