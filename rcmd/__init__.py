@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 from .client import Client, CommandStream, CompletedCommand, connect  # noqa: E402
 from .decoding import OutputDecoder, StreamDecoder  # noqa: E402
 from .errors import (  # noqa: E402
+    AuthenticationError,
     CommandError,
     ConnectionClosed,
     FrameTooLarge,
@@ -57,6 +58,7 @@ __all__ = [
     "encode_frame",
     "NEED_DATA",
     "RcmdError",
+    "AuthenticationError",
     "ProtocolError",
     "LocalProtocolError",
     "RemoteProtocolError",

@@ -17,7 +17,15 @@ import typer
 from . import __version__
 from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST, DEFAULT_PORT, connect
 from .console import ExitStatus, run_lines
-from .errors import ConnectionClosed, FrameTooLarge, ProtocolMismatch, RemoteProtocolError, ServerError
+from .auth import SecretError, load_secret
+from .errors import (
+    AuthenticationError,
+    ConnectionClosed,
+    FrameTooLarge,
+    ProtocolMismatch,
+    RemoteProtocolError,
+    ServerError,
+)
 
 
 class Framing(str, enum.Enum):
@@ -68,6 +76,9 @@ def rcmd_main(
         None, help="Seconds each remote command may run before the server kills it."
     ),
     connect_timeout: float = typer.Option(DEFAULT_CONNECT_TIMEOUT, help="Seconds to connect and handshake."),
+    secret_file: Optional[str] = typer.Option(
+        None, help="File holding the shared secret, for a server that requires it (else $RCMD_SECRET)."
+    ),
     version: bool = typer.Option(False, "--version", help="Print the version and exit."),
 ) -> None:
     """Run commands on an rcmd server: one with -c, an interactive prompt on a terminal,
@@ -84,7 +95,13 @@ def rcmd_main(
     if timeout is not None and timeout <= 0:
         raise typer.BadParameter("must be positive", param_hint="--timeout")
     try:
-        with connect(host, port, framing=framing.value, encoding=encoding, connect_timeout=connect_timeout) as client:
+        secret = load_secret(secret_file)
+    except SecretError as exc:
+        raise _fail(ExitStatus.USAGE, str(exc)) from None
+    try:
+        with connect(
+            host, port, framing=framing.value, encoding=encoding, connect_timeout=connect_timeout, secret=secret
+        ) as client:
             from .naive import NaiveClient
 
             if isinstance(client, NaiveClient):
@@ -104,6 +121,8 @@ def rcmd_main(
                 status = run_lines(client, sys.stdin, timeout, sys.stdout, sys.stderr)
     except KeyboardInterrupt:
         raise typer.Exit(ExitStatus.CANCELLED) from None
+    except AuthenticationError as exc:
+        raise _fail(ExitStatus.AUTH_FAILED, str(exc)) from None
     except ProtocolMismatch as exc:
         raise _fail(ExitStatus.PROTOCOL_MISMATCH, str(exc)) from None
     except FrameTooLarge as exc:
@@ -144,22 +163,48 @@ def server_main(
     max_frame_size: int = typer.Option(
         None, help="Largest frame accepted from a client, in bytes (default 1 MiB).", show_default=False
     ),
+    secret_file: Optional[str] = typer.Option(
+        None, help="File holding the shared secret clients must prove they know (else $RCMD_SECRET)."
+    ),
     insecure_no_auth: bool = typer.Option(
         False, "--insecure-no-auth", help="Allow listening beyond loopback with no authentication. Dangerous."
+    ),
+    max_connections: int = typer.Option(128, help="Connections at once; more are refused with a reason."),
+    max_commands: int = typer.Option(64, help="Commands running at once, server-wide; more wait for a slot."),
+    handshake_timeout: float = typer.Option(10.0, help="Seconds a new connection has to finish the handshake."),
+    idle_timeout: float = typer.Option(3600.0, help="Seconds a connection may sit with no command (0: no limit)."),
+    command_timeout: float = typer.Option(
+        0.0, help="Seconds a command may run when it sets no timeout of its own (0: no limit)."
     ),
     log_level: str = typer.Option("info", help="debug, info, warning or error."),
 ) -> None:
     """Run commands sent by rcmd clients, each in its own process group."""
     import asyncio
 
-    from .server import InsecureBindError, ServerConfig, serve
+    from .server import InsecureBindError, ServerConfig, is_loopback, serve
 
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    options = {"host": host, "port": port, "framing": framing.value, "insecure_no_auth": insecure_no_auth}
+    try:
+        secret = load_secret(secret_file)
+    except SecretError as exc:
+        typer.echo(f"rcmd-server: {exc}", err=True)
+        raise typer.Exit(ExitStatus.USAGE) from None
+    options = {
+        "host": host,
+        "port": port,
+        "framing": framing.value,
+        "insecure_no_auth": insecure_no_auth,
+        "secret": secret,
+        "max_connections": max_connections,
+        "max_commands": max_commands,
+        "handshake_timeout": handshake_timeout or None,
+        "idle_timeout": idle_timeout or None,
+        "command_timeout": command_timeout or None,
+    }
     if shell:
         options["shell"] = shell
     if encoding:
@@ -168,12 +213,12 @@ def server_main(
         options["max_frame_size"] = max_frame_size
     try:
         config = ServerConfig(**options)
-    except InsecureBindError as exc:
+    except (InsecureBindError, ValueError) as exc:
         typer.echo(f"rcmd-server: {exc}", err=True)
         raise typer.Exit(ExitStatus.USAGE) from None
     except LookupError:
         raise typer.BadParameter(f"unknown encoding {encoding!r}", param_hint="--encoding") from None
-    if insecure_no_auth and not host.startswith("127.") and host not in ("::1", "localhost"):
+    if insecure_no_auth and secret is None and not is_loopback(host):
         typer.echo("rcmd-server: WARNING: listening beyond loopback with NO authentication", err=True)
     if config.framing.value == "naive":
         typer.echo(
@@ -181,8 +226,9 @@ def server_main(
         )
 
     def ready(bound_host: str, bound_port: int) -> None:
+        auth = "hmac-sha256 auth" if config.secret else "no auth"
         print(f"rcmd-server {__version__} listening on {bound_host}:{bound_port} "
-              f"(framing {config.framing.value}, encoding {config.encoding})", flush=True)
+              f"(framing {config.framing.value}, encoding {config.encoding}, {auth})", flush=True)
 
     try:
         asyncio.run(serve(config, on_ready=ready))

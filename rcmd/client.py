@@ -17,7 +17,9 @@ from typing import Iterator, Mapping
 
 from . import __version__
 from .decoding import OutputDecoder, resolve_encoding
+from .auth import NONCE_SIZE, client_proof, decode_hex, new_nonce, proofs_match, server_proof
 from .errors import (
+    AuthenticationError,
     CommandError,
     ConnectionClosed,
     ProtocolMismatch,
@@ -26,7 +28,7 @@ from .errors import (
     ServerError,
 )
 from .framing import CLOSED, DEFAULT_MAX_FRAME_SIZE, NEED_DATA
-from .messages import Cancel, Error, Exit, Hello, Message, Run, Stderr, Stdin, StdinEnd, Stdout
+from .messages import AuthOk, Cancel, Error, Exit, Hello, Message, Run, Stderr, Stdin, StdinEnd, Stdout
 from .protocol import Connection, Role
 
 DEFAULT_HOST = "127.0.0.1"
@@ -106,6 +108,7 @@ class Client:
         encoding: str = "auto",
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         hello_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        secret: bytes | None = None,
     ) -> None:
         self.address = address
         self._sock = sock
@@ -123,15 +126,55 @@ class Client:
         self._want_write = False
         self._active: CommandStream | None = None
         self._closed = False
-        hello = self._receive_hello(hello_timeout)
+        deadline = None if hello_timeout is None else time.monotonic() + hello_timeout
+        hello = self._receive_hello(deadline, hello_timeout)
         self.server_hello = hello
         self.encoding = resolve_encoding(encoding, hello.encoding)
         self.cwd = hello.cwd
-        self._send(Hello(software=f"rcmd {__version__}"))
+        try:
+            self._handshake(hello, secret, deadline)
+        except BaseException:
+            self.close()
+            raise
 
-    def _receive_hello(self, timeout: float | None) -> Hello:
+    def _handshake(self, hello: Hello, secret: bytes | None, deadline: float | None) -> None:
+        """Send our HELLO; with authentication, prove ourselves and check the server's proof."""
         where = f"{self.address[0]}:{self.address[1]}"
-        deadline = None if timeout is None else time.monotonic() + timeout
+        software = f"rcmd {__version__}"
+        if not hello.auth:
+            if secret is not None:
+                raise AuthenticationError(
+                    f"the server at {where} does not ask for authentication, but a secret was given: "
+                    "refusing to send it commands (it may not be the server you meant)"
+                )
+            self._send(Hello(software=software))
+            return
+        if secret is None:
+            raise AuthenticationError(
+                f"the server at {where} requires authentication: give the shared secret "
+                "(--secret-file FILE, or $RCMD_SECRET)"
+            )
+        server_nonce = decode_hex(hello.nonce, NONCE_SIZE)
+        if hello.auth != "hmac-sha256" or server_nonce is None:
+            raise AuthenticationError(f"the server at {where} offers authentication rcmd does not know: {hello.auth!r}")
+        client_nonce = new_nonce()
+        proof = client_proof(secret, server_nonce, client_nonce)
+        self._send(Hello(software=software, nonce=client_nonce.hex(), mac=proof.hex()))
+        try:
+            reply = self._next_event(deadline)
+        except ServerError as exc:
+            raise AuthenticationError(f"the server at {where} refused us: {exc.reason} (wrong secret?)") from None
+        except TimeoutError:
+            raise AuthenticationError(f"the server at {where} did not answer our proof in time") from None
+        assert isinstance(reply, AuthOk)  # Connection lets nothing else come now
+        mac = decode_hex(reply.mac, 32)
+        if mac is None or not proofs_match(server_proof(secret, server_nonce, client_nonce), mac):
+            raise AuthenticationError(
+                f"the server at {where} could not prove it knows the secret: it may be an impostor"
+            )
+
+    def _receive_hello(self, deadline: float | None, timeout: float | None) -> Hello:
+        where = f"{self.address[0]}:{self.address[1]}"
         try:
             event = self._next_event(deadline)
         except TimeoutError:
@@ -419,6 +462,7 @@ def connect(
     connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     auto_wait: float = AUTO_DETECT_WAIT,
+    secret: bytes | str | None = None,
 ):
     """Connect to an rcmd server and return a :class:`Client` (a context manager).
 
@@ -428,10 +472,16 @@ def connect(
     one comes, else a NaiveClient (a naive server never speaks first; nothing has been
     sent yet, so the connection is as new).
 
+    *secret* is the shared secret for a server that requires authentication
+    (rcmd.auth.load_secret reads it from a file or $RCMD_SECRET). Given one, the client
+    refuses a server that does not prove it knows it.
+
     Raises OSError subclasses for connection failures (ConnectionRefusedError,
-    socket.gaierror, TimeoutError), and ProtocolMismatch when a prefixed connection gets
-    no HELLO, or garbage, from the server.
+    socket.gaierror, TimeoutError), ProtocolMismatch when a prefixed connection gets no
+    HELLO, or garbage, from the server, and AuthenticationError.
     """
+    if isinstance(secret, str):
+        secret = secret.encode("utf-8")
     if framing not in ("prefixed", "naive", "auto"):
         raise ValueError(f"framing must be 'prefixed', 'naive' or 'auto', not {framing!r}")
     deadline = None if connect_timeout is None else time.monotonic() + connect_timeout
@@ -452,6 +502,7 @@ def connect(
             encoding=encoding,
             max_frame_size=max_frame_size,
             hello_timeout=remaining,
+            secret=secret,
         )
     except BaseException:
         sock.close()

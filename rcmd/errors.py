@@ -42,6 +42,10 @@ class ProtocolMismatch(RemoteProtocolError):
     """The peer does not speak rcmd's prefixed protocol (no HELLO, or garbage instead)."""
 
 
+class AuthenticationError(RcmdError):
+    """The two ends could not prove to each other that they share the secret."""
+
+
 class ConnectionClosed(RcmdError):
     """The peer closed the connection before the conversation was over."""
 

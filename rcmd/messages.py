@@ -31,6 +31,7 @@ class MessageType(enum.IntEnum):
     STDIN = 0x03  # client -> server
     STDIN_END = 0x04  # client -> server
     CANCEL = 0x05  # client -> server
+    AUTH_OK = 0x06  # server -> client, after a HELLO that asked for authentication
     STDOUT = 0x10  # server -> client
     STDERR = 0x11  # server -> client
     EXIT = 0x12  # server -> client
@@ -52,7 +53,9 @@ class Hello(Message):
     """First message in each direction: who is talking, in which protocol version.
 
     The server's hello also says which encoding its commands print in and the working
-    directory new commands start in.
+    directory new commands start in. With authentication (rcmd.auth), the server's hello
+    has ``auth`` and its ``nonce``; the client's has its ``nonce`` and ``mac`` (its proof),
+    all hex.
     """
 
     TYPE: ClassVar[MessageType] = MessageType.HELLO
@@ -60,6 +63,9 @@ class Hello(Message):
     software: str = ""
     encoding: str | None = None
     cwd: str | None = None
+    auth: str | None = None
+    nonce: str | None = None
+    mac: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +101,14 @@ class Exit(Message):
     timed_out: bool = False
     cancelled: bool = False
     cwd: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthOk(Message):
+    """The server accepted the client's proof, and proves itself with *mac* (hex)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.AUTH_OK
+    mac: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,13 +154,13 @@ class Cancel(Message):
     TYPE: ClassVar[MessageType] = MessageType.CANCEL
 
 
-AnyMessage = Union[Hello, Run, Exit, Error, Stdin, Stdout, Stderr, StdinEnd, Cancel]
+AnyMessage = Union[Hello, Run, Exit, AuthOk, Error, Stdin, Stdout, Stderr, StdinEnd, Cancel]
 OutputChunk = Union[Stdout, Stderr]
 
 _DATA = (Stdin, Stdout, Stderr)
 _EMPTY = (StdinEnd, Cancel)
 _BY_TYPE: dict[int, type[Message]] = {
-    cls.TYPE: cls for cls in (Hello, Run, Exit, Error, Stdin, Stdout, Stderr, StdinEnd, Cancel)
+    cls.TYPE: cls for cls in (Hello, Run, Exit, AuthOk, Error, Stdin, Stdout, Stderr, StdinEnd, Cancel)
 }
 
 # JSON body schema: field -> (accepted types, required). bool is checked before int, since
@@ -158,6 +172,9 @@ _SCHEMA: dict[type[Message], dict[str, tuple[tuple[type, ...], bool]]] = {
         "software": ((str,), False),
         "encoding": (_OPTIONAL_STR, False),
         "cwd": (_OPTIONAL_STR, False),
+        "auth": (_OPTIONAL_STR, False),
+        "nonce": (_OPTIONAL_STR, False),
+        "mac": (_OPTIONAL_STR, False),
     },
     Run: {
         "command": ((str,), True),
@@ -173,6 +190,7 @@ _SCHEMA: dict[type[Message], dict[str, tuple[tuple[type, ...], bool]]] = {
         "cancelled": ((bool,), False),
         "cwd": (_OPTIONAL_STR, False),
     },
+    AuthOk: {"mac": ((str,), True)},
     Error: {"reason": ((str,), True)},
 }
 
@@ -184,7 +202,8 @@ def encode_message(message: Message) -> bytes:
         return kind + message.data
     if isinstance(message, _EMPTY):
         return kind
-    body = {name: getattr(message, name) for name in _SCHEMA[type(message)]}
+    # Optional fields that are None are left out: the receiver reads absent as None.
+    body = {name: value for name in _SCHEMA[type(message)] if (value := getattr(message, name)) is not None}
     if isinstance(message, Run):
         body["env"] = dict(message.env)
     return kind + json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -50,6 +50,7 @@ class Phase(enum.Enum):
     """Where the conversation is, as seen from one end."""
 
     HANDSHAKE = "handshake"  # waiting for the peer's HELLO
+    AUTHENTICATING = "authenticating"  # HELLOs exchanged, the server's AUTH_OK still to come
     IDLE = "idle"  # no command running; the client may send RUN
     RUNNING = "running"  # a command runs; output flows until its EXIT
     CLOSED = "closed"  # an ERROR went either way, or the protocol broke
@@ -57,6 +58,10 @@ class Phase(enum.Enum):
 
 _C, _S = Role.CLIENT, Role.SERVER
 _IDLE, _RUNNING = Phase.IDLE, Phase.RUNNING
+
+#: Until the handshake is done, frames may be at most this large: a HELLO is a few hundred
+#: bytes, and an unauthenticated peer must not make us buffer more than that.
+HANDSHAKE_MAX_FRAME_SIZE = 8 * 1024
 
 #: (who sends it, message type) -> (phase it is valid in, phase after it).
 #: HELLO and ERROR are handled apart: HELLO once, first; ERROR any time, last.
@@ -68,6 +73,7 @@ TRANSITIONS: dict[tuple[Role, MessageType], tuple[Phase, Phase]] = {
     (_S, MessageType.STDOUT): (_RUNNING, _RUNNING),
     (_S, MessageType.STDERR): (_RUNNING, _RUNNING),
     (_S, MessageType.EXIT): (_RUNNING, _IDLE),
+    (_S, MessageType.AUTH_OK): (Phase.AUTHENTICATING, _IDLE),
 }
 
 #: Client messages that may cross the command's EXIT on the wire: the client sent them
@@ -87,7 +93,9 @@ class Connection:
     def __init__(self, our_role: Role, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         self.our_role = our_role
         self.their_role = _S if our_role is _C else _C
-        self._framer = LengthPrefixFramer(max_frame_size)
+        self._max_frame_size = max_frame_size
+        self._framer = LengthPrefixFramer(min(max_frame_size, HANDSHAKE_MAX_FRAME_SIZE))
+        self._our_hello: Hello | None = None
         self.phase = Phase.HANDSHAKE
         self.their_hello: Hello | None = None
         self._hello_sent = False
@@ -97,7 +105,24 @@ class Connection:
 
     @property
     def max_frame_size(self) -> int:
+        """The limit in force now: small until the handshake is done."""
         return self._framer.max_frame_size
+
+    @property
+    def auth_required(self) -> bool:
+        """The server's HELLO asked for authentication (known once it is sent or received)."""
+        server_hello = self._our_hello if self.our_role is _S else self.their_hello
+        return bool(server_hello and server_hello.auth)
+
+    def _set_phase(self, phase: Phase) -> None:
+        if phase in (_IDLE, _RUNNING) and self.phase in (Phase.HANDSHAKE, Phase.AUTHENTICATING):
+            self._framer.max_frame_size = self._max_frame_size  # handshake done
+        self.phase = phase
+
+    def _after_hellos(self) -> None:
+        """Both HELLOs are known: on to AUTHENTICATING, or straight to IDLE."""
+        if self.phase is Phase.HANDSHAKE and self._hello_sent and self.their_hello is not None:
+            self._set_phase(Phase.AUTHENTICATING if self.auth_required else _IDLE)
 
     # ------------------------------------------------------------------------- receiving
 
@@ -140,8 +165,7 @@ class Connection:
                     f"peer speaks protocol version {message.protocol}, we speak {PROTOCOL_VERSION}"
                 )
             self.their_hello = message
-            if self.phase is Phase.HANDSHAKE:  # else our RUN went out before their HELLO came
-                self.phase = Phase.IDLE
+            self._after_hellos()  # a client's RUN may have gone out before this HELLO came
             return True
         if kind is MessageType.HELLO:
             raise RemoteProtocolError("a second HELLO")
@@ -154,7 +178,7 @@ class Connection:
                 return False
             raise RemoteProtocolError(f"{kind.name} is not allowed while {self.phase.value}")
         self._check_stdin(kind, message, RemoteProtocolError)
-        self.phase = after
+        self._set_phase(after)
         return True
 
     # --------------------------------------------------------------------------- sending
@@ -173,6 +197,8 @@ class Connection:
             if self._hello_sent:
                 raise LocalProtocolError("HELLO was sent already")
             self._hello_sent = True
+            self._our_hello = message  # type: ignore[assignment]
+            self._after_hellos()
         elif not self._hello_sent:
             raise LocalProtocolError(f"send HELLO before {kind.name}")
         else:
@@ -185,7 +211,7 @@ class Connection:
             if current is not before:
                 raise LocalProtocolError(f"cannot send {kind.name} while {self.phase.value}")
             self._check_stdin(kind, message, LocalProtocolError)
-            self.phase = after
+            self._set_phase(after)
         return encode_frame(encode_message(message))
 
     def _check_stdin(self, kind: MessageType, message: AnyMessage, error: type[Exception]) -> None:

@@ -21,10 +21,21 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import __version__
+from .auth import (
+    NONCE_SIZE,
+    SCHEME,
+    FailureThrottle,
+    client_proof,
+    decode_hex,
+    new_nonce,
+    proofs_match,
+    server_proof,
+)
 from .decoding import normalize_encoding
 from .errors import LocalProtocolError, RemoteProtocolError
-from .framing import CLOSED, DEFAULT_MAX_FRAME_SIZE, NEED_DATA
+from .framing import CLOSED, DEFAULT_MAX_FRAME_SIZE, NEED_DATA, encode_frame
 from .messages import (
+    AuthOk,
     Cancel,
     Error,
     Exit,
@@ -35,6 +46,7 @@ from .messages import (
     Stdin,
     StdinEnd,
     Stdout,
+    encode_message,
 )
 from .process import OUTPUT_CHUNK_SIZE, default_shell, signal_group, spawn, wait_for_exit
 from .protocol import Connection, Phase, Role
@@ -71,24 +83,54 @@ class InsecureBindError(ValueError):
     """Refusing to listen beyond loopback with no authentication."""
 
 
+#: Defaults for the limits, each an option of rcmd-server.
+DEFAULT_MAX_CONNECTIONS = 128  # each costs a little memory and a file descriptor
+DEFAULT_MAX_COMMANDS = 64  # processes at once, server-wide; more wait for a slot
+DEFAULT_HANDSHAKE_TIMEOUT = 10.0  # a client that connects and says nothing is dropped
+DEFAULT_IDLE_TIMEOUT = 3600.0  # a connection with no command and no traffic for an hour
+
+
 @dataclass
 class ServerConfig:
+    """Everything a server needs to know; ``rcmd-server --help`` describes each option.
+
+    *secret* turns on authentication (rcmd.auth). *command_timeout* applies to commands
+    that give no timeout of their own; None means they may run for ever. A timeout of
+    None or 0 turns that limit off.
+    """
+
     host: str = "127.0.0.1"
     port: int = 9000
     framing: Framing = Framing.PREFIXED
     shell: str = field(default_factory=default_shell)
     encoding: str = field(default_factory=lambda: locale.getpreferredencoding(False))
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    secret: bytes | None = field(default=None, repr=False)
     insecure_no_auth: bool = False
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_commands: int = DEFAULT_MAX_COMMANDS
+    handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
+    command_timeout: float | None = None
 
     def __post_init__(self) -> None:
         self.framing = Framing(self.framing)
         self.encoding = normalize_encoding(self.encoding)
-        if not is_loopback(self.host) and not self.insecure_no_auth:
+        if self.max_connections < 1 or self.max_commands < 1:
+            raise ValueError("max_connections and max_commands must be at least 1")
+        if is_loopback(self.host) or self.insecure_no_auth:
+            return
+        if self.framing is Framing.NAIVE:
             raise InsecureBindError(
-                f"refusing to listen on {self.host}: rcmd runs any command it is sent and has "
-                "no authentication yet, so it listens on loopback only. Use --host 127.0.0.1, "
-                "or --insecure-no-auth if every machine that can reach this address is trusted."
+                f"refusing to listen on {self.host}: naive framing is a teaching mode with no "
+                "protection at all, so it listens on loopback only. Use --host 127.0.0.1, or "
+                "--insecure-no-auth if every machine that can reach this address is trusted."
+            )
+        if self.secret is None:
+            raise InsecureBindError(
+                f"refusing to listen on {self.host} without authentication: rcmd runs any command "
+                "it is sent. Give a shared secret (--secret-file FILE or $RCMD_SECRET) to clients "
+                "and server, or use --host 127.0.0.1. (--insecure-no-auth overrides; don't.)"
             )
 
 
@@ -104,6 +146,8 @@ class Server:
         self._sessions: set[_Session] = set()
         self._tasks: set[asyncio.Task] = set()
         self._closing = False
+        self.throttle = FailureThrottle()
+        self.command_slots = asyncio.Semaphore(self.config.max_commands)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -147,7 +191,12 @@ class Server:
         assert task is not None
         self._tasks.add(task)
         peer = _peer_name(writer)
-        if self._closing:
+        if self._closing or len(self._sessions) >= self.config.max_connections:
+            if not self._closing:
+                log.warning("%s refused: %d connections already (--max-connections)", peer, len(self._sessions))
+                if self.config.framing is Framing.PREFIXED:
+                    reason = f"too many connections: the server takes {self.config.max_connections} at once"
+                    writer.write(encode_frame(encode_message(Error(reason))))
             writer.close()
             self._tasks.discard(task)
             return
@@ -156,7 +205,7 @@ class Server:
 
             session: _Session = NaiveSession(self.config, reader, writer, peer)
         else:
-            session = PrefixedSession(self.config, reader, writer, peer)
+            session = PrefixedSession(self, reader, writer, peer)
         self._sessions.add(session)
         log.info("%s connected", peer)
         try:
@@ -222,12 +271,15 @@ class RunningCommand:
 class PrefixedSession(_Session):
     """One connection in prefixed framing: the full protocol, streaming, one command at a time."""
 
-    def __init__(self, config: ServerConfig, reader, writer, peer: str) -> None:
-        self.config = config
+    def __init__(self, server: Server, reader, writer, peer: str) -> None:
+        self.server = server
+        self.config = config = server.config
         self.reader = reader
         self.writer = writer
         self.peer = peer
         self.conn = Connection(Role.SERVER, max_frame_size=config.max_frame_size)
+        self._nonce = new_nonce() if config.secret is not None else None
+        self._timer: asyncio.TimerHandle | None = None  # handshake, then idle, deadline
         self.cwd = os.getcwd()
         self.previous_cwd: str | None = None
         self.command: RunningCommand | None = None
@@ -268,8 +320,15 @@ class PrefixedSession(_Session):
 
     async def run(self) -> None:
         await self.send(
-            Hello(software=f"rcmd {__version__}", encoding=self.config.encoding, cwd=self.cwd)
+            Hello(
+                software=f"rcmd {__version__}",
+                encoding=self.config.encoding,
+                cwd=self.cwd,
+                auth=SCHEME if self._nonce is not None else None,
+                nonce=self._nonce.hex() if self._nonce is not None else None,
+            )
         )
+        self._arm_timer(self.config.handshake_timeout, "no handshake within {:g}s")
         try:
             await self._read_loop()
         except RemoteProtocolError as exc:
@@ -278,6 +337,7 @@ class PrefixedSession(_Session):
         except (ConnectionError, OSError) as exc:
             log.info("%s: connection lost: %s", self.peer, exc)
         finally:
+            self._arm_timer(None, "")
             if self.command_task is not None:
                 if self._shutdown_reason is None:
                     self._lost_peer()  # we stopped reading: nobody will see its output
@@ -286,7 +346,7 @@ class PrefixedSession(_Session):
                 await self._fail(self._shutdown_reason)
 
     async def _read_loop(self) -> None:
-        while self._shutdown_reason is None:
+        while self._shutdown_reason is None and not self._peer_gone:
             data = await self.reader.read(READ_SIZE)
             self.conn.receive_data(data)
             while True:
@@ -298,17 +358,24 @@ class PrefixedSession(_Session):
                 if isinstance(event, Error):
                     log.warning("%s reported an error: %s", self.peer, event.reason)
                     return
-                if self._shutdown_reason is not None:
+                if self._shutdown_reason is not None or self._peer_gone:
                     return
                 await self._handle(event)
+                if self.conn.phase is Phase.IDLE and self.command is None:
+                    self._arm_timer(self.config.idle_timeout, "idle for {:g}s")
 
     async def _handle(self, event: Message) -> None:
+        if isinstance(event, Hello):
+            if self.conn.auth_required:
+                await self._authenticate(event)
+            return
         if isinstance(event, Run):
             target = parse_cd(event.command)
             if target is not None:
                 await self._change_directory(target)
                 return
             # Spawned here, not in the task, so STDIN right behind the RUN finds the process.
+            self._arm_timer(None, "")
             command = await self._spawn(event)
             if command is not None:
                 self.command = command
@@ -320,7 +387,39 @@ class PrefixedSession(_Session):
                 log.info("%s: cancel", self.peer)
                 self.command.cancelled = True
                 self.command.terminate()
-        # Hello needs nothing more: Connection checked its version.
+
+    async def _authenticate(self, hello: Hello) -> None:
+        """Check the client's proof; prove ourselves in AUTH_OK, or fail slowly."""
+        assert self._nonce is not None and self.config.secret is not None
+        client_nonce = decode_hex(hello.nonce, NONCE_SIZE)
+        mac = decode_hex(hello.mac, 32)
+        address = self.peer.rsplit(":", 1)[0]
+        if client_nonce is None or mac is None or not proofs_match(
+            client_proof(self.config.secret, self._nonce, client_nonce), mac
+        ):
+            delay = self.server.throttle.failed(address, asyncio.get_running_loop().time())
+            log.warning("%s: authentication failed (answering in %.2fs)", self.peer, delay)
+            self._arm_timer(None, "")
+            await asyncio.sleep(delay)  # repeated failures from one address get slower
+            await self._fail("authentication failed")
+            return
+        self.server.throttle.succeeded(address)
+        log.info("%s: authenticated", self.peer)
+        await self.send(AuthOk(server_proof(self.config.secret, self._nonce, client_nonce).hex()))
+
+    def _arm_timer(self, seconds: float | None, reason: str) -> None:
+        """(Re)start the one deadline a session has: handshake, or idle. None or 0: none."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if seconds:
+            self._timer = asyncio.get_running_loop().call_later(
+                seconds, self._expire, reason.format(seconds)
+            )
+
+    def _expire(self, reason: str) -> None:
+        log.info("%s: %s, closing", self.peer, reason)
+        self.shutdown(reason)
 
     async def _write_stdin(self, event: Stdin | StdinEnd) -> None:
         """Pass stdin on; while the command does not read it, we stop reading the client."""
@@ -381,9 +480,15 @@ class PrefixedSession(_Session):
         cwd = os.path.join(self.cwd, os.path.expanduser(run.cwd)) if run.cwd else self.cwd
         env = {**os.environ, **run.env}
         log.info("%s: run %r", self.peer, run.command)
+        slots = self.server.command_slots
+        await slots.acquire()  # at most --max-commands processes at once, server-wide
+        if self._shutdown_reason is not None or self._peer_gone:
+            slots.release()
+            return None
         try:
             process = await spawn(run.command, shell=self.config.shell, cwd=cwd, env=env, stdin=run.stdin)
         except OSError as exc:
+            slots.release()
             reason = f"rcmd: cannot run command in {cwd}: {exc.strerror or exc}\n"
             await self.send(Stderr(reason.encode(self.config.encoding, "replace")))
             await self.send(Exit(CANNOT_RUN, cwd=self.cwd))
@@ -393,15 +498,16 @@ class PrefixedSession(_Session):
     async def _supervise(self, run: Run, command: RunningCommand) -> None:
         """Stream the command's output, enforce its timeout, reap its group, send EXIT."""
         process = command.process
+        timeout = run.timeout if run.timeout is not None else (self.config.command_timeout or None)
         pumps = asyncio.gather(
             self._pump(process.stdout, Stdout), self._pump(process.stderr, Stderr)
         )
         try:
             exited = asyncio.ensure_future(wait_for_exit(process))
             try:
-                await asyncio.wait_for(asyncio.shield(exited), run.timeout)
+                await asyncio.wait_for(asyncio.shield(exited), timeout)
             except asyncio.TimeoutError:
-                log.info("%s: timed out after %ss: %r", self.peer, run.timeout, run.command)
+                log.info("%s: timed out after %ss: %r", self.peer, timeout, run.command)
                 command.timed_out = True
                 command.terminate()
                 await exited
@@ -416,10 +522,13 @@ class PrefixedSession(_Session):
             await process.wait()  # reaped: returncode is set
         finally:
             command.finished()
+            self.server.command_slots.release()
             self.command = None
         code = process.returncode
         assert code is not None
         log.info("%s: exit %s: %r", self.peer, code, run.command)
+        if self._shutdown_reason is None:
+            self._arm_timer(self.config.idle_timeout, "idle for {:g}s")
         await self.send(
             Exit(
                 code,

@@ -25,7 +25,7 @@ START_TIMEOUT = 30.0
 class ServerProcess:
     """One ``rcmd-server`` subprocess; ``address`` once it prints its listening line."""
 
-    def __init__(self, log_dir: Path, *args: str, port: int = 0) -> None:
+    def __init__(self, log_dir: Path, *args: str, port: int = 0, env: dict | None = None) -> None:
         self.log_path = log_dir / f"server-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
@@ -33,6 +33,7 @@ class ServerProcess:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._log,  # a file, so a chatty server never blocks on a full pipe
+            env={**os.environ, **(env or {})},
         )
         self.banner = self._read_banner()
         match = re.search(r"listening on (\S+):(\d+)", self.banner)
@@ -60,6 +61,17 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def wait_for_log(self, pattern: str, timeout: float = 15.0) -> "re.Match":
+        """Wait until the server has logged a line matching *pattern* (a condition, checked
+        every 10 ms: the log is the only window into what the server is doing)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = re.search(pattern, self.log())
+            if match:
+                return match
+            time.sleep(0.01)
+        raise AssertionError(f"the server never logged {pattern!r}:\n{self.log()[-2000:]}")
+
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
@@ -80,8 +92,8 @@ def server_factory(tmp_path_factory):
     started: list[ServerProcess] = []
     log_dir = tmp_path_factory.mktemp("server-logs")
 
-    def start(*args: str, port: int = 0) -> ServerProcess:
-        server = ServerProcess(log_dir, *args, port=port)
+    def start(*args: str, port: int = 0, env: dict | None = None) -> ServerProcess:
+        server = ServerProcess(log_dir, *args, port=port, env=env)
         started.append(server)
         return server
 

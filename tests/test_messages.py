@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from rcmd.errors import RemoteProtocolError
 from rcmd.messages import (
+    AuthOk,
     Cancel,
     Error,
     Exit,
@@ -21,9 +22,10 @@ from rcmd.messages import (
 )
 
 ROUND_TRIPS = [
-    (Hello(), b'\x01{"protocol":1,"software":"","encoding":null,"cwd":null}'),
+    (Hello(), b'\x01{"protocol":1,"software":""}'),  # None fields are left out
+    (Hello(auth="hmac-sha256", nonce="00" * 32), None),
     (Hello(software="rcmd 0.1.0", encoding="gbk", cwd="/srv"), None),
-    (Run("ls -l"), b'\x02{"command":"ls -l","cwd":null,"env":{},"timeout":null,"stdin":false}'),
+    (Run("ls -l"), b'\x02{"command":"ls -l","env":{},"stdin":false}'),
     (Run("echo 中文", cwd="/tmp", env={"LANG": "C"}, timeout=2.5, stdin=True), None),
     (Stdin(b"data\x00\xff"), b"\x03data\x00\xff"),
     (StdinEnd(), b"\x04"),
@@ -31,10 +33,11 @@ ROUND_TRIPS = [
     (Stdout(b""), b"\x10"),
     (Stdout(b"\xd6\xd0"), b"\x10\xd6\xd0"),
     (Stderr(b"oops\n"), b"\x11oops\n"),
-    (Exit(3), b'\x12{"returncode":3,"signal":null,"timed_out":false,"cancelled":false,"cwd":null}'),
+    (Exit(3), b'\x12{"returncode":3,"timed_out":false,"cancelled":false}'),
     (Exit(-9, signal=9, timed_out=True, cwd="/"), None),
     (Exit(-15, signal=15, cancelled=True), None),
     (Error("frame too large"), b'\x7f{"reason":"frame too large"}'),
+    (AuthOk("ab" * 32), None),
 ]
 
 
@@ -80,6 +83,7 @@ def test_unknown_fields_are_ignored_for_forward_compatibility():
         (b'\x12{"returncode":1.5}', "'returncode' has the wrong type"),
         (b'\x01{"protocol":"1"}', "'protocol' has the wrong type"),
         (b'\x7f{"reason":null}', "'reason' has the wrong type"),
+        (b'\x06{}', "AUTH_OK lacks the required field 'mac'"),
     ],
 )
 def test_malformed_payloads_say_what_is_wrong(payload, reason):

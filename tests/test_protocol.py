@@ -136,3 +136,61 @@ def test_clean_eof_between_messages_is_closed():
     client, server = handshake()
     server.receive_data(b"")
     assert server.next_event() is CLOSED
+
+
+# ---------------------------------------------------------------- authentication phase
+
+from rcmd.messages import AuthOk  # noqa: E402
+from rcmd.protocol import HANDSHAKE_MAX_FRAME_SIZE  # noqa: E402
+
+
+def auth_handshake():
+    client, server = Connection(Role.CLIENT), Connection(Role.SERVER)
+    client.receive_data(server.send(Hello(auth="hmac-sha256", nonce="11" * 32)))
+    assert events(client)[0].auth == "hmac-sha256"
+    assert client.phase is Phase.HANDSHAKE  # its own HELLO (with the proof) is still to go
+    server.receive_data(client.send(Hello(nonce="22" * 32, mac="33" * 32)))
+    assert events(server) == [Hello(nonce="22" * 32, mac="33" * 32)]
+    assert client.phase is server.phase is Phase.AUTHENTICATING
+    return client, server
+
+
+def test_authentication_phase_ends_with_auth_ok():
+    client, server = auth_handshake()
+    client.receive_data(server.send(AuthOk("44" * 32)))
+    assert events(client) == [AuthOk("44" * 32)]
+    assert client.phase is server.phase is Phase.IDLE
+    server.receive_data(client.send(Run("true")))
+    assert events(server) == [Run("true")]
+
+
+def test_nothing_but_the_handshake_before_auth_ok():
+    client, server = auth_handshake()
+    with pytest.raises(LocalProtocolError, match="cannot send RUN while authenticating"):
+        client.send(Run("ls"))
+    from rcmd.messages import encode_message
+
+    server.receive_data(encode_frame(encode_message(Run("ls"))))
+    with pytest.raises(RemoteProtocolError, match="RUN is not allowed while authenticating"):
+        server.next_event()
+
+
+def test_frames_are_small_until_the_handshake_is_done():
+    server = Connection(Role.SERVER, max_frame_size=1 << 20)
+    server.send(Hello(auth="hmac-sha256", nonce="11" * 32))
+    assert server.max_frame_size == HANDSHAKE_MAX_FRAME_SIZE
+    server.receive_data((HANDSHAKE_MAX_FRAME_SIZE + 1).to_bytes(4, "big"))
+    with pytest.raises(RemoteProtocolError, match="exceeds the maximum of 8192"):
+        server.next_event()
+    client, server = auth_handshake()
+    server.send(AuthOk("44" * 32))
+    assert server.max_frame_size == 1 << 20  # the configured limit, once authenticated
+
+
+def test_auth_ok_only_from_a_server_that_asked():
+    client, server = handshake()  # no auth asked
+    from rcmd.messages import encode_message
+
+    client.receive_data(encode_frame(encode_message(AuthOk("44" * 32))))
+    with pytest.raises(RemoteProtocolError, match="AUTH_OK is not allowed while idle"):
+        client.next_event()
