@@ -25,6 +25,7 @@ from .errors import (  # noqa: E402
     RcmdError,
     RemoteProtocolError,
     ServerError,
+    TlsError,
 )
 from .framing import NEED_DATA, LengthPrefixFramer, NaiveFramer, encode_frame  # noqa: E402
 from . import messages  # noqa: E402
@@ -66,5 +67,6 @@ __all__ = [
     "FrameTooLarge",
     "ConnectionClosed",
     "ServerError",
+    "TlsError",
     "CommandError",
 ]

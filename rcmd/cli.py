@@ -25,6 +25,7 @@ from .errors import (
     ProtocolMismatch,
     RemoteProtocolError,
     ServerError,
+    TlsError,
 )
 
 
@@ -79,6 +80,8 @@ def rcmd_main(
     secret_file: Optional[str] = typer.Option(
         None, help="File holding the shared secret, for a server that requires it (else $RCMD_SECRET)."
     ),
+    tls: bool = typer.Option(False, "--tls", help="Use TLS, trusting the system's certificate authorities."),
+    tls_ca: Optional[str] = typer.Option(None, help="Use TLS, trusting the CA certificates in this file."),
     version: bool = typer.Option(False, "--version", help="Print the version and exit."),
 ) -> None:
     """Run commands on an rcmd server: one with -c, an interactive prompt on a terminal,
@@ -100,7 +103,8 @@ def rcmd_main(
         raise _fail(ExitStatus.USAGE, str(exc)) from None
     try:
         with connect(
-            host, port, framing=framing.value, encoding=encoding, connect_timeout=connect_timeout, secret=secret
+            host, port, framing=framing.value, encoding=encoding, connect_timeout=connect_timeout, secret=secret,
+            tls=tls, tls_ca=tls_ca,
         ) as client:
             from .naive import NaiveClient
 
@@ -123,6 +127,8 @@ def rcmd_main(
         raise typer.Exit(ExitStatus.CANCELLED) from None
     except AuthenticationError as exc:
         raise _fail(ExitStatus.AUTH_FAILED, str(exc)) from None
+    except TlsError as exc:
+        raise _fail(ExitStatus.TLS_FAILED, str(exc)) from None
     except ProtocolMismatch as exc:
         raise _fail(ExitStatus.PROTOCOL_MISMATCH, str(exc)) from None
     except FrameTooLarge as exc:
@@ -169,6 +175,8 @@ def server_main(
     insecure_no_auth: bool = typer.Option(
         False, "--insecure-no-auth", help="Allow listening beyond loopback with no authentication. Dangerous."
     ),
+    tls_cert: Optional[str] = typer.Option(None, help="Serve TLS with this certificate (PEM; chain included)."),
+    tls_key: Optional[str] = typer.Option(None, help="The private key for --tls-cert (PEM), if not in that file."),
     max_connections: int = typer.Option(128, help="Connections at once; more are refused with a reason."),
     max_commands: int = typer.Option(64, help="Commands running at once, server-wide; more wait for a slot."),
     handshake_timeout: float = typer.Option(10.0, help="Seconds a new connection has to finish the handshake."),
@@ -204,6 +212,8 @@ def server_main(
         "handshake_timeout": handshake_timeout or None,
         "idle_timeout": idle_timeout or None,
         "command_timeout": command_timeout or None,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
     }
     if shell:
         options["shell"] = shell
@@ -226,7 +236,7 @@ def server_main(
         )
 
     def ready(bound_host: str, bound_port: int) -> None:
-        auth = "hmac-sha256 auth" if config.secret else "no auth"
+        auth = ("hmac-sha256 auth" if config.secret else "no auth") + (", TLS" if config.tls else "")
         print(f"rcmd-server {__version__} listening on {bound_host}:{bound_port} "
               f"(framing {config.framing.value}, encoding {config.encoding}, {auth})", flush=True)
 

@@ -11,6 +11,7 @@ import select
 import selectors
 import signal as signal_module
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Iterator, Mapping
@@ -26,6 +27,7 @@ from .errors import (
     RcmdError,
     RemoteProtocolError,
     ServerError,
+    TlsError,
 )
 from .framing import CLOSED, DEFAULT_MAX_FRAME_SIZE, NEED_DATA
 from .messages import AuthOk, Cancel, Error, Exit, Hello, Message, Run, Stderr, Stdin, StdinEnd, Stdout
@@ -39,6 +41,8 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 READ_SIZE = 256 * 1024
 #: framing="auto": a server that sends no HELLO within this long is taken as naive.
 AUTO_DETECT_WAIT = 1.0
+#: What a non-blocking socket raises when it must wait; a TLS socket has two more.
+_WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 #: Input is sent in STDIN messages of at most this size.
 STDIN_CHUNK_SIZE = 64 * 1024
 
@@ -315,7 +319,7 @@ class Client:
             while self._outbox:
                 sent = self._sock.send(self._outbox)
                 del self._outbox[:sent]
-        except BlockingIOError:
+        except _WOULD_BLOCK:
             pass
         except OSError as exc:
             raise ConnectionClosed(f"connection to the server lost: {exc}") from None
@@ -343,6 +347,9 @@ class Client:
             return event  # type: ignore[return-value]
 
     def _wait_for_io(self, deadline: float | None) -> None:
+        if isinstance(self._sock, ssl.SSLSocket) and self._sock.pending():
+            self._receive()  # decrypted bytes wait inside the TLS layer, where select() cannot see
+            return
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         ready = self._selector.select(timeout)
         if not ready:
@@ -354,13 +361,16 @@ class Client:
             if mask & selectors.EVENT_WRITE:
                 self._flush()
             if mask & selectors.EVENT_READ:
-                try:
-                    data = self._sock.recv(READ_SIZE)
-                except BlockingIOError:
-                    continue
-                except OSError as exc:
-                    raise ConnectionClosed(f"connection to the server lost: {exc}") from None
-                self._conn.receive_data(data)
+                self._receive()
+
+    def _receive(self) -> None:
+        try:
+            data = self._sock.recv(READ_SIZE)
+        except _WOULD_BLOCK:
+            return
+        except OSError as exc:
+            raise ConnectionClosed(f"connection to the server lost: {exc}") from None
+        self._conn.receive_data(data)
 
 
     def _take_interrupt(self) -> None:
@@ -463,6 +473,8 @@ def connect(
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     auto_wait: float = AUTO_DETECT_WAIT,
     secret: bytes | str | None = None,
+    tls: bool | ssl.SSLContext = False,
+    tls_ca: str | None = None,
 ):
     """Connect to an rcmd server and return a :class:`Client` (a context manager).
 
@@ -476,17 +488,26 @@ def connect(
     (rcmd.auth.load_secret reads it from a file or $RCMD_SECRET). Given one, the client
     refuses a server that does not prove it knows it.
 
+    *tls* (or *tls_ca*, a CA file to trust instead of the system's) wraps the connection
+    in TLS, checking the server's certificate against *host*; *tls* may be an SSLContext.
+
     Raises OSError subclasses for connection failures (ConnectionRefusedError,
     socket.gaierror, TimeoutError), ProtocolMismatch when a prefixed connection gets no
-    HELLO, or garbage, from the server, and AuthenticationError.
+    HELLO, or garbage, from the server, AuthenticationError and TlsError.
     """
     if isinstance(secret, str):
         secret = secret.encode("utf-8")
     if framing not in ("prefixed", "naive", "auto"):
         raise ValueError(f"framing must be 'prefixed', 'naive' or 'auto', not {framing!r}")
+    use_tls = bool(tls) or tls_ca is not None
+    if use_tls and framing == "naive":
+        raise ValueError("naive framing has no TLS")
     deadline = None if connect_timeout is None else time.monotonic() + connect_timeout
     sock = socket.create_connection((host, port), timeout=connect_timeout)
     try:
+        if use_tls:
+            sock = _start_tls(sock, host, port, tls, tls_ca)
+            framing = "prefixed"  # TLS is only spoken by prefixed servers
         if framing == "auto":
             readable, _, _ = select.select([sock], [], [], auto_wait)
             framing = "prefixed" if readable else "naive"
@@ -507,3 +528,19 @@ def connect(
     except BaseException:
         sock.close()
         raise
+
+
+def _start_tls(sock: socket.socket, host: str, port: int, tls, tls_ca: str | None) -> ssl.SSLSocket:
+    """The TLS handshake, blocking (the socket's timeout applies), with readable failures."""
+    where = f"{host}:{port}"
+    context = tls if isinstance(tls, ssl.SSLContext) else ssl.create_default_context(cafile=tls_ca)
+    try:
+        return context.wrap_socket(sock, server_hostname=host)
+    except ssl.SSLCertVerificationError as exc:
+        raise TlsError(f"the TLS certificate of {where} is not trusted: {exc.verify_message}"
+                       " (give its CA with --tls-ca FILE)") from None
+    except ssl.SSLError as exc:
+        raise TlsError(f"TLS with {where} failed ({exc.reason or exc}): the server may not use TLS;"
+                       " connect without --tls") from None
+    except (ConnectionError, TimeoutError) as exc:
+        raise TlsError(f"TLS with {where} failed: {exc}: the server may not use TLS") from None

@@ -31,6 +31,7 @@ class ExitStatus(enum.IntEnum):
     TIMED_OUT = 124  #: the remote command ran past --timeout and was killed (as timeout(1))
     CANCELLED = 130  #: Ctrl-C cancelled the remote command (128 + SIGINT)
     SIGNAL_BASE = 128  #: a command killed by signal N exits 128 + N, as in a shell
+    TLS_FAILED = 247  #: TLS could not be set up (untrusted certificate, or no TLS on the other end)
     AUTH_FAILED = 248  #: the secret was missing or wrong, or the server could not prove it has it
     CONNECT_TIMEOUT = 249  #: no connection (or no handshake) within --connect-timeout
     FRAME_TOO_LARGE = 250  #: the server sent a frame over the size limit

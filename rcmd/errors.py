@@ -46,6 +46,10 @@ class AuthenticationError(RcmdError):
     """The two ends could not prove to each other that they share the secret."""
 
 
+class TlsError(RcmdError):
+    """TLS could not be set up: an untrusted certificate, or one end not speaking TLS."""
+
+
 class ConnectionClosed(RcmdError):
     """The peer closed the connection before the conversation was over."""
 

@@ -17,6 +17,7 @@ import os
 import shlex
 import signal
 import socket
+import ssl
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -112,9 +113,21 @@ class ServerConfig:
     handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
     command_timeout: float | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
     def __post_init__(self) -> None:
         self.framing = Framing(self.framing)
+        self.tls = None
+        if self.tls_cert:
+            if self.framing is Framing.NAIVE:
+                raise ValueError("naive framing has no TLS: it is the tutorial's plain socket")
+            self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self.tls.minimum_version = ssl.TLSVersion.TLSv1_2
+            try:
+                self.tls.load_cert_chain(self.tls_cert, self.tls_key)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"cannot load the TLS certificate and key: {exc}") from None
         self.encoding = normalize_encoding(self.encoding)
         if self.max_connections < 1 or self.max_commands < 1:
             raise ValueError("max_connections and max_commands must be at least 1")
@@ -157,9 +170,12 @@ class Server:
         return host, port
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._accept, self.config.host, self.config.port, reuse_address=True, limit=READ_SIZE
-        )
+        if self.config.tls is not None:
+            self._server = await _TlsListener.start(self)
+        else:
+            self._server = await asyncio.start_server(
+                self._accept, self.config.host, self.config.port, reuse_address=True, limit=READ_SIZE
+            )
         host, port = self.address
         log.info("listening on %s:%d (framing %s)", host, port, self.config.framing.value)
 
@@ -223,6 +239,101 @@ class Server:
             log.info("%s disconnected", peer)
 
 
+#: A TLS client speaks first (its ClientHello); an rcmd client in plaintext waits for our
+#: HELLO. So a TLS server that hears nothing this long is talking to a plaintext client.
+TLS_DETECT_WAIT = 0.5
+TLS_HANDSHAKE_RECORD = 0x16
+
+
+class _TlsListener:
+    """Accepts TCP, checks that the client starts TLS, then hands the stream to Server._accept.
+
+    Plain asyncio.start_server(ssl=...) would leave a plaintext client waiting in silence
+    until the handshake timed out; this tells it, in rcmd's own plaintext framing, to use TLS.
+    Offers what Server needs of an asyncio Server: sockets, close, wait_closed, serve_forever.
+    """
+
+    def __init__(self, server: Server, listener: socket.socket) -> None:
+        self.server = server
+        self.sockets = [listener]
+        self._closed = asyncio.Event()
+        self._task = asyncio.ensure_future(self._accept_loop())
+
+    @classmethod
+    async def start(cls, server: Server) -> "_TlsListener":
+        config = server.config
+        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+        listener = socket.create_server((config.host, config.port), family=family, backlog=128)
+        listener.setblocking(False)
+        return cls(server, listener)
+
+    async def _accept_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            conn, _address = await loop.sock_accept(self.sockets[0])
+            task = asyncio.ensure_future(self._start_tls(conn))
+            self.server._tasks.add(task)
+            task.add_done_callback(self.server._tasks.discard)
+
+    async def _start_tls(self, conn: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        peer = "%s:%s" % conn.getpeername()[:2]
+        first = await _peek_first_byte(conn, TLS_DETECT_WAIT)
+        if first != TLS_HANDSHAKE_RECORD:
+            log.warning("%s: not a TLS client, told to use --tls", peer)
+            try:
+                conn.send(encode_frame(encode_message(Error(
+                    "this server requires TLS: connect with --tls (and --tls-ca FILE for a private CA)"
+                ))))
+            except OSError:
+                pass
+            conn.close()
+            return
+        reader = asyncio.StreamReader(limit=READ_SIZE)
+        protocol = asyncio.StreamReaderProtocol(reader)
+        try:
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol, conn, ssl=self.server.config.tls,
+                ssl_handshake_timeout=self.server.config.handshake_timeout or None,
+            )
+        except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
+            log.warning("%s: TLS handshake failed: %s", peer, exc)
+            conn.close()
+            return
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        await self.server._accept(reader, writer)
+
+    def close(self) -> None:
+        self._task.cancel()
+        self.sockets[0].close()
+        self._closed.set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    async def serve_forever(self) -> None:
+        await self._closed.wait()
+
+
+async def _peek_first_byte(conn: socket.socket, timeout: float) -> int | None:
+    """The first byte the peer sent, without consuming it; None if it sent nothing in time."""
+    loop = asyncio.get_running_loop()
+    conn.setblocking(False)
+    readable = loop.create_future()
+    loop.add_reader(conn.fileno(), lambda: readable.done() or readable.set_result(None))
+    try:
+        await asyncio.wait_for(readable, timeout)
+    except asyncio.TimeoutError:
+        return None
+    finally:
+        loop.remove_reader(conn.fileno())
+    try:
+        data = conn.recv(1, socket.MSG_PEEK)
+    except OSError:
+        return None
+    return data[0] if data else None
+
+
 def _peer_name(writer: asyncio.StreamWriter) -> str:
     peer = writer.get_extra_info("peername")
     if isinstance(peer, tuple):
@@ -280,6 +391,7 @@ class PrefixedSession(_Session):
         self.conn = Connection(Role.SERVER, max_frame_size=config.max_frame_size)
         self._nonce = new_nonce() if config.secret is not None else None
         self._timer: asyncio.TimerHandle | None = None  # handshake, then idle, deadline
+        self._first_bytes = b""  # to recognise a TLS client on a plaintext server
         self.cwd = os.getcwd()
         self.previous_cwd: str | None = None
         self.command: RunningCommand | None = None
@@ -332,8 +444,11 @@ class PrefixedSession(_Session):
         try:
             await self._read_loop()
         except RemoteProtocolError as exc:
-            log.warning("%s: protocol error: %s", self.peer, exc)
-            await self._fail(str(exc))
+            reason = str(exc)
+            if self._first_bytes.startswith(b"\x16\x03"):
+                reason = "this server does not use TLS (it got a TLS handshake): connect without --tls"
+            log.warning("%s: protocol error: %s", self.peer, reason)
+            await self._fail(reason)
         except (ConnectionError, OSError) as exc:
             log.info("%s: connection lost: %s", self.peer, exc)
         finally:
@@ -348,6 +463,8 @@ class PrefixedSession(_Session):
     async def _read_loop(self) -> None:
         while self._shutdown_reason is None and not self._peer_gone:
             data = await self.reader.read(READ_SIZE)
+            if not self._first_bytes:
+                self._first_bytes = data[:2]
             self.conn.receive_data(data)
             while True:
                 event = self.conn.next_event()

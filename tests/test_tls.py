@@ -1,0 +1,77 @@
+"""TLS with throwaway certificates (trustme): the happy path, and each mismatch read clearly."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import trustme
+
+from conftest import CLIENT_ARGV
+from rcmd import ServerError, TlsError, connect
+from rcmd.console import ExitStatus
+
+SECRET = "tls-and-auth-secret-0123456789"
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1", "localhost")
+    server_cert.private_key_and_cert_chain_pem.write_to_path(str(folder / "server.pem"))
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    other_ca = trustme.CA()
+    other_ca.cert_pem.write_to_path(str(folder / "other-ca.pem"))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tls_server(server_factory, certs):
+    return server_factory("--tls-cert", str(certs / "server.pem"))
+
+
+def test_tls_round_trip(tls_server, certs):
+    with connect(*tls_server.address, tls_ca=str(certs / "ca.pem")) as client:
+        assert client._sock.version() in ("TLSv1.2", "TLSv1.3")
+        assert client.run("echo secret-output; echo err >&2; exit 4").stdout == b"secret-output\n"
+        big = client.run("head -c 3000000 /dev/zero")  # many TLS records, pending() buffering
+        assert big.stdout == bytes(3_000_000)
+        assert client.run("cat", input=b"x" * 1_000_000).stdout == b"x" * 1_000_000
+
+
+def test_untrusted_certificate(tls_server, certs):
+    with pytest.raises(TlsError, match="not trusted"):
+        connect(*tls_server.address, tls_ca=str(certs / "other-ca.pem"))
+    with pytest.raises(TlsError, match="not trusted"):
+        connect(*tls_server.address, tls=True)  # the system's CAs do not know trustme's
+
+
+def test_plaintext_client_to_a_tls_server_is_told_to_use_tls(tls_server):
+    with pytest.raises(ServerError, match="this server requires TLS: connect with --tls"):
+        connect(*tls_server.address)
+
+
+def test_tls_client_to_a_plaintext_server(server, certs):
+    with pytest.raises(TlsError, match="may not use TLS"):
+        connect(*server.address, tls_ca=str(certs / "ca.pem"))
+    assert "this server does not use TLS" in server.wait_for_log(r"protocol error: this server does not use TLS[^\n]*").group(0)
+
+
+def test_tls_and_a_secret_together(server_factory, certs, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text(SECRET)
+    secret.chmod(0o600)
+    server = server_factory("--tls-cert", str(certs / "server.pem"), "--secret-file", str(secret))
+    with connect(*server.address, tls_ca=str(certs / "ca.pem"), secret=SECRET) as client:
+        assert client.run("echo both").stdout == b"both\n"
+
+
+def test_cli_over_tls(tls_server, certs):
+    target = f"127.0.0.1:{tls_server.port}"
+    proc = subprocess.run([*CLIENT_ARGV, target, "--tls-ca", str(certs / "ca.pem"), "-c", "echo hi; exit 6"],
+                          capture_output=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (6, b"hi\n")
+    proc = subprocess.run([*CLIENT_ARGV, target, "--tls", "-c", "true"], capture_output=True, timeout=60)
+    assert proc.returncode == ExitStatus.TLS_FAILED and b"not trusted" in proc.stderr
+    assert b"Traceback" not in proc.stderr
