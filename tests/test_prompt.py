@@ -142,6 +142,7 @@ def test_naive_prompt_warns_and_shows_the_bug(naive_server, terminal_env):
     child.expect("naive " + ESC + r"127\.0\.0\.1:")
     child.sendline("echo hi")  # answered with the next 1024 bytes of seq: the lesson
     child.expect(r"\r\n(2[89]\d|[3-5]\d\d)\r\n")
+    child.expect("naive " + ESC + r"127\.0\.0\.1:")  # Ctrl-D before the prompt is back is lost
     child.sendcontrol("d")
     child.expect(pexpect.EOF)
     assert "\r\nhi\r\n" not in ANSI.sub("", child.before or "")
