@@ -12,61 +12,56 @@ Public API::
 
 __version__ = "0.1.0"
 
-from .client import Client, CommandStream, CompletedCommand, connect  # noqa: E402
-from .decoding import OutputDecoder, StreamDecoder  # noqa: E402
-from .errors import (  # noqa: E402
-    AuthenticationError,
-    CommandError,
-    ConnectionClosed,
-    FrameTooLarge,
-    LocalProtocolError,
-    ProtocolError,
-    ProtocolMismatch,
-    RcmdError,
-    RemoteProtocolError,
-    ServerError,
-    TlsError,
-)
-from .framing import NEED_DATA, LengthPrefixFramer, NaiveFramer, encode_frame  # noqa: E402
-from . import messages  # noqa: E402
-from .messages import Exit, Stderr, Stdout, decode_message, encode_message  # noqa: E402
-from .naive import NaiveClient  # noqa: E402
-from .server import BackgroundServer, Server, ServerConfig  # noqa: E402
+# Public names are imported on first use (PEP 562), so `rcmd -c true` does not pay for the
+# server, asyncio or the demo it never touches.
+_EXPORTS = {
+    "connect": "client",
+    "Client": "client",
+    "CommandStream": "client",
+    "CompletedCommand": "client",
+    "NaiveClient": "naive",
+    "Server": "server",
+    "ServerConfig": "server",
+    "BackgroundServer": "server",
+    "Stdout": "messages",
+    "Stderr": "messages",
+    "Exit": "messages",
+    "encode_message": "messages",
+    "decode_message": "messages",
+    "OutputDecoder": "decoding",
+    "StreamDecoder": "decoding",
+    "LengthPrefixFramer": "framing",
+    "NaiveFramer": "framing",
+    "encode_frame": "framing",
+    "NEED_DATA": "framing",
+    "RcmdError": "errors",
+    "AuthenticationError": "errors",
+    "TlsError": "errors",
+    "ProtocolError": "errors",
+    "LocalProtocolError": "errors",
+    "RemoteProtocolError": "errors",
+    "ProtocolMismatch": "errors",
+    "FrameTooLarge": "errors",
+    "ConnectionClosed": "errors",
+    "ServerError": "errors",
+    "CommandError": "errors",
+}
 
-__all__ = [
-    "__version__",
-    "connect",
-    "Client",
-    "CommandStream",
-    "CompletedCommand",
-    "NaiveClient",
-    "Server",
-    "BackgroundServer",
-    "ServerConfig",
-    "Stdout",
-    "Stderr",
-    "Exit",
-    "messages",
-    "encode_message",
-    "decode_message",
-    "messages",
-    "encode_message",
-    "decode_message",
-    "OutputDecoder",
-    "StreamDecoder",
-    "LengthPrefixFramer",
-    "NaiveFramer",
-    "encode_frame",
-    "NEED_DATA",
-    "RcmdError",
-    "AuthenticationError",
-    "ProtocolError",
-    "LocalProtocolError",
-    "RemoteProtocolError",
-    "ProtocolMismatch",
-    "FrameTooLarge",
-    "ConnectionClosed",
-    "ServerError",
-    "TlsError",
-    "CommandError",
-]
+__all__ = ["__version__", "messages", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name == "messages":
+        return importlib.import_module(".messages", __name__)
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rcmd' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

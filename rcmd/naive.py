@@ -17,15 +17,18 @@ default prefixed framing.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import select
 import socket
+from typing import TYPE_CHECKING
+
 from .client import CompletedCommand
 from .decoding import guess_encoding
 from .framing import NAIVE_RECV_SIZE
-from .process import signal_group, spawn
+
+if TYPE_CHECKING:  # the server half needs asyncio; the client half (and `rcmd -c`) does not
+    import asyncio
 
 log = logging.getLogger("rcmd.server")
 
@@ -64,6 +67,8 @@ class NaiveSession:
                 return
 
     async def _run(self, command: str) -> tuple[bytes, bytes]:
+        from .process import signal_group, spawn
+
         try:
             process = await spawn(command, shell=self.config.shell, cwd=os.getcwd(), env=os.environ, stdin=False)
         except OSError as exc:
@@ -78,6 +83,8 @@ class NaiveSession:
         return stdout, stderr
 
     def shutdown(self, reason: str) -> None:
+        from .process import signal_group
+
         self._stopping = True
         if self.process is not None:
             signal_group(self.process)

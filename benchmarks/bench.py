@@ -1,0 +1,324 @@
+"""rcmd beside its references, in one run: throughput, memory, latency, concurrency.
+
+    make bench                      # or: python benchmarks/bench.py [--quick]
+
+Every figure is a median (or a percentile) from this run, next to a reference measured in
+this same run, because these machines are noisy: compare the ratios. Every server and child
+started here is stopped before the script ends, and every section is bounded in count.
+
+References:
+- relay limit: the same bytes relayed child -> pipe -> Python -> loopback TCP -> Python with
+  4-byte frames and no other protocol (a tiny server written below, in its own process).
+- tutorial design: socketserver, the whole output read into memory, struct.pack('i'), and a
+  client doing data += recv(1024). Quadratic, so it runs on far less data.
+- local spawn: the same command run here through asyncio's subprocess (the floor for latency,
+  the ceiling for commands per second).
+- ssh to an sshd on 127.0.0.1, where one is installed (skipped otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import resource
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import rcmd
+
+MiB = 1 << 20
+
+RELAY_SERVER = r"""
+import socket, struct, subprocess, sys
+listener = socket.create_server(("127.0.0.1", 0))
+print(listener.getsockname()[1], flush=True)
+while True:
+    conn, _ = listener.accept()
+    command = conn.recv(4096).decode()
+    child = subprocess.Popen(["/bin/sh", "-c", command], stdout=subprocess.PIPE)
+    while chunk := child.stdout.read1(256 * 1024):
+        conn.sendall(struct.pack("!I", len(chunk)) + chunk)
+    conn.sendall(struct.pack("!I", 0))
+    child.wait()
+    conn.close()
+"""
+
+TUTORIAL_SERVER = r"""
+import socketserver, struct, subprocess
+class Handler(socketserver.BaseRequestHandler):
+    def handle(self):
+        command = self.request.recv(1024).decode()
+        result = subprocess.run(command, shell=True, capture_output=True)  # all in memory
+        output = result.stdout + result.stderr
+        self.request.sendall(struct.pack("i", len(output)))
+        self.request.sendall(output)
+socketserver.TCPServer.allow_reuse_address = True
+server = socketserver.TCPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+class Process:
+    """A helper server in a subprocess that prints its port first; stopped on exit."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline()  # rcmd-server's "listening on HOST:PORT", or a bare port
+        match = re.search(r"listening on [^ ]+:(\d+)", line) or re.match(r"(\d+)", line)
+        self.port = int(match.group(1))
+
+    def memory_kib(self, field: str) -> int:
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(re.search(rf"^{field}:\s+(\d+) kB", status, re.M).group(1))
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def __enter__(self) -> "Process":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def rcmd_server(*args: str) -> Process:
+    return Process([sys.executable, "-c", "from rcmd.cli import server_entry; server_entry()",
+                    "--port", "0", "--log-level", "error", *args])
+
+
+def median_time(fn, rounds: int) -> float:
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+# ----------------------------------------------------------------------------- bulk
+
+
+def relay_read(port: int, command: str) -> int:
+    total = 0
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(command.encode())
+        buffer = bytearray(256 * 1024 + 4)
+        view = memoryview(buffer)
+        pending = b""
+        while True:
+            n = sock.recv_into(view)
+            if not n:
+                return total
+            data = pending + view[:n].tobytes() if pending else view[:n]
+            offset = 0
+            while len(data) - offset >= 4:
+                (length,) = struct.unpack_from("!I", data, offset)
+                if length == 0:
+                    return total
+                if len(data) - offset - 4 < length:
+                    break
+                total += length
+                offset += 4 + length
+            pending = bytes(data[offset:])
+
+
+def tutorial_read(port: int, command: str) -> int:
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.send(command.encode())
+        (length,) = struct.unpack("i", sock.recv(4))
+        data = b""
+        while len(data) < length:
+            data += sock.recv(1024)  # as taught: quadratic
+        return len(data)
+
+
+def api_read(address, command: str) -> int:
+    total = 0
+    with rcmd.connect(*address) as client:
+        for event in client.stream(command):
+            if isinstance(event, rcmd.Stdout):
+                total += len(event.data)
+    return total
+
+
+def cli_read(address, command: str) -> None:
+    with open(os.devnull, "wb") as sink:
+        subprocess.run([sys.executable, "-m", "rcmd", "%s:%d" % address, "--framing", "prefixed", "-c", command],
+                       stdout=sink, check=True)
+
+
+def bench_bulk(mib: int, tutorial_mib: int, rounds: int) -> list[tuple]:
+    command = f"head -c {mib * MiB} /dev/zero"
+    rows = []
+    with Process([sys.executable, "-c", RELAY_SERVER]) as relay, rcmd_server() as server:
+        address = ("127.0.0.1", server.port)
+        limit = median_time(lambda: relay_read(relay.port, command), rounds)
+        rows.append(("framed relay limit (reference)", mib, limit, 1.0))
+        for name, fn in (("rcmd API: stream()", lambda: api_read(address, command)),
+                         ("rcmd CLI: rcmd -c > /dev/null", lambda: cli_read(address, command))):
+            seconds = median_time(fn, rounds)
+            rows.append((name, mib, seconds, limit / seconds))
+    with Process([sys.executable, "-c", TUTORIAL_SERVER]) as tutorial:
+        small = f"head -c {tutorial_mib * MiB} /dev/zero"
+        seconds = median_time(lambda: tutorial_read(tutorial.port, small), rounds)
+        rows.append(("tutorial design (data += recv)", tutorial_mib, seconds, (limit / mib) / (seconds / tutorial_mib)))
+    if shutil.which("sshd") is None:
+        rows.append(("ssh to 127.0.0.1", None, None, "skipped: no sshd installed"))
+    return rows
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def bench_memory(stream_mib: int, idle: int) -> list[tuple]:
+    rows = []
+    with rcmd_server() as server:
+        before = server.memory_kib("VmRSS")
+        api_read(("127.0.0.1", server.port), f"head -c {stream_mib * MiB} /dev/zero")
+        rows.append((f"server peak RSS streaming {stream_mib} MiB", before, server.memory_kib("VmHWM")))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 2 * idle + 256)), hard))
+    with rcmd_server("--max-connections", str(idle + 10)) as server:
+        before = server.memory_kib("VmRSS")
+        clients = [rcmd.connect("127.0.0.1", server.port) for _ in range(idle)]
+        assert clients[-1].run("true").returncode == 0  # the last one is fully served
+        rows.append((f"server RSS with {idle} idle connections", before, server.memory_kib("VmRSS")))
+        for client in clients:
+            client.close()
+    return rows
+
+
+# ---------------------------------------------------------------------------- latency
+
+
+async def local_spawns(count: int, concurrency: int) -> list[float]:
+    times: list[float] = []
+
+    async def worker(n: int) -> None:
+        for _ in range(n):
+            start = time.perf_counter()
+            process = await asyncio.create_subprocess_exec("/bin/sh", "-c", "true", start_new_session=True)
+            await process.wait()
+            times.append(time.perf_counter() - start)
+
+    await asyncio.gather(*(worker(count // concurrency) for _ in range(concurrency)))
+    return times
+
+
+def bench_latency(count: int) -> list[tuple]:
+    floor = asyncio.run(local_spawns(count, 1))
+    with rcmd_server() as server:
+        times = []
+        with rcmd.connect("127.0.0.1", server.port) as client:
+            for _ in range(count):
+                start = time.perf_counter()
+                client.run("true")
+                times.append(time.perf_counter() - start)
+        whole = [median_time(lambda: cli_read(("127.0.0.1", server.port), "true"), 1) for _ in range(10)]
+    python = median_time(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), 10)
+    return [
+        ("local spawn of `true` (floor)", percentile(floor, 50), percentile(floor, 99), 1.0),
+        ("rcmd: run('true') on an open connection", percentile(times, 50), percentile(times, 99),
+         percentile(times, 50) / percentile(floor, 50)),
+        ("whole `rcmd -c true` (client start-up too)", statistics.median(whole), max(whole),
+         statistics.median(whole) / python),
+        ("`python -c pass` (start-up floor)", python, None, 1.0),
+    ]
+
+
+# ------------------------------------------------------------------------ concurrency
+
+
+def bench_concurrency(clients: int, per_client: int) -> list[tuple]:
+    ceiling_times: list[float] = []
+    start = time.perf_counter()
+    ceiling_times = asyncio.run(local_spawns(clients * per_client, clients))
+    ceiling = len(ceiling_times) / (time.perf_counter() - start)
+    with rcmd_server("--max-connections", str(clients + 10), "--max-commands", str(clients)) as server:
+        barrier = threading.Barrier(clients)
+        times: list[float] = []
+        lock = threading.Lock()
+
+        def one() -> None:
+            with rcmd.connect("127.0.0.1", server.port) as client:
+                barrier.wait()
+                for _ in range(per_client):
+                    t = time.perf_counter()
+                    client.run("true")
+                    with lock:
+                        times.append(time.perf_counter() - t)
+
+        threads = [threading.Thread(target=one) for _ in range(clients)]
+        cpu_before = server.cpu_seconds()
+        for thread in threads:
+            thread.start()
+        start = time.perf_counter()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - start
+        cpu = server.cpu_seconds() - cpu_before
+    rate = len(times) / elapsed
+    return [(clients, rate, ceiling, rate / ceiling, percentile(times, 99), cpu / len(times) * 1000)]
+
+
+# ------------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and counts (about 30 s)")
+    args = parser.parse_args()
+    q = args.quick
+    print(f"rcmd {rcmd.__version__} bench: {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"{platform.system()} {platform.release()}")
+
+    print("\nBulk output (`head -c N /dev/zero`), median of 3")
+    print(f"{'path':38} {'MiB':>6} {'seconds':>8} {'MB/s':>7} {'x limit':>8}")
+    for name, mib, seconds, ratio in bench_bulk(256 if q else 1024, 4 if q else 8, 3):
+        if seconds is None:
+            print(f"{name:38} {ratio}")
+        else:
+            print(f"{name:38} {mib:6} {seconds:8.3f} {mib * MiB / seconds / 1e6:7.0f} {ratio:8.2f}")
+
+    print("\nServer memory")
+    print(f"{'case':44} {'before':>9} {'after/peak':>11}")
+    for name, before, after in bench_memory(512 if q else 2048, 200 if q else 1000):
+        print(f"{name:44} {before / 1024:7.1f}MB {after / 1024:9.1f}MB")
+
+    print("\nLatency of `true`")
+    print(f"{'path':44} {'p50 ms':>8} {'p99 ms':>8} {'x floor':>8}")
+    for name, p50, p99, ratio in bench_latency(100 if q else 500):
+        p99_text = f"{p99 * 1000:8.2f}" if p99 is not None else f"{'':8}"
+        print(f"{name:44} {p50 * 1000:8.2f} {p99_text} {ratio:8.2f}")
+
+    print("\nConcurrency: clients each running `true` in a loop")
+    print(f"{'clients':>7} {'cmds/s':>8} {'ceiling':>8} {'x ceil':>7} {'p99 ms':>8} {'server CPU ms/cmd':>18}")
+    for count in ((50,) if q else (50, 500)):
+        for clients, rate, ceiling, ratio, p99, cpu in bench_concurrency(count, 4 if count > 100 else 20):
+            print(f"{clients:7} {rate:8.0f} {ceiling:8.0f} {ratio:7.2f} {p99 * 1000:8.1f} {cpu:18.3f}")
+
+
+if __name__ == "__main__":
+    main()
