@@ -46,6 +46,11 @@ while True:
     conn, _ = listener.accept()
     command = conn.recv(4096).decode()
     child = subprocess.Popen(["/bin/sh", "-c", command], stdout=subprocess.PIPE)
+    try:
+        import fcntl
+        fcntl.fcntl(child.stdout.fileno(), 1031, 1 << 20)  # the 1 MiB pipe rcmd uses (F_SETPIPE_SZ)
+    except OSError:
+        pass
     while chunk := child.stdout.read1(256 * 1024):
         conn.sendall(struct.pack("!I", len(chunk)) + chunk)
     conn.sendall(struct.pack("!I", 0))

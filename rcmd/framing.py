@@ -105,7 +105,8 @@ class LengthPrefixFramer:
         length = self._expected
         if len(buffer) < length:
             return self._short(f"{len(buffer)} of {length} payload bytes")
-        payload = bytes(buffer[:length])
+        with memoryview(buffer) as view:
+            payload = bytes(view[:length])  # one copy (a slice of the bytearray would be two)
         del buffer[:length]  # CPython moves the start of a bytearray, no memmove
         self._expected = None
         return payload
