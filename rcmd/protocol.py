@@ -29,7 +29,6 @@ from .framing import (
 from .messages import (
     PROTOCOL_VERSION,
     AnyMessage,
-    Error,
     Hello,
     Message,
     MessageType,

@@ -18,6 +18,7 @@ import shlex
 import signal
 import socket
 import ssl
+import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -739,12 +740,10 @@ class BackgroundServer:
         self.config = config if config is not None else ServerConfig(**{"port": 0, **options})
         self._loop = asyncio.new_event_loop()
         self._server = Server(self.config)
-        self._thread: "threading.Thread | None" = None
+        self._thread: threading.Thread | None = None
         self.address: tuple[str, int] = ("", 0)
 
     def start(self) -> "BackgroundServer":
-        import threading
-
         ready = threading.Event()
         failure: list[BaseException] = []
 

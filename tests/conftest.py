@@ -184,3 +184,18 @@ def fake_server():
     yield start
     for server in servers:
         server.close()
+
+
+def frames_until_closed(sock) -> list:
+    """Every rcmd message the peer sends on *sock* until it closes the connection."""
+    from rcmd.framing import CLOSED, NEED_DATA, LengthPrefixFramer
+    from rcmd.messages import decode_message
+
+    framer, messages = LengthPrefixFramer(), []
+    while True:
+        chunk = sock.recv(65536)
+        framer.receive_data(chunk)
+        while (frame := framer.next_frame()) not in (NEED_DATA, CLOSED):
+            messages.append(decode_message(frame))
+        if not chunk:
+            return messages

@@ -1,6 +1,5 @@
 """rcmd.auth with bytes and numbers only: proofs, secrets, the failure throttle."""
 
-import os
 
 import pytest
 

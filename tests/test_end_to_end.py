@@ -15,11 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import rcmd
-from rcmd import CommandError, ProtocolMismatch, ServerError, Stderr, Stdout, connect
-from rcmd.framing import CLOSED, NEED_DATA, LengthPrefixFramer, encode_frame
-from rcmd.messages import Error, Hello, decode_message, encode_message
+from rcmd import CommandError, ProtocolMismatch, ServerError, Stdout, connect
+from rcmd.framing import encode_frame
+from rcmd.messages import Error, Hello, encode_message
 
-from conftest import wait_gone
+from conftest import frames_until_closed, wait_gone
 
 MiB = 1 << 20
 
@@ -242,18 +242,10 @@ def test_env_and_cwd_apply_to_one_command(server, tmp_path):
 
 def raw_conversation(address, data: bytes) -> list:
     """Send *data* and close our side; return every message until the server closes."""
-    framer = LengthPrefixFramer()
-    messages = []
     with socket.create_connection(address, timeout=15) as sock:
         sock.sendall(data)
         sock.shutdown(socket.SHUT_WR)
-        while True:
-            chunk = sock.recv(65536)
-            framer.receive_data(chunk)
-            while (frame := framer.next_frame()) not in (NEED_DATA, CLOSED):
-                messages.append(decode_message(frame))
-            if not chunk:
-                return messages
+        return frames_until_closed(sock)
 
 
 @pytest.mark.parametrize(

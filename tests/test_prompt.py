@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 
 import pexpect
 import pytest
@@ -26,16 +25,16 @@ def terminal_env(tmp_path):
     }
 
 
-def spawn(server, env) -> pexpect.spawn:
+def spawn(server, env, *args: str, first: str = "connected to") -> pexpect.spawn:
     child = pexpect.spawn(
         CLIENT_ARGV[0],
-        [*CLIENT_ARGV[1:], f"127.0.0.1:{server.port}"],
+        [*CLIENT_ARGV[1:], f"127.0.0.1:{server.port}", *args],
         env=env,
         encoding="utf-8",
         timeout=30,
         dimensions=(40, 200),
     )
-    child.expect("connected to")
+    child.expect(first)
     return child
 
 
@@ -131,11 +130,7 @@ def test_ctrl_c_at_the_prompt_clears_the_line(server, terminal_env):
 
 
 def test_naive_prompt_warns_and_shows_the_bug(naive_server, terminal_env):
-    child = pexpect.spawn(
-        CLIENT_ARGV[0], [*CLIENT_ARGV[1:], f"127.0.0.1:{naive_server.port}", "--framing", "naive"],
-        env=terminal_env, encoding="utf-8", timeout=30, dimensions=(40, 200),
-    )
-    child.expect("deliberately broken")
+    child = spawn(naive_server, terminal_env, "--framing", "naive", first="deliberately broken")
     child.expect("naive " + ESC + r"127\.0\.0\.1:")
     child.sendline("seq 1 2000")  # 8893 bytes; the reader takes 1024 (numbers 1 to 283)
     child.expect(r"\r\n3\r\n")

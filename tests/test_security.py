@@ -8,10 +8,10 @@ import threading
 
 import pytest
 
-from conftest import FakeServer, wait_gone
+from conftest import frames_until_closed, wait_gone
 from rcmd import AuthenticationError, ServerError, connect
 from rcmd.auth import new_nonce
-from rcmd.framing import CLOSED, NEED_DATA, LengthPrefixFramer, encode_frame
+from rcmd.framing import NEED_DATA, LengthPrefixFramer, encode_frame
 from rcmd.messages import AuthOk, Error, Hello, Run, decode_message, encode_message
 from rcmd.server import InsecureBindError, ServerConfig
 
@@ -29,17 +29,6 @@ def secret_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def auth_server(server_factory, secret_file):
     return server_factory("--secret-file", str(secret_file))
-
-
-def frames_until_closed(sock: socket.socket) -> list:
-    framer, messages = LengthPrefixFramer(), []
-    while True:
-        chunk = sock.recv(65536)
-        framer.receive_data(chunk)
-        while (frame := framer.next_frame()) not in (NEED_DATA, CLOSED):
-            messages.append(decode_message(frame))
-        if not chunk:
-            return messages
 
 
 def read_hello(sock: socket.socket) -> Hello:
@@ -67,7 +56,7 @@ def test_secret_from_the_environment(server_factory):
 def test_a_wrong_secret_is_refused_logged_and_slowed(auth_server):
     with connect(*auth_server.address, secret=SECRET):
         pass  # a success clears this address's failures, whatever ran before
-    for attempt in range(3):
+    for _ in range(3):
         with pytest.raises(AuthenticationError, match="refused us: authentication failed"):
             connect(*auth_server.address, secret="the wrong secret, long enough")
     # Each failure from one address waits longer before it is answered: 0.25 s, 0.5 s, 1 s.
