@@ -400,6 +400,7 @@ class PrefixedSession(_Session):
         self._drain_lock = asyncio.Lock()
         self._peer_gone = False
         self._shutdown_reason: str | None = None
+        self._ended = asyncio.Event()  # set by shutdown() and by losing the peer
 
     # ---------------------------------------------------------------------------- output
 
@@ -425,6 +426,7 @@ class PrefixedSession(_Session):
     def _lost_peer(self) -> None:
         if not self._peer_gone:
             self._peer_gone = True
+            self._ended.set()
             if self.command is not None:
                 log.info("%s: client gone, killing its command", self.peer)
                 self.command.kill()
@@ -569,6 +571,7 @@ class PrefixedSession(_Session):
 
     def shutdown(self, reason: str) -> None:
         self._shutdown_reason = reason
+        self._ended.set()
         if self.command is not None:
             self.command.cancelled = True
             self.command.terminate()
@@ -599,9 +602,7 @@ class PrefixedSession(_Session):
         env = {**os.environ, **run.env}
         log.info("%s: run %r", self.peer, run.command)
         slots = self.server.command_slots
-        await slots.acquire()  # at most --max-commands processes at once, server-wide
-        if self._shutdown_reason is not None or self._peer_gone:
-            slots.release()
+        if not await self._acquire_slot(slots):  # at most --max-commands at once, server-wide
             return None
         try:
             process = await spawn(run.command, shell=self.config.shell, cwd=cwd, env=env, stdin=run.stdin)
@@ -611,7 +612,24 @@ class PrefixedSession(_Session):
             await self.send(Stderr(reason.encode(self.config.encoding, "replace")))
             await self.send(Exit(CANNOT_RUN, cwd=self.cwd))
             return None
+        except BaseException:
+            slots.release()  # a slot must never leak: a leaked one is gone for good
+            raise
         return RunningCommand(process)
+
+    async def _acquire_slot(self, slots: asyncio.Semaphore) -> bool:
+        """Wait for a command slot, unless the session ends first (shutdown, idle, lost peer)."""
+        acquire = asyncio.ensure_future(slots.acquire())
+        ended = asyncio.ensure_future(self._ended.wait())
+        await asyncio.wait({acquire, ended}, return_when=asyncio.FIRST_COMPLETED)
+        ended.cancel()
+        if not acquire.done():
+            acquire.cancel()
+            return False
+        if self._shutdown_reason is not None or self._peer_gone:
+            slots.release()
+            return False
+        return True
 
     async def _supervise(self, run: Run, command: RunningCommand) -> None:
         """Stream the command's output, enforce its timeout, reap its group, send EXIT."""

@@ -224,3 +224,24 @@ def test_disconnect_mid_handshake_with_auth(auth_server):
         sock.sendall(encode_frame(encode_message(Hello(nonce="ab" * 32)))[:10])
     with connect(*auth_server.address, secret=SECRET) as client:
         assert client.run("echo fine").stdout == b"fine\n"
+
+
+def test_shutdown_while_a_command_waits_for_a_slot(server_factory, tmp_path):
+    import signal
+
+    server = server_factory("--max-commands", "1")
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    holder, waiter = connect(*server.address), connect(*server.address)
+    holding = holder.stream(f"cat {gate}")
+    writer = os.open(gate, os.O_WRONLY)  # the only slot is taken
+    waiting = waiter.stream("echo never")
+    server.wait_for_log(r"run 'echo never'")  # the second command waits for a slot
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(15) == 0  # shutdown does not wait for the slot
+    assert holding.wait().cancelled
+    with pytest.raises(ServerError, match="the server is shutting down"):
+        waiting.wait()  # told why, though its command never started
+    os.close(writer)
+    holder.close()
+    waiter.close()
