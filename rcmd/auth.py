@@ -26,6 +26,7 @@ from pathlib import Path
 
 SCHEME = "hmac-sha256"
 NONCE_SIZE = 32
+PROOF_SIZE = 32  # an HMAC-SHA256 digest
 #: Secrets shorter than this are refused: a captured handshake lets anyone try guesses
 #: offline, so the secret must be random, not a word. 16 bytes = 128 bits if random.
 MIN_SECRET_SIZE = 16

@@ -106,9 +106,7 @@ def rcmd_main(
             host, port, framing=framing.value, encoding=encoding, connect_timeout=connect_timeout, secret=secret,
             tls=tls, tls_ca=tls_ca,
         ) as client:
-            from .naive import NaiveClient
-
-            if isinstance(client, NaiveClient):
+            if client.framing == "naive":
                 guessed = " (no HELLO from the server: taking it for a naive one)" if framing is Framing.AUTO else ""
                 typer.echo(
                     f"rcmd: naive framing{guessed}: each reply is whatever one recv(1024) returned; "

@@ -18,7 +18,7 @@ from typing import Iterator, Mapping
 
 from . import __version__
 from .decoding import OutputDecoder, resolve_encoding
-from .auth import NONCE_SIZE, client_proof, decode_hex, new_nonce, proofs_match, server_proof
+from .auth import NONCE_SIZE, PROOF_SIZE, client_proof, decode_hex, new_nonce, proofs_match, server_proof
 from .errors import (
     AuthenticationError,
     CommandError,
@@ -104,6 +104,8 @@ class Client:
     ``cd`` commands. Not thread-safe: use one client per thread.
     """
 
+    framing = "prefixed"
+
     def __init__(
         self,
         sock: socket.socket,
@@ -131,19 +133,22 @@ class Client:
         self._active: CommandStream | None = None
         self._closed = False
         deadline = None if hello_timeout is None else time.monotonic() + hello_timeout
-        hello = self._receive_hello(deadline, hello_timeout)
-        self.server_hello = hello
-        self.encoding = resolve_encoding(encoding, hello.encoding)
-        self.cwd = hello.cwd
         try:
+            hello = self.server_hello = self._receive_hello(deadline, hello_timeout)
+            self.encoding = resolve_encoding(encoding, hello.encoding)
+            self.cwd = hello.cwd
             self._handshake(hello, secret, deadline)
         except BaseException:
             self.close()
             raise
 
+    @property
+    def _where(self) -> str:
+        return f"{self.address[0]}:{self.address[1]}"
+
     def _handshake(self, hello: Hello, secret: bytes | None, deadline: float | None) -> None:
         """Send our HELLO; with authentication, prove ourselves and check the server's proof."""
-        where = f"{self.address[0]}:{self.address[1]}"
+        where = self._where
         software = f"rcmd {__version__}"
         if not hello.auth:
             if secret is not None:
@@ -171,28 +176,23 @@ class Client:
         except TimeoutError:
             raise AuthenticationError(f"the server at {where} did not answer our proof in time") from None
         assert isinstance(reply, AuthOk)  # Connection lets nothing else come now
-        mac = decode_hex(reply.mac, 32)
+        mac = decode_hex(reply.mac, PROOF_SIZE)
         if mac is None or not proofs_match(server_proof(secret, server_nonce, client_nonce), mac):
             raise AuthenticationError(
                 f"the server at {where} could not prove it knows the secret: it may be an impostor"
             )
 
     def _receive_hello(self, deadline: float | None, timeout: float | None) -> Hello:
-        where = f"{self.address[0]}:{self.address[1]}"
+        """The server's HELLO; anything else means it does not speak rcmd (ProtocolMismatch)."""
         try:
             event = self._next_event(deadline)
         except TimeoutError:
-            self.close()
             raise ProtocolMismatch(
-                f"the server at {where} sent no HELLO within {timeout:g}s: it may speak naive "
+                f"the server at {self._where} sent no HELLO within {timeout:g}s: it may speak naive "
                 "framing (use --framing naive), or not be an rcmd server at all"
             ) from None
         except RemoteProtocolError as exc:
-            self.close()
-            raise ProtocolMismatch(f"the server at {where} does not speak rcmd: {exc}") from None
-        except BaseException:
-            self.close()
-            raise
+            raise ProtocolMismatch(f"the server at {self._where} does not speak rcmd: {exc}") from None
         assert isinstance(event, Hello)  # Connection lets nothing else come first
         return event
 

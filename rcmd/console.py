@@ -198,8 +198,6 @@ def run_lines(client, lines, timeout: float | None, stdout: IO[str], stderr: IO[
 
 
 def run_one(client, command: str, timeout: float | None, stdout: IO[str], stderr: IO[str], **options) -> int:
-    from .naive import NaiveClient
-
-    if isinstance(client, NaiveClient):
+    if client.framing == "naive":
         return run_naive(client, command, stdout, stderr)
     return run_command(client, command, timeout, stdout, stderr, **options)

@@ -101,6 +101,8 @@ class NaiveClient:
     commands and, for replies, UTF-8 unless the bytes are not, then GBK.
     """
 
+    framing = "naive"
+
     def __init__(self, sock: socket.socket, *, recv_size: int = NAIVE_RECV_SIZE, encoding: str = "auto") -> None:
         sock.settimeout(NAIVE_REPLY_TIMEOUT)
         self.sock = sock

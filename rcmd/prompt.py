@@ -42,9 +42,7 @@ def interactive(client, where: str, timeout: float | None) -> int:
     from prompt_toolkit.styles import Style
 
     from . import __version__
-    from .naive import NaiveClient
-
-    naive = isinstance(client, NaiveClient)
+    naive = client.framing == "naive"
     path = history_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     color = wants_color(sys.stdout)

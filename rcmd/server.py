@@ -25,6 +25,7 @@ from typing import Callable
 from . import __version__
 from .auth import (
     NONCE_SIZE,
+    PROOF_SIZE,
     SCHEME,
     FailureThrottle,
     client_proof,
@@ -512,7 +513,7 @@ class PrefixedSession(_Session):
         """Check the client's proof; prove ourselves in AUTH_OK, or fail slowly."""
         assert self._nonce is not None and self.config.secret is not None
         client_nonce = decode_hex(hello.nonce, NONCE_SIZE)
-        mac = decode_hex(hello.mac, 32)
+        mac = decode_hex(hello.mac, PROOF_SIZE)
         address = self.peer.rsplit(":", 1)[0]
         if client_nonce is None or mac is None or not proofs_match(
             client_proof(self.config.secret, self._nonce, client_nonce), mac

@@ -41,10 +41,22 @@ def spawn(server, env, *args: str, first: str = "connected to") -> pexpect.spawn
 ESC = r"(?:\x1b\[[0-9;?]*[a-zA-Z])*"  # colour and cursor sequences between the parts
 
 
-def expect_prompt(child, cwd: str | None = None) -> None:
-    """Wait for the prompt, ``HOST:PORT CWD>``, coloured or not."""
+def leave_with_ctrl_d(child, prompt: str) -> None:
+    """Wait for *prompt*, then Ctrl-D. Sent before the prompt is back, Ctrl-D reaches the tty
+    in cooked mode, which takes it as end-of-file for nobody: it is lost, as in bash."""
+    child.expect(prompt)
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+
+
+def prompt_pattern(cwd: str | None = None) -> str:
+    """The prompt, ``HOST:PORT CWD>``, coloured or not."""
     cwd_pattern = re.escape(cwd) if cwd else r"[^\x1b\s]+"
-    child.expect(r"127\.0\.0\.1:\d+" + ESC + " " + ESC + cwd_pattern + ESC + ">")
+    return r"127\.0\.0\.1:\d+" + ESC + " " + ESC + cwd_pattern + ESC + ">"
+
+
+def expect_prompt(child, cwd: str | None = None) -> None:
+    child.expect(prompt_pattern(cwd))
 
 
 def test_output_cd_and_status_at_the_prompt(server, terminal_env, tmp_path):
@@ -61,9 +73,7 @@ def test_output_cd_and_status_at_the_prompt(server, terminal_env, tmp_path):
     child.sendline("echo oops >&2; exit 3")
     child.expect(r"oops")
     child.expect(r"\[exit 3\]")
-    expect_prompt(child, target)
-    child.sendcontrol("d")  # Ctrl-D leaves
-    child.expect(pexpect.EOF)
+    leave_with_ctrl_d(child, prompt_pattern(target))
     child.close()
     assert child.exitstatus == 3  # the last command's status
 
@@ -110,9 +120,7 @@ def test_ctrl_c_cancels_the_remote_command_and_the_prompt_answers(server, termin
         assert wait_gone(pid), f"remote process {pid} survived Ctrl-C"
     child.sendline("echo still-answering")
     child.expect("still-answering\r\n")
-    expect_prompt(child)  # a Ctrl-D typed before the prompt is up is the tty's, and lost
-    child.sendcontrol("d")
-    child.expect(pexpect.EOF)
+    leave_with_ctrl_d(child, prompt_pattern())
 
 
 def test_ctrl_c_at_the_prompt_clears_the_line(server, terminal_env):
@@ -137,9 +145,7 @@ def test_naive_prompt_warns_and_shows_the_bug(naive_server, terminal_env):
     child.expect("naive " + ESC + r"127\.0\.0\.1:")
     child.sendline("echo hi")  # answered with the next 1024 bytes of seq: the lesson
     child.expect(r"\r\n(2[89]\d|[3-5]\d\d)\r\n")
-    child.expect("naive " + ESC + r"127\.0\.0\.1:")  # Ctrl-D before the prompt is back is lost
-    child.sendcontrol("d")
-    child.expect(pexpect.EOF)
+    leave_with_ctrl_d(child, "naive " + ESC + r"127\.0\.0\.1:")
     assert "\r\nhi\r\n" not in ANSI.sub("", child.before or "")
 
 
@@ -167,6 +173,4 @@ def test_output_is_live_not_held_until_the_command_ends(server, terminal_env, tm
         writer.write("gate-opened\n")
     child.expect("gate-opened\r\n")
     child.expect("second-line\r\n")
-    expect_prompt(child)
-    child.sendcontrol("d")
-    child.expect(pexpect.EOF)
+    leave_with_ctrl_d(child, prompt_pattern())
