@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import codecs
 import enum
-import logging
 import socket
 import sys
 from typing import Optional
@@ -186,6 +185,7 @@ def server_main(
 ) -> None:
     """Run commands sent by rcmd clients, each in its own process group."""
     import asyncio
+    import logging
 
     from .server import InsecureBindError, ServerConfig, is_loopback, serve
 

@@ -11,10 +11,10 @@ import select
 import selectors
 import signal as signal_module
 import socket
-import ssl
+import sys
 import time
 from dataclasses import dataclass
-from typing import Iterator, Mapping
+from typing import TYPE_CHECKING, Iterator, Mapping
 
 from . import __version__
 from .decoding import OutputDecoder, resolve_encoding
@@ -33,6 +33,9 @@ from .framing import CLOSED, DEFAULT_MAX_FRAME_SIZE, NEED_DATA
 from .messages import AuthOk, Cancel, Error, Exit, Hello, Message, Run, Stderr, Stdin, StdinEnd, Stdout
 from .protocol import Connection, Role
 
+if TYPE_CHECKING:
+    import ssl  # imported only when TLS is used: it costs 4 ms of every `rcmd` start
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9000
 #: Connecting and receiving the server's HELLO must both happen within this.
@@ -41,8 +44,6 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 READ_SIZE = 256 * 1024
 #: framing="auto": a server that sends no HELLO within this long is taken as naive.
 AUTO_DETECT_WAIT = 1.0
-#: What a non-blocking socket raises when it must wait; a TLS socket has two more.
-_WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 #: Input is sent in STDIN messages of at most this size.
 STDIN_CHUNK_SIZE = 64 * 1024
 
@@ -119,6 +120,11 @@ class Client:
         self.address = address
         self._sock = sock
         sock.setblocking(False)
+        # What the non-blocking socket raises when it must wait; a TLS socket has two more.
+        ssl = sys.modules.get("ssl")  # only a TLS connection has imported it
+        self._tls = ssl is not None and isinstance(sock, ssl.SSLSocket)
+        self._would_block = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError) if self._tls \
+            else (BlockingIOError,)
         self._conn = Connection(Role.CLIENT, max_frame_size=max_frame_size)
         self._outbox = bytearray()
         self._selector = selectors.DefaultSelector()
@@ -319,7 +325,7 @@ class Client:
             while self._outbox:
                 sent = self._sock.send(self._outbox)
                 del self._outbox[:sent]
-        except _WOULD_BLOCK:
+        except self._would_block:
             pass
         except OSError as exc:
             raise ConnectionClosed(f"connection to the server lost: {exc}") from None
@@ -347,7 +353,7 @@ class Client:
             return event  # type: ignore[return-value]
 
     def _wait_for_io(self, deadline: float | None) -> None:
-        if isinstance(self._sock, ssl.SSLSocket) and self._sock.pending():
+        if self._tls and self._sock.pending():
             self._receive()  # decrypted bytes wait inside the TLS layer, where select() cannot see
             return
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -366,7 +372,7 @@ class Client:
     def _receive(self) -> None:
         try:
             data = self._sock.recv(READ_SIZE)
-        except _WOULD_BLOCK:
+        except self._would_block:
             return
         except OSError as exc:
             raise ConnectionClosed(f"connection to the server lost: {exc}") from None
@@ -532,6 +538,8 @@ def connect(
 
 def _start_tls(sock: socket.socket, host: str, port: int, tls, tls_ca: str | None) -> ssl.SSLSocket:
     """The TLS handshake, blocking (the socket's timeout applies), with readable failures."""
+    import ssl
+
     where = f"{host}:{port}"
     context = tls if isinstance(tls, ssl.SSLContext) else ssl.create_default_context(cafile=tls_ca)
     try:
