@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import os
 import platform
 import re
@@ -30,6 +31,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -103,6 +105,83 @@ class Process:
             self.proc.wait()
 
 
+class SshServer:
+    """A private sshd on 127.0.0.1 with throwaway keys, for the ssh rows; stopped on exit.
+
+    Raises Unavailable (with the reason) where none can be started: no sshd installed, or
+    sshd refusing to run here.
+    """
+
+    class Unavailable(Exception):
+        pass
+
+    def __init__(self) -> None:
+        sshd = shutil.which("sshd") or next((p for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd")
+                                             if os.access(p, os.X_OK)), None)
+        if sshd is None or shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
+            raise self.Unavailable("no sshd installed (Debian: openssh-server)")
+        if os.geteuid() == 0:
+            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation dir
+        self.dir = tempfile.TemporaryDirectory(prefix="rcmd-bench-ssh-")
+        d = Path(self.dir.name)
+        for name in ("host", "user"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)], check=True)
+        (d / "authorized_keys").write_bytes((d / "user.pub").read_bytes())
+        with socket.socket() as probe:  # sshd cannot report a port 0 choice; take a free one
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        (d / "sshd_config").write_text(
+            f"ListenAddress 127.0.0.1\nPort {self.port}\nHostKey {d / 'host'}\n"
+            f"AuthorizedKeysFile {d / 'authorized_keys'}\nPidFile {d / 'sshd.pid'}\n"
+            "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+            "PermitRootLogin prohibit-password\nLogLevel ERROR\n")
+        self.proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(d / "sshd_config")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.argv = ["ssh", "-F", "/dev/null", "-T", "-p", str(self.port), "-i", str(d / "user"),
+                     "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+                     "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+                     f"{getpass.getuser()}@127.0.0.1"]
+        deadline = time.monotonic() + 10
+        while True:  # sshd gives no sign of being ready but accepting connections
+            if self.proc.poll() is not None:
+                reason = self.proc.stderr.read().strip().splitlines()
+                self.dir.cleanup()
+                raise self.Unavailable(f"sshd would not start: {reason[-1] if reason else self.proc.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.__exit__()
+                    raise self.Unavailable("sshd did not listen within 10 s") from None
+                time.sleep(0.01)
+        self.cipher = subprocess.run(["ssh", "-G", "-F", "/dev/null", "127.0.0.1"], capture_output=True,
+                                     text=True).stdout.split("ciphers ", 1)[1].split(",", 1)[0]
+
+    def run(self, command: str, stdout=None) -> None:
+        subprocess.run([*self.argv, command], stdin=subprocess.DEVNULL, stdout=stdout, check=True)
+
+    def __enter__(self) -> "SshServer":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.dir.cleanup()
+
+
+def ssh_server() -> SshServer | str:
+    """An SshServer, or why there is none."""
+    try:
+        return SshServer()
+    except SshServer.Unavailable as exc:
+        return str(exc)
+
+
 def rcmd_server(*args: str) -> Process:
     return Process([sys.executable, "-c", "from rcmd.cli import server_entry; server_entry()",
                     "--port", "0", "--log-level", "error", *args])
@@ -168,10 +247,14 @@ def api_read(address, command: str) -> int:
     return total
 
 
+#: Child Pythons run as an installed rcmd does, with bytecode caches (some machines turn them off).
+CHILD_ENV = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+
+
 def cli_read(address, command: str) -> None:
     with open(os.devnull, "wb") as sink:
         subprocess.run([sys.executable, "-m", "rcmd", "%s:%d" % address, "--framing", "prefixed", "-c", command],
-                       stdout=sink, check=True)
+                       stdout=sink, check=True, env=CHILD_ENV)
 
 
 def bench_bulk(mib: int, tutorial_mib: int, rounds: int) -> list[tuple]:
@@ -189,8 +272,13 @@ def bench_bulk(mib: int, tutorial_mib: int, rounds: int) -> list[tuple]:
         small = f"head -c {tutorial_mib * MiB} /dev/zero"
         seconds = median_time(lambda: tutorial_read(tutorial.port, small), rounds)
         rows.append(("tutorial design (data += recv)", tutorial_mib, seconds, (limit / mib) / (seconds / tutorial_mib)))
-    if shutil.which("sshd") is None:
-        rows.append(("ssh to 127.0.0.1", None, None, "skipped: no sshd installed"))
+    ssh = ssh_server()
+    if isinstance(ssh, str):
+        rows.append(("ssh to 127.0.0.1", None, None, f"skipped: {ssh}"))
+        return rows
+    with ssh, open(os.devnull, "wb") as sink:
+        seconds = median_time(lambda: ssh.run(command, stdout=sink), rounds)
+        rows.append((f"ssh 127.0.0.1 ({ssh.cipher})", mib, seconds, limit / seconds))
     return rows
 
 
@@ -242,15 +330,22 @@ def bench_latency(count: int) -> list[tuple]:
                 client.run("true")
                 times.append(time.perf_counter() - start)
         whole = [median_time(lambda: cli_read(("127.0.0.1", server.port), "true"), 1) for _ in range(10)]
-    python = median_time(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), 10)
-    return [
+    python = median_time(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True, env=CHILD_ENV), 10)
+    rows = [
         ("local spawn of `true` (floor)", percentile(floor, 50), percentile(floor, 99), 1.0),
         ("rcmd: run('true') on an open connection", percentile(times, 50), percentile(times, 99),
          percentile(times, 50) / percentile(floor, 50)),
+        ("`python -c pass` (start-up floor)", python, None, 1.0),
         ("whole `rcmd -c true` (client start-up too)", statistics.median(whole), max(whole),
          statistics.median(whole) / python),
-        ("`python -c pass` (start-up floor)", python, None, 1.0),
     ]
+    ssh = ssh_server()
+    if isinstance(ssh, str):
+        return rows + [("whole `ssh 127.0.0.1 true`", None, None, f"skipped: {ssh}")]
+    with ssh:
+        whole_ssh = [median_time(lambda: ssh.run("true"), 1) for _ in range(10)]
+    return rows + [("whole `ssh 127.0.0.1 true`", statistics.median(whole_ssh), max(whole_ssh),
+                    statistics.median(whole_ssh) / python)]
 
 
 # ------------------------------------------------------------------------ concurrency
@@ -315,6 +410,9 @@ def main() -> None:
     print("\nLatency of `true`")
     print(f"{'path':44} {'p50 ms':>8} {'p99 ms':>8} {'x floor':>8}")
     for name, p50, p99, ratio in bench_latency(100 if q else 500):
+        if p50 is None:
+            print(f"{name:44} {ratio}")
+            continue
         p99_text = f"{p99 * 1000:8.2f}" if p99 is not None else f"{'':8}"
         print(f"{name:44} {p50 * 1000:8.2f} {p99_text} {ratio:8.2f}")
 
