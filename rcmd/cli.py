@@ -159,7 +159,7 @@ def server_main(
     framing: Framing = typer.Option(
         Framing.PREFIXED, help="prefixed: length-prefixed messages (correct). naive: the tutorial's bug, for teaching."
     ),
-    shell: Optional[str] = typer.Option(None, help="Shell that runs commands (default /bin/sh; cmd.exe on Windows)."),
+    shell: Optional[str] = typer.Option(None, help="Shell that runs commands, as SHELL -c COMMAND (default /bin/sh)."),
     encoding: Optional[str] = typer.Option(
         None, help="Encoding commands print in, announced to clients (default: the locale's)."
     ),

@@ -30,6 +30,8 @@ from .framing import NAIVE_RECV_SIZE
 if TYPE_CHECKING:  # the server half needs asyncio; the client half (and `rcmd -c`) does not
     import asyncio
 
+    from .process import Child
+
 log = logging.getLogger("rcmd.server")
 
 #: How long the naive client waits for a reply. The naive protocol cannot say "no output"
@@ -45,7 +47,7 @@ class NaiveSession:
         self.reader = reader
         self.writer = writer
         self.peer = peer
-        self.process: asyncio.subprocess.Process | None = None
+        self.process: Child | None = None
         self._stopping = False
 
     async def run(self) -> None:
@@ -70,7 +72,7 @@ class NaiveSession:
         from .process import signal_group, spawn
 
         try:
-            process = await spawn(command, shell=self.config.shell, cwd=os.getcwd(), env=os.environ, stdin=False)
+            process = spawn(command, shell=self.config.shell, cwd=os.getcwd(), env=None, stdin=False)
         except OSError as exc:
             return b"", f"rcmd: cannot run command: {exc}\n".encode(self.config.encoding, "replace")
         self.process = process
@@ -78,6 +80,7 @@ class NaiveSession:
             stdout, stderr = await process.communicate()  # whole output in memory, as taught
         finally:
             signal_group(process)
+            process.close()
             self.process = None
         log.info("%s: exit %s (naive)", self.peer, process.returncode)
         return stdout, stderr

@@ -51,7 +51,7 @@ from .messages import (
     Stdout,
     encode_message,
 )
-from .process import OUTPUT_CHUNK_SIZE, default_shell, signal_group, spawn, wait_for_exit
+from .process import DEFAULT_SHELL, OUTPUT_CHUNK_SIZE, Child, signal_group, spawn
 from .protocol import Connection, Phase, Role
 
 log = logging.getLogger("rcmd.server")
@@ -105,7 +105,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 9000
     framing: Framing = Framing.PREFIXED
-    shell: str = field(default_factory=default_shell)
+    shell: str = DEFAULT_SHELL
     encoding: str = field(default_factory=lambda: locale.getpreferredencoding(False))
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     secret: bytes | None = field(default=None, repr=False)
@@ -356,7 +356,7 @@ class _Session:
 class RunningCommand:
     """One started process group and why it was killed, if it was."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, process: Child) -> None:
         self.process = process
         self.timed_out = False
         self.cancelled = False
@@ -379,6 +379,7 @@ class RunningCommand:
         if self._escalation is not None:
             self._escalation.cancel()
         signal_group(self.process)  # nothing of the command outlives it
+        self.process.close()
 
 
 class PrefixedSession(_Session):
@@ -416,13 +417,8 @@ class PrefixedSession(_Session):
     async def send(self, message: Message) -> None:
         """Queue *message* and wait while the client is behind (backpressure)."""
         self._write(message)
-        if self._peer_gone:
-            return
-        try:
-            async with self._drain_lock:
-                await self.writer.drain()
-        except (ConnectionError, OSError):
-            self._lost_peer()
+        if not self._peer_gone:
+            await self.drain()
 
     def _lost_peer(self) -> None:
         if not self._peer_gone:
@@ -546,21 +542,18 @@ class PrefixedSession(_Session):
         """Pass stdin on; while the command does not read it, we stop reading the client."""
         command, task = self.command, self.command_task
         if command is None or task is None or command.process.stdin is None:
-            return  # the command ended; its late stdin goes nowhere
-        stdin = command.process.stdin
-        if stdin.is_closing():
-            return
+            return  # the command ended, or closed its stdin: late input goes nowhere
+        process = command.process
         if isinstance(event, StdinEnd):
-            stdin.close()
+            process.close_stdin()
             return
-        stdin.write(event.data)
-        drain = asyncio.ensure_future(stdin.drain())
-        await asyncio.wait({drain, task}, return_when=asyncio.FIRST_COMPLETED)
-        if drain.done():
-            if not drain.cancelled():
-                drain.exception()  # a closed pipe: the command wants no more input
-        else:
-            drain.cancel()
+        write = asyncio.ensure_future(process.write_stdin(event.data))
+        await asyncio.wait({write, task}, return_when=asyncio.FIRST_COMPLETED)
+        if not write.done():
+            write.cancel()  # the command ended without reading it all
+            await asyncio.wait({write})
+        elif not write.cancelled() and isinstance(write.exception(), OSError):
+            process.close_stdin()  # EPIPE: the command wants no more input
 
     async def _fail(self, reason: str) -> None:
         """Tell the client why; after this nothing more is sent and run() closes."""
@@ -600,13 +593,13 @@ class PrefixedSession(_Session):
 
     async def _spawn(self, run: Run) -> RunningCommand | None:
         cwd = os.path.join(self.cwd, os.path.expanduser(run.cwd)) if run.cwd else self.cwd
-        env = {**os.environ, **run.env}
+        env = {**os.environ, **run.env} if run.env else None  # None: ours, as it is
         log.info("%s: run %r", self.peer, run.command)
         slots = self.server.command_slots
         if not await self._acquire_slot(slots):  # at most --max-commands at once, server-wide
             return None
         try:
-            process = await spawn(run.command, shell=self.config.shell, cwd=cwd, env=env, stdin=run.stdin)
+            process = spawn(run.command, shell=self.config.shell, cwd=cwd, env=env, stdin=run.stdin)
         except OSError as exc:
             slots.release()
             reason = f"rcmd: cannot run command in {cwd}: {exc.strerror or exc}\n"
@@ -620,13 +613,16 @@ class PrefixedSession(_Session):
 
     async def _acquire_slot(self, slots: asyncio.Semaphore) -> bool:
         """Wait for a command slot, unless the session ends first (shutdown, idle, lost peer)."""
-        acquire = asyncio.ensure_future(slots.acquire())
-        ended = asyncio.ensure_future(self._ended.wait())
-        await asyncio.wait({acquire, ended}, return_when=asyncio.FIRST_COMPLETED)
-        ended.cancel()
-        if not acquire.done():
-            acquire.cancel()
-            return False
+        if not slots.locked():
+            await slots.acquire()  # one is free: taken at once, without a task or a wait
+        else:
+            acquire = asyncio.ensure_future(slots.acquire())
+            ended = asyncio.ensure_future(self._ended.wait())
+            await asyncio.wait({acquire, ended}, return_when=asyncio.FIRST_COMPLETED)
+            ended.cancel()
+            if not acquire.done():
+                acquire.cancel()
+                return False
         if self._shutdown_reason is not None or self._peer_gone:
             slots.release()
             return False
@@ -636,28 +632,22 @@ class PrefixedSession(_Session):
         """Stream the command's output, enforce its timeout, reap its group, send EXIT."""
         process = command.process
         timeout = run.timeout if run.timeout is not None else (self.config.command_timeout or None)
-        pumps = asyncio.gather(
-            self._pump(process.stdout, Stdout), self._pump(process.stderr, Stderr)
-        )
+        output = _OutputForwarder(self, process)
         try:
-            exited = asyncio.ensure_future(wait_for_exit(process))
-            try:
-                await asyncio.wait_for(asyncio.shield(exited), timeout)
-            except asyncio.TimeoutError:
+            exited = process.wait()
+            if not await _within(exited, timeout):
                 log.info("%s: timed out after %ss: %r", self.peer, timeout, run.command)
                 command.timed_out = True
                 command.terminate()
                 await exited
             # The shell is gone. Whatever it left running may hold the pipes open:
             # give it LINGER to finish, then kill the group so the reply can end.
-            try:
-                await asyncio.wait_for(asyncio.shield(pumps), LINGER)
-            except asyncio.TimeoutError:
+            if not await _within(output.done, LINGER):
                 log.info("%s: killing what %r left running", self.peer, run.command)
                 command.kill()
-                await pumps
-            await process.wait()  # reaped: returncode is set
+                await output.done
         finally:
+            output.close()
             command.finished()
             self.server.command_slots.release()
             self.command = None
@@ -676,13 +666,85 @@ class PrefixedSession(_Session):
             )
         )
 
-    async def _pump(self, stream: asyncio.StreamReader, kind: Callable[[bytes], Message]) -> None:
-        """Forward one output pipe as it fills, at the pace the client reads."""
-        while True:
-            data = await stream.read(OUTPUT_CHUNK_SIZE)
-            if not data:
-                return
-            await self.send(kind(data))
+    async def drain(self) -> None:
+        """Wait while the client is behind; a lost client is noted, not raised."""
+        try:
+            async with self._drain_lock:
+                await self.writer.drain()
+        except (ConnectionError, OSError):
+            self._lost_peer()
+
+
+async def _within(future: asyncio.Future, seconds: float | None) -> bool:
+    """Wait up to *seconds* (None: for ever) for *future*; True if it is done. On timeout
+    it is left running."""
+    if not future.done():
+        if seconds is None:
+            await future
+        else:
+            await asyncio.wait({future}, timeout=seconds)
+    return future.done()
+
+
+class _OutputForwarder:
+    """Forwards a command's stdout and stderr to its client as the pipes fill.
+
+    Producer and consumer, as in Twisted: the pipes are read from event-loop callbacks,
+    each chunk framed and queued on the client's transport at once; while the transport
+    holds more than its high-water mark the pipes are not read (so a fast command blocks
+    on a full pipe), and reading resumes once it has drained. A short command thus costs
+    no task, no buffer and no wake-up of its own. ``done`` is set when both pipes are at EOF.
+    """
+
+    def __init__(self, session: PrefixedSession, process: Child) -> None:
+        self.session = session
+        self.loop = asyncio.get_running_loop()
+        self.transport = session.writer.transport
+        self.done: asyncio.Future[None] = self.loop.create_future()
+        self._open = {process.stdout: Stdout, process.stderr: Stderr}
+        self._resume: asyncio.Task | None = None
+        self._start_reading()
+
+    def _start_reading(self) -> None:
+        for fd in self._open:
+            self.loop.add_reader(fd, self._on_readable, fd)
+
+    def _stop_reading(self) -> None:
+        for fd in self._open:
+            self.loop.remove_reader(fd)
+
+    def _on_readable(self, fd: int) -> None:
+        try:
+            data = os.read(fd, OUTPUT_CHUNK_SIZE)
+        except BlockingIOError:
+            return
+        if not data:
+            self.loop.remove_reader(fd)
+            del self._open[fd]
+            if not self._open and not self.done.done():
+                self.done.set_result(None)
+            return
+        session = self.session
+        session._write(self._open[fd](data))
+        if session._peer_gone or self._resume is not None:
+            return
+        if self.transport.get_write_buffer_size() > self.transport.get_write_buffer_limits()[1]:
+            self._stop_reading()  # the client is behind: let the pipes fill instead
+            self._resume = self.loop.create_task(self._resume_when_drained())
+
+    async def _resume_when_drained(self) -> None:
+        await self.session.drain()
+        self._resume = None
+        self._start_reading()
+
+    def close(self) -> None:
+        """Stop reading (before the pipes are closed: the loop must forget them first)."""
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
+        else:
+            self._stop_reading()
+        self._open.clear()
 
 
 # -------------------------------------------------------------------------------- cd

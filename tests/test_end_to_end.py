@@ -208,6 +208,55 @@ def test_background_children_holding_the_pipes_are_killed_after_the_shell_exits(
     assert wait_gone(int(result.stdout))
 
 
+def open_descriptors(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def children_of(pid: int) -> list[int]:
+    """Processes whose parent is *pid*, zombies included (they are what a missed reap leaves)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue  # gone meanwhile
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def closed_on_the_server(server, client) -> None:
+    """Close *client* and wait until the server has finished with its connection."""
+    port = client._sock.getsockname()[1]
+    client.close()
+    server.wait_for_log(rf":{port} disconnected")
+
+
+def test_every_pipe_and_process_of_every_command_is_released(server, tmp_path):
+    """Pipes, pidfds and children: whatever way a command ends, the server keeps none."""
+    closed_on_the_server(server, connect(*server.address))  # anything made once is made now
+    pid = server.proc.pid
+    baseline = open_descriptors(pid)
+    client = connect(*server.address)
+    assert client.run("echo out; echo err >&2").stdout == b"out\n"
+    assert client.run("cat", input=b"x" * 200_000).stdout == b"x" * 200_000
+    assert client.run("head -c 3000000 /dev/zero").stdout == bytes(3_000_000)
+    assert client.run("sleep 1000", timeout=0.2).timed_out
+    with client.stream("echo go; sleep 1000") as events:
+        next(events)
+        events.cancel()
+        assert events.wait().cancelled
+    assert client.run("sleep 1000 & echo $!").returncode == 0  # left a child behind
+    assert client.run("true", cwd=str(tmp_path / "missing")).returncode == 127
+    closed_on_the_server(server, client)
+    gone_mid_command = connect(*server.address)
+    read_pids(gone_mid_command.stream("echo $$; sleep 1000"))
+    closed_on_the_server(server, gone_mid_command)
+    assert open_descriptors(pid) == baseline
+    assert children_of(pid) == []
+
+
 def test_fifty_clients_at_once_each_get_exactly_their_own_output(server):
     count = 50
     barrier = threading.Barrier(count)
