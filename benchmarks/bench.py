@@ -11,8 +11,9 @@ References:
   4-byte frames and no other protocol (a tiny server written below, in its own process).
 - tutorial design: socketserver, the whole output read into memory, struct.pack('i'), and a
   client doing data += recv(1024). Quadratic, so it runs on far less data.
-- local spawn: the same command run here through asyncio's subprocess (the floor for latency,
-  the ceiling for commands per second).
+- local spawn: the same command run here, on pipes in a new session as the server runs it,
+  through rcmd's own spawner (the floor for latency, the ceiling for commands per second),
+  and through asyncio's subprocess for comparison.
 - ssh to an sshd on 127.0.0.1, where one is installed (skipped otherwise).
 """
 
@@ -37,6 +38,7 @@ import time
 from pathlib import Path
 
 import rcmd
+from rcmd.process import spawn
 
 MiB = 1 << 20
 
@@ -306,14 +308,32 @@ def bench_memory(stream_mib: int, idle: int) -> list[tuple]:
 # ---------------------------------------------------------------------------- latency
 
 
-async def local_spawns(count: int, concurrency: int) -> list[float]:
+async def local_spawns(count: int, concurrency: int, how: str = "rcmd") -> list[float]:
+    """Seconds each of *count* local runs of `true` took, *concurrency* at a time, with its
+    stdout and stderr on pipes read to the end and in a new session, as the server runs
+    commands: through rcmd's own spawner (*how* "rcmd", the floor and ceiling: what is left
+    is rcmd's protocol and network), or asyncio's subprocess ("asyncio", for comparison)."""
     times: list[float] = []
+
+    async def run_rcmd() -> None:
+        child = spawn("true", shell="/bin/sh", cwd=os.getcwd(), env=None, stdin=False)
+        try:
+            await child.communicate()
+        finally:
+            child.close()
+
+    async def run_asyncio() -> None:
+        process = await asyncio.create_subprocess_exec(
+            "/bin/sh", "-c", "true", stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, start_new_session=True)
+        await process.communicate()
+
+    one = run_rcmd if how == "rcmd" else run_asyncio
 
     async def worker(n: int) -> None:
         for _ in range(n):
             start = time.perf_counter()
-            process = await asyncio.create_subprocess_exec("/bin/sh", "-c", "true", start_new_session=True)
-            await process.wait()
+            await one()
             times.append(time.perf_counter() - start)
 
     await asyncio.gather(*(worker(count // concurrency) for _ in range(concurrency)))
@@ -322,6 +342,7 @@ async def local_spawns(count: int, concurrency: int) -> list[float]:
 
 def bench_latency(count: int) -> list[tuple]:
     floor = asyncio.run(local_spawns(count, 1))
+    stdlib = asyncio.run(local_spawns(count, 1, "asyncio"))
     with rcmd_server() as server:
         times = []
         with rcmd.connect("127.0.0.1", server.port) as client:
@@ -333,6 +354,8 @@ def bench_latency(count: int) -> list[tuple]:
     python = median_time(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True, env=CHILD_ENV), 10)
     rows = [
         ("local spawn of `true` (floor)", percentile(floor, 50), percentile(floor, 99), 1.0),
+        ("  the same through asyncio's subprocess", percentile(stdlib, 50), percentile(stdlib, 99),
+         percentile(stdlib, 50) / percentile(floor, 50)),
         ("rcmd: run('true') on an open connection", percentile(times, 50), percentile(times, 99),
          percentile(times, 50) / percentile(floor, 50)),
         ("`python -c pass` (start-up floor)", python, None, 1.0),
@@ -352,18 +375,19 @@ def bench_latency(count: int) -> list[tuple]:
 
 
 def bench_concurrency(clients: int, per_client: int) -> list[tuple]:
-    ceiling_times: list[float] = []
     start = time.perf_counter()
     ceiling_times = asyncio.run(local_spawns(clients * per_client, clients))
     ceiling = len(ceiling_times) / (time.perf_counter() - start)
     with rcmd_server("--max-connections", str(clients + 10), "--max-commands", str(clients)) as server:
-        barrier = threading.Barrier(clients)
+        connected = threading.Barrier(clients + 1)  # the clients, and this thread
+        go = threading.Event()
         times: list[float] = []
         lock = threading.Lock()
 
         def one() -> None:
             with rcmd.connect("127.0.0.1", server.port) as client:
-                barrier.wait()
+                connected.wait()
+                go.wait()
                 for _ in range(per_client):
                     t = time.perf_counter()
                     client.run("true")
@@ -371,10 +395,12 @@ def bench_concurrency(clients: int, per_client: int) -> list[tuple]:
                         times.append(time.perf_counter() - t)
 
         threads = [threading.Thread(target=one) for _ in range(clients)]
-        cpu_before = server.cpu_seconds()
         for thread in threads:
             thread.start()
+        connected.wait()  # connecting is not part of the figure
+        cpu_before = server.cpu_seconds()
         start = time.perf_counter()
+        go.set()
         for thread in threads:
             thread.join()
         elapsed = time.perf_counter() - start

@@ -197,16 +197,23 @@ _SCHEMA: dict[type[Message], dict[str, tuple[tuple[type, ...], bool]]] = {
 
 def encode_message(message: Message) -> bytes:
     """The payload for *message* (to be framed): type byte plus body."""
+    kind, body = encode_message_parts(message)
+    return kind + body
+
+
+def encode_message_parts(message: Message) -> tuple[bytes, bytes]:
+    """The payload for *message* in two parts, type byte and body, so that a large body
+    (the data of STDOUT, STDERR, STDIN) is passed on as it is, never copied here."""
     kind = bytes((message.TYPE,))
     if isinstance(message, _DATA):
-        return kind + message.data
+        return kind, message.data
     if isinstance(message, _EMPTY):
-        return kind
+        return kind, b""
     # Optional fields that are None are left out: the receiver reads absent as None.
     body = {name: value for name in _SCHEMA[type(message)] if (value := getattr(message, name)) is not None}
     if isinstance(message, Run):
         body["env"] = dict(message.env)
-    return kind + json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return kind, json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def decode_message(payload: bytes) -> AnyMessage:

@@ -24,7 +24,7 @@ from .framing import (
     NEED_DATA,
     LengthPrefixFramer,
     Status,
-    encode_frame,
+    frame_header,
 )
 from .messages import (
     PROTOCOL_VERSION,
@@ -34,7 +34,7 @@ from .messages import (
     MessageType,
     Run,
     decode_message,
-    encode_message,
+    encode_message_parts,
 )
 
 __all__ = ["Role", "Phase", "Connection", "NEED_DATA", "CLOSED"]
@@ -184,6 +184,11 @@ class Connection:
 
     def send(self, message: Message) -> bytes:
         """The framed bytes for *message*, after checking we may send it now."""
+        return b"".join(self.send_parts(message))
+
+    def send_parts(self, message: Message) -> tuple[bytes, bytes]:
+        """Like send(), as (header, body): the 5 bytes of length prefix and type, then the
+        body uncopied, for a transport that writes both at once (writelines, sendmsg)."""
         kind = message.TYPE
         if kind is MessageType.ERROR:
             if self._error_sent:
@@ -211,7 +216,8 @@ class Connection:
                 raise LocalProtocolError(f"cannot send {kind.name} while {self.phase.value}")
             self._check_stdin(kind, message, LocalProtocolError)
             self._set_phase(after)
-        return encode_frame(encode_message(message))
+        type_byte, body = encode_message_parts(message)
+        return frame_header(1 + len(body)) + type_byte, body
 
     def _check_stdin(self, kind: MessageType, message: AnyMessage, error: type[Exception]) -> None:
         if kind is MessageType.RUN:

@@ -412,7 +412,7 @@ class PrefixedSession(_Session):
             return
         if self.conn.phase is Phase.CLOSED and not isinstance(message, Error):
             return  # the conversation failed: only its ERROR still goes out
-        self.writer.write(self.conn.send(message))
+        self.writer.writelines(self.conn.send_parts(message))
 
     async def send(self, message: Message) -> None:
         """Queue *message* and wait while the client is behind (backpressure)."""
@@ -700,6 +700,9 @@ class _OutputForwarder:
         self.session = session
         self.loop = asyncio.get_running_loop()
         self.transport = session.writer.transport
+        # Up to 4 chunks may wait for the client before the pipes stop being read (the
+        # default, 64 KiB, is under one chunk: reading would stop and start every chunk).
+        self.transport.set_write_buffer_limits(high=4 * OUTPUT_CHUNK_SIZE, low=OUTPUT_CHUNK_SIZE)
         self.done: asyncio.Future[None] = self.loop.create_future()
         self._open = {process.stdout: Stdout, process.stderr: Stderr}
         self._resume: asyncio.Task | None = None

@@ -19,6 +19,7 @@ from rcmd.messages import (
     Stdout,
     decode_message,
     encode_message,
+    encode_message_parts,
 )
 
 ROUND_TRIPS = [
@@ -48,6 +49,17 @@ def test_round_trip(message, payload):
         assert encoded == payload
     assert encoded[0] == message.TYPE
     assert decode_message(encoded) == message
+
+
+@pytest.mark.parametrize("message, payload", ROUND_TRIPS, ids=lambda v: type(v).__name__)
+def test_parts_are_the_type_byte_and_the_body(message, payload):
+    kind, body = encode_message_parts(message)
+    assert kind == bytes((message.TYPE,)) and kind + body == encode_message(message)
+
+
+def test_a_data_body_is_passed_on_uncopied():
+    data = bytes(100_000)
+    assert encode_message_parts(Stdout(data))[1] is data
 
 
 @given(st.binary())
