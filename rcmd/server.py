@@ -63,6 +63,9 @@ TERM_GRACE = 2.0
 #: After a command's shell exits, how long processes it left behind may keep its output
 #: pipes open before the group is killed (``cmd &`` would otherwise hold the reply open).
 LINGER = 1.0
+#: At most this many chunks are forwarded per wake-up, while the client's socket takes
+#: each whole: fewer trips through the event loop, and other connections still get a turn.
+BURST = 4
 #: Exit status for a command that could not be started, as a shell reports "not found".
 CANNOT_RUN = 127
 
@@ -717,23 +720,29 @@ class _OutputForwarder:
             self.loop.remove_reader(fd)
 
     def _on_readable(self, fd: int) -> None:
-        try:
-            data = os.read(fd, OUTPUT_CHUNK_SIZE)
-        except BlockingIOError:
-            return
-        if not data:
-            self.loop.remove_reader(fd)
-            del self._open[fd]
-            if not self._open and not self.done.done():
-                self.done.set_result(None)
-            return
-        session = self.session
-        session._write(self._open[fd](data))
-        if session._peer_gone or self._resume is not None:
-            return
-        if self.transport.get_write_buffer_size() > self.transport.get_write_buffer_limits()[1]:
-            self._stop_reading()  # the client is behind: let the pipes fill instead
-            self._resume = self.loop.create_task(self._resume_when_drained())
+        # A full chunk means the pipe may hold more: read on while the socket takes it all.
+        for _ in range(BURST):
+            try:
+                data = os.read(fd, OUTPUT_CHUNK_SIZE)
+            except BlockingIOError:
+                return
+            if not data:
+                self.loop.remove_reader(fd)
+                del self._open[fd]
+                if not self._open and not self.done.done():
+                    self.done.set_result(None)
+                return
+            session = self.session
+            session._write(self._open[fd](data))
+            if session._peer_gone or self._resume is not None:
+                return
+            buffered = self.transport.get_write_buffer_size()
+            if buffered > self.transport.get_write_buffer_limits()[1]:
+                self._stop_reading()  # the client is behind: let the pipes fill instead
+                self._resume = self.loop.create_task(self._resume_when_drained())
+                return
+            if buffered or len(data) < OUTPUT_CHUNK_SIZE:
+                return
 
     async def _resume_when_drained(self) -> None:
         await self.session.drain()
