@@ -127,6 +127,8 @@ class Client:
             else (BlockingIOError,)
         self._conn = Connection(Role.CLIENT, max_frame_size=max_frame_size)
         self._outbox = bytearray()
+        self._read_buffer = bytearray(READ_SIZE)
+        self._read_view = memoryview(self._read_buffer)
         self._selector = selectors.DefaultSelector()
         self._selector.register(sock, selectors.EVENT_READ)
         # interrupt() writes here to wake the selector: safe from a signal handler.
@@ -371,13 +373,12 @@ class Client:
 
     def _receive(self) -> None:
         try:
-            data = self._sock.recv(READ_SIZE)
+            count = self._sock.recv_into(self._read_buffer)  # no new 256 KiB object per read
         except self._would_block:
             return
         except OSError as exc:
             raise ConnectionClosed(f"connection to the server lost: {exc}") from None
-        self._conn.receive_data(data)
-
+        self._conn.receive_data(self._read_view[:count])  # the framer copies what it keeps
 
     def _take_interrupt(self) -> None:
         try:

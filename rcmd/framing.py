@@ -77,8 +77,9 @@ class LengthPrefixFramer:
         """Bytes received but not yet returned as frames."""
         return len(self._buffer)
 
-    def receive_data(self, data: bytes) -> None:
-        """Feed bytes from the peer; ``b""`` means the peer closed its side."""
+    def receive_data(self, data: bytes | memoryview) -> None:
+        """Feed bytes from the peer (any bytes-like object: they are copied in, so a
+        reused read buffer is fine); empty means the peer closed its side."""
         if self._eof:
             if data:
                 raise RuntimeError("receive_data() after EOF")

@@ -125,8 +125,9 @@ class Connection:
 
     # ------------------------------------------------------------------------- receiving
 
-    def receive_data(self, data: bytes) -> None:
-        """Feed bytes read from the peer; ``b""`` means it closed the connection."""
+    def receive_data(self, data: bytes | memoryview) -> None:
+        """Feed bytes read from the peer (copied in: a reused buffer is fine); empty means it
+        closed the connection."""
         self._framer.receive_data(data)
 
     def next_event(self) -> AnyMessage | Status:

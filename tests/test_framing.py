@@ -68,13 +68,22 @@ def test_frames_whole_bytewise_and_with_trailing_data(feed):
 @given(
     payloads=st.lists(st.binary(max_size=300), max_size=20),
     cuts=st.lists(st.integers(min_value=0, max_value=7000), max_size=40),
+    into_one_buffer=st.booleans(),
 )
-def test_any_split_into_recv_chunks_gives_the_same_frames(payloads, cuts):
+def test_any_split_into_recv_chunks_gives_the_same_frames(payloads, cuts, into_one_buffer):
+    """recv() chunks, or recv_into() one reused buffer (overwritten after each read, as the
+    next read would): the framer must keep copies, never views of the caller's buffer."""
     stream = b"".join(encode_frame(p) for p in payloads)
     framer = LengthPrefixFramer()
     frames = []
+    buffer = bytearray(len(stream))
     for chunk in split_at(stream, cuts):
-        framer.receive_data(chunk)
+        if into_one_buffer:
+            buffer[: len(chunk)] = chunk
+            framer.receive_data(memoryview(buffer)[: len(chunk)])
+            buffer[:] = b"\xee" * len(buffer)
+        else:
+            framer.receive_data(chunk)
         frames += drain(framer)[0]
     framer.receive_data(b"")
     rest, status = drain(framer)
