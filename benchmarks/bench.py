@@ -193,12 +193,16 @@ def rcmd_server(*args: str) -> Process:
                     "--port", "0", "--log-level", "error", *args])
 
 
-def median_time(fn, rounds: int) -> float:
+def median_time(fn, rounds: int, expect: int | None = None) -> float:
+    """The median seconds of *rounds* calls of *fn*; each must return *expect*, if given
+    (the bytes a bulk path delivered: a path that loses data has no speed worth printing)."""
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
-        fn()
+        result = fn()
         times.append(time.perf_counter() - start)
+        if expect is not None and result != expect:
+            raise AssertionError(f"{fn} delivered {result} bytes, not {expect}")
     return statistics.median(times)
 
 
@@ -268,19 +272,19 @@ def bench_bulk(mib: int, tutorial_mib: int, rounds: int) -> list[tuple]:
     rows = []
     with Process([sys.executable, "-c", RELAY_SERVER]) as relay, rcmd_server() as server:
         address = ("127.0.0.1", server.port)
-        paths = {"framed relay limit (reference)": lambda: relay_read(relay.port, command),
-                 "rcmd API: stream()": lambda: api_read(address, command),
-                 "rcmd CLI: rcmd -c > /dev/null": lambda: cli_read(address, command)}
+        paths = {"framed relay limit (reference)": (lambda: relay_read(relay.port, command), mib * MiB),
+                 "rcmd API: stream()": (lambda: api_read(address, command), mib * MiB),
+                 "rcmd CLI: rcmd -c > /dev/null": (lambda: cli_read(address, command), None)}
         times: dict[str, list[float]] = {name: [] for name in paths}
         for _ in range(rounds):  # interleaved, so that a slow spell of the machine hits all alike
-            for name, fn in paths.items():
-                times[name].append(median_time(fn, 1))
+            for name, (fn, expect) in paths.items():
+                times[name].append(median_time(fn, 1, expect))
         limit = statistics.median(times["framed relay limit (reference)"])
         for name, values in times.items():
             rows.append((name, mib, statistics.median(values), limit / statistics.median(values)))
     with Process([sys.executable, "-c", TUTORIAL_SERVER]) as tutorial:
         small = f"head -c {tutorial_mib * MiB} /dev/zero"
-        seconds = median_time(lambda: tutorial_read(tutorial.port, small), min(rounds, 3))
+        seconds = median_time(lambda: tutorial_read(tutorial.port, small), min(rounds, 3), tutorial_mib * MiB)
         rows.append(("tutorial design (data += recv)", tutorial_mib, seconds, (limit / mib) / (seconds / tutorial_mib)))
     ssh = ssh_server()
     if isinstance(ssh, str):
@@ -441,7 +445,9 @@ def drive_clients(port: int, clients: int, per_client: int, connected) -> tuple[
                     running -= 1
                     selector.unregister(client.sock)
                     client.sock.close()
-    return times, time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    assert len(times) == clients * per_client
+    return times, elapsed
 
 
 def bench_concurrency(clients: int, per_client: int) -> list[tuple]:
@@ -486,6 +492,7 @@ def bench_concurrency(clients: int, per_client: int) -> list[tuple]:
             thread.join()
         elapsed = time.perf_counter() - start
         cpu = server.cpu_seconds() - cpu_before
+    assert len(times) == clients * per_client
     rate = len(times) / elapsed
     rows.append(("rcmd.connect() threads", clients, rate, ceiling, rate / ceiling, percentile(times, 99),
                  cpu / len(times) * 1000))
