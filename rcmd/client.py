@@ -123,8 +123,9 @@ class Client:
         # What the non-blocking socket raises when it must wait; a TLS socket has two more.
         ssl = sys.modules.get("ssl")  # only a TLS connection has imported it
         self._tls = ssl is not None and isinstance(sock, ssl.SSLSocket)
-        self._would_block = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError) if self._tls \
-            else (BlockingIOError,)
+        self._would_block: tuple[type[OSError], ...] = (BlockingIOError,)
+        if self._tls:
+            self._would_block += (ssl.SSLWantReadError, ssl.SSLWantWriteError)
         self._conn = Connection(Role.CLIENT, max_frame_size=max_frame_size)
         self._outbox = bytearray()
         self._read_buffer = bytearray(READ_SIZE)
