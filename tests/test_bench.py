@@ -40,12 +40,12 @@ def leaves_no_process():
 def test_bulk_rows_cover_every_path_and_count_every_byte():
     rows = bench.bench_bulk(2, 1, 1)  # 2 MiB; a path that lost bytes would raise
     names = [row[0] for row in rows]
-    assert names[:4] == ["framed relay limit (reference)", "rcmd API: stream()",
-                         "rcmd CLI: rcmd -c > /dev/null", "tutorial design (data += recv)"]
-    assert names[4].startswith("ssh")
+    assert names[:5] == ["framed relay limit (reference)", "rcmd API: stream()", "rcmd CLI: rcmd -c > /dev/null",
+                         "  the same less its start-up", "tutorial design (data += recv)"]
+    assert names[5].startswith("ssh")
     for name, mib, seconds, ratio in rows:
-        if seconds is None:
-            assert ratio.startswith("skipped: "), name  # ssh, where no sshd can be started
+        if seconds is None:  # ssh where no sshd can be started; start-up longer than 2 MiB takes
+            assert ratio.startswith("skipped: ") or ratio == "start-up is all of it at this size", name
         else:
             assert seconds > 0 and ratio > 0, name
 
