@@ -512,7 +512,7 @@ def bench_concurrency(clients: int, per_client: int) -> list[tuple]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes and counts (about 30 s)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and counts (about 16 s)")
     args = parser.parse_args()
     q = args.quick
     print(f"rcmd {rcmd.__version__} bench: {os.cpu_count()} cores, Python {platform.python_version()}, "
