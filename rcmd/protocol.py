@@ -185,11 +185,6 @@ class Connection:
 
     def send(self, message: Message) -> bytes:
         """The framed bytes for *message*, after checking we may send it now."""
-        return b"".join(self.send_parts(message))
-
-    def send_parts(self, message: Message) -> tuple[bytes, bytes]:
-        """Like send(), as (header, body): the 5 bytes of length prefix and type, then the
-        body uncopied, for a transport that writes both at once (writelines, sendmsg)."""
         kind = message.TYPE
         if kind is MessageType.ERROR:
             if self._error_sent:
@@ -218,7 +213,7 @@ class Connection:
             self._check_stdin(kind, message, LocalProtocolError)
             self._set_phase(after)
         type_byte, body = encode_message_parts(message)
-        return frame_header(1 + len(body)) + type_byte, body
+        return b"".join((frame_header(1 + len(body)), type_byte, body))  # the body copied once
 
     def _check_stdin(self, kind: MessageType, message: AnyMessage, error: type[Exception]) -> None:
         if kind is MessageType.RUN:

@@ -415,7 +415,9 @@ class PrefixedSession(_Session):
             return
         if self.conn.phase is Phase.CLOSED and not isinstance(message, Error):
             return  # the conversation failed: only its ERROR still goes out
-        self.writer.writelines(self.conn.send_parts(message))
+        # One write() of the whole frame. Not writelines(): on Python 3.12.1 it never pauses
+        # the protocol, so drain() would not wait for a slow client and memory would grow.
+        self.writer.write(self.conn.send(message))
 
     async def send(self, message: Message) -> None:
         """Queue *message* and wait while the client is behind (backpressure)."""
