@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/python demos/compare_modes.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis rcmd.egg-info
+	rm -rf $(VENV) .venv-* .pytest_cache .hypothesis rcmd.egg-info build
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
