@@ -14,7 +14,11 @@ References:
 - local spawn: the same command run here, on pipes in a new session as the server runs it,
   through rcmd's own spawner (the floor for latency, the ceiling for commands per second),
   and through asyncio's subprocess for comparison.
-- ssh to an sshd on 127.0.0.1, where one is installed (skipped otherwise).
+- ssh to a private sshd started here on 127.0.0.1 with throwaway keys, where sshd is
+  installed (the rows say why they are skipped otherwise).
+
+Concurrency is driven by a one-thread load generator on the sans-I/O core, then by
+rcmd.connect() in threads.
 """
 
 from __future__ import annotations
@@ -103,12 +107,17 @@ class Process:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 10 s; reaped either way."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 class SshServer:
@@ -171,12 +180,7 @@ class SshServer:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc)
         self.dir.cleanup()
 
 

@@ -119,6 +119,20 @@ def naive_server(server_factory):
     return server_factory("--framing", "naive", "--encoding", "utf-8")
 
 
+def children_of(pid: int) -> set[int]:
+    """Processes whose parent is *pid*, zombies included (they are what a missed reap leaves)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue  # gone meanwhile
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry))
+    return found
+
+
 def wait_gone(pid: int, timeout: float = 15.0) -> bool:
     """Wait for process *pid* to exit (a pidfd becomes readable): True if it did."""
     try:

@@ -13,28 +13,17 @@ from pathlib import Path
 
 import pytest
 
+from conftest import children_of
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import bench  # noqa: E402
 
 
-def own_children() -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
-                found.add(int(entry))
-    return found
-
-
 @pytest.fixture(autouse=True)
 def leaves_no_process():
-    before = own_children()
+    before = children_of(os.getpid())
     yield
-    assert own_children() - before == set()
+    assert children_of(os.getpid()) - before == set()
 
 
 def test_bulk_rows_cover_every_path_and_count_every_byte():

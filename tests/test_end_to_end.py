@@ -19,7 +19,7 @@ from rcmd import CommandError, ProtocolMismatch, ServerError, Stdout, connect
 from rcmd.framing import encode_frame
 from rcmd.messages import Error, Hello, encode_message
 
-from conftest import frames_until_closed, wait_gone
+from conftest import children_of, frames_until_closed, wait_gone
 
 MiB = 1 << 20
 
@@ -212,20 +212,6 @@ def open_descriptors(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def children_of(pid: int) -> list[int]:
-    """Processes whose parent is *pid*, zombies included (they are what a missed reap leaves)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = open(f"/proc/{entry}/stat").read()
-            except OSError:
-                continue  # gone meanwhile
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
-
-
 def closed_on_the_server(server, client) -> None:
     """Close *client* and wait until the server has finished with its connection."""
     port = client._sock.getsockname()[1]
@@ -254,7 +240,7 @@ def test_every_pipe_and_process_of_every_command_is_released(server, tmp_path):
     read_pids(gone_mid_command.stream("echo $$; sleep 1000"))
     closed_on_the_server(server, gone_mid_command)
     assert open_descriptors(pid) == baseline
-    assert children_of(pid) == []
+    assert children_of(pid) == set()
 
 
 def test_fifty_clients_at_once_each_get_exactly_their_own_output(server):
