@@ -94,6 +94,24 @@ class LengthPrefixFramer:
 
         Raises :class:`FrameTooLarge` or :class:`RemoteProtocolError` (truncated stream).
         """
+        length = self._whole_frame()
+        if isinstance(length, Status):
+            return length
+        return self._take(0, length)
+
+    def next_frame_split(self) -> tuple[int | None, bytes] | Status:
+        """Like next_frame(), for payloads that begin with a type byte: ``(that byte, the
+        rest)``, the rest copied once (``next_frame()[1:]`` would copy it twice). An empty
+        payload gives ``(None, b"")``."""
+        length = self._whole_frame()
+        if isinstance(length, Status):
+            return length
+        if not length:
+            return None, self._take(0, 0)
+        return self._buffer[0], self._take(1, length)
+
+    def _whole_frame(self) -> int | Status:
+        """The payload length of the whole frame at the front of the buffer, or the status."""
         buffer = self._buffer
         if self._expected is None:
             if len(buffer) < PREFIX.size:
@@ -106,9 +124,13 @@ class LengthPrefixFramer:
         length = self._expected
         if len(buffer) < length:
             return self._short(f"{len(buffer)} of {length} payload bytes")
-        with memoryview(buffer) as view:
-            payload = bytes(view[:length])  # one copy (a slice of the bytearray would be two)
-        del buffer[:length]  # CPython moves the start of a bytearray, no memmove
+        return length
+
+    def _take(self, start: int, length: int) -> bytes:
+        """Bytes *start* to *length* of the payload, as one copy; the frame leaves the buffer."""
+        with memoryview(self._buffer) as view:
+            payload = bytes(view[start:length])  # one copy (a slice of the bytearray would be two)
+        del self._buffer[:length]  # CPython moves the start of a bytearray, no memmove
         self._expected = None
         return payload
 

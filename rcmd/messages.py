@@ -218,12 +218,17 @@ def encode_message_parts(message: Message) -> tuple[bytes, bytes]:
 
 def decode_message(payload: bytes) -> AnyMessage:
     """Parse one payload. Raises :class:`RemoteProtocolError` saying what is wrong with it."""
-    if not payload:
+    return decode_message_parts(payload[0] if payload else None, payload[1:])
+
+
+def decode_message_parts(kind: int | None, body: bytes) -> AnyMessage:
+    """decode_message() for a payload already split into its type byte (None: the payload
+    was empty) and its body, which a data message keeps as it is."""
+    if kind is None:
         raise RemoteProtocolError("empty payload: every message starts with a type byte")
-    cls = _BY_TYPE.get(payload[0])
+    cls = _BY_TYPE.get(kind)
     if cls is None:
-        raise RemoteProtocolError(f"unknown message type 0x{payload[0]:02x}")
-    body = payload[1:]
+        raise RemoteProtocolError(f"unknown message type 0x{kind:02x}")
     if cls in _DATA:
         return cls(body)  # type: ignore[call-arg]
     if cls in _EMPTY:

@@ -33,7 +33,7 @@ from .messages import (
     Message,
     MessageType,
     Run,
-    decode_message,
+    decode_message_parts,
     encode_message_parts,
 )
 
@@ -136,10 +136,10 @@ class Connection:
             raise RemoteProtocolError(f"connection already failed: {self._failure}")
         while True:
             try:
-                payload = self._framer.next_frame()
-                if isinstance(payload, Status):
-                    return payload
-                message = decode_message(payload)
+                frame = self._framer.next_frame_split()  # type byte and body: one copy
+                if isinstance(frame, Status):
+                    return frame
+                message = decode_message_parts(*frame)
                 if self._accept(message):
                     return message
             except RemoteProtocolError as exc:

@@ -91,6 +91,18 @@ def test_any_split_into_recv_chunks_gives_the_same_frames(payloads, cuts, into_o
     assert status is CLOSED
 
 
+@given(payloads=st.lists(st.binary(max_size=300), max_size=20),
+       cuts=st.lists(st.integers(min_value=0, max_value=7000), max_size=40))
+def test_split_frames_are_the_first_byte_and_the_rest(payloads, cuts):
+    framer = LengthPrefixFramer()
+    frames = []
+    for chunk in split_at(b"".join(encode_frame(p) for p in payloads), cuts):
+        framer.receive_data(chunk)
+        while (frame := framer.next_frame_split()) is not NEED_DATA:
+            frames.append(frame)
+    assert frames == [(p[0], p[1:]) if p else (None, b"") for p in payloads]
+
+
 def test_oversized_prefix_is_refused_before_any_payload_is_buffered():
     framer = LengthPrefixFramer(max_frame_size=1024)
     framer.receive_data(frame_header(1025))  # the prefix alone: no payload sent yet
