@@ -1,26 +1,43 @@
-# make test: set up .venv (if missing or pyproject.toml changed) and run every test.
-# make demo: the same set-up, then the side-by-side demo of naive vs prefixed framing.
+# make demo: set up .venv with rcmd alone (no test tools) and run the side-by-side demo.
+# make test: set up .venv with the test and lint tools, run every test, print branch coverage.
+# make lint: ruff (lint and format) and mypy (strict), as CI runs them before the tests.
+# Set-up downloads packages from the package index the first time (and when pyproject.toml changes).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: test demo bench clean
+.PHONY: test demo lint bench mutate clean
 
-$(STAMP): pyproject.toml
+$(VENV)/.created:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "rcmd needs Python >= 3.10"'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
-	touch $(STAMP)
+	touch $@
 
-test: $(STAMP)
-	$(BIN)/python -m pytest
+$(VENV)/.installed-demo: pyproject.toml $(VENV)/.created
+	$(PIP) -e .
+	touch $@
 
-demo: $(STAMP)
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.created
+	$(PIP) -e '.[test,lint]'
+	touch $@
+
+test: $(VENV)/.installed-test
+	rm -f .coverage .coverage.*
+	$(BIN)/python -m coverage run -m pytest
+	$(BIN)/python -m coverage combine --quiet
+	$(BIN)/python -m coverage report
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check rcmd tests demos benchmarks
+	$(BIN)/ruff format --check rcmd tests demos benchmarks
+	$(BIN)/mypy
+
+demo: $(VENV)/.installed-demo
 	$(BIN)/python demos/compare_modes.py
 
-clean:
-	rm -rf $(VENV) .venv-* .pytest_cache .hypothesis rcmd.egg-info build
-
-bench: $(STAMP)
+bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench.py
+
+clean:
+	rm -rf $(VENV) .venv-* .pytest_cache .hypothesis .mypy_cache .ruff_cache .coverage .coverage.* rcmd.egg-info build

@@ -103,7 +103,7 @@ class Process:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def __enter__(self) -> "Process":
+    def __enter__(self) -> Process:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -131,8 +131,9 @@ class SshServer:
         pass
 
     def __init__(self) -> None:
-        sshd = shutil.which("sshd") or next((p for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd")
-                                             if os.access(p, os.X_OK)), None)
+        sshd = shutil.which("sshd") or next(
+            (p for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd") if os.access(p, os.X_OK)), None
+        )
         if sshd is None or shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
             raise self.Unavailable("no sshd installed (Debian: openssh-server)")
         if os.geteuid() == 0:
@@ -149,19 +150,41 @@ class SshServer:
             f"ListenAddress 127.0.0.1\nPort {self.port}\nHostKey {d / 'host'}\n"
             f"AuthorizedKeysFile {d / 'authorized_keys'}\nPidFile {d / 'sshd.pid'}\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-            "PermitRootLogin prohibit-password\nLogLevel ERROR\n")
-        self.proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(d / "sshd_config")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.argv = ["ssh", "-F", "/dev/null", "-T", "-p", str(self.port), "-i", str(d / "user"),
-                     "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-                     "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-                     f"{getpass.getuser()}@127.0.0.1"]
+            "PermitRootLogin prohibit-password\nLogLevel ERROR\n"
+        )
+        self.proc = subprocess.Popen(
+            [sshd, "-D", "-e", "-f", str(d / "sshd_config")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.argv = [
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-T",
+            "-p",
+            str(self.port),
+            "-i",
+            str(d / "user"),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            f"{getpass.getuser()}@127.0.0.1",
+        ]
         deadline = time.monotonic() + 10
         while True:  # sshd gives no sign of being ready but accepting connections
             if self.proc.poll() is not None:
                 reason = self.proc.stderr.read().strip().splitlines()
                 self.dir.cleanup()
-                raise self.Unavailable(f"sshd would not start: {reason[-1] if reason else self.proc.returncode}")
+                raise self.Unavailable(
+                    f"sshd would not start: {reason[-1] if reason else self.proc.returncode}"
+                )
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 break
@@ -170,13 +193,16 @@ class SshServer:
                     self.__exit__()
                     raise self.Unavailable("sshd did not listen within 10 s") from None
                 time.sleep(0.01)
-        self.cipher = subprocess.run(["ssh", "-G", "-F", "/dev/null", "127.0.0.1"], capture_output=True,
-                                     text=True).stdout.split("ciphers ", 1)[1].split(",", 1)[0]
+        self.cipher = (
+            subprocess.run(["ssh", "-G", "-F", "/dev/null", "127.0.0.1"], capture_output=True, text=True)
+            .stdout.split("ciphers ", 1)[1]
+            .split(",", 1)[0]
+        )
 
     def run(self, command: str, stdout=None) -> None:
         subprocess.run([*self.argv, command], stdin=subprocess.DEVNULL, stdout=stdout, check=True)
 
-    def __enter__(self) -> "SshServer":
+    def __enter__(self) -> SshServer:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -193,8 +219,18 @@ def ssh_server() -> SshServer | str:
 
 
 def rcmd_server(*args: str) -> Process:
-    return Process([sys.executable, "-c", "from rcmd.cli import server_entry; server_entry()",
-                    "--port", "0", "--log-level", "error", *args])
+    return Process(
+        [
+            sys.executable,
+            "-c",
+            "from rcmd.cli import server_entry; server_entry()",
+            "--port",
+            "0",
+            "--log-level",
+            "error",
+            *args,
+        ]
+    )
 
 
 def median_time(fn, rounds: int, expect: int | None = None) -> float:
@@ -212,7 +248,7 @@ def median_time(fn, rounds: int, expect: int | None = None) -> float:
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 # ----------------------------------------------------------------------------- bulk
@@ -267,8 +303,21 @@ CHILD_ENV = {name: value for name, value in os.environ.items() if name != "PYTHO
 
 def cli_read(address, command: str) -> None:
     with open(os.devnull, "wb") as sink:
-        subprocess.run([sys.executable, "-m", "rcmd", "%s:%d" % address, "--framing", "prefixed", "-c", command],
-                       stdout=sink, check=True, env=CHILD_ENV)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "rcmd",
+                f"{address[0]}:{address[1]}",
+                "--framing",
+                "prefixed",
+                "-c",
+                command,
+            ],
+            stdout=sink,
+            check=True,
+            env=CHILD_ENV,
+        )
 
 
 def bench_bulk(mib: int, tutorial_mib: int, rounds: int) -> list[tuple]:
@@ -276,10 +325,12 @@ def bench_bulk(mib: int, tutorial_mib: int, rounds: int) -> list[tuple]:
     rows = []
     with Process([sys.executable, "-c", RELAY_SERVER]) as relay, rcmd_server() as server:
         address = ("127.0.0.1", server.port)
-        paths = {"framed relay limit (reference)": (lambda: relay_read(relay.port, command), mib * MiB),
-                 "rcmd API: stream()": (lambda: api_read(address, command), mib * MiB),
-                 "rcmd CLI: rcmd -c > /dev/null": (lambda: cli_read(address, command), None),
-                 "start-up": (lambda: cli_read(address, "true"), None)}
+        paths = {
+            "framed relay limit (reference)": (lambda: relay_read(relay.port, command), mib * MiB),
+            "rcmd API: stream()": (lambda: api_read(address, command), mib * MiB),
+            "rcmd CLI: rcmd -c > /dev/null": (lambda: cli_read(address, command), None),
+            "start-up": (lambda: cli_read(address, "true"), None),
+        }
         times: dict[str, list[float]] = {name: [] for name in paths}
         for _ in range(rounds):  # interleaved, so that a slow spell of the machine hits all alike
             for name, (fn, expect) in paths.items():
@@ -297,7 +348,14 @@ def bench_bulk(mib: int, tutorial_mib: int, rounds: int) -> list[tuple]:
     with Process([sys.executable, "-c", TUTORIAL_SERVER]) as tutorial:
         small = f"head -c {tutorial_mib * MiB} /dev/zero"
         seconds = median_time(lambda: tutorial_read(tutorial.port, small), min(rounds, 3), tutorial_mib * MiB)
-        rows.append(("tutorial design (data += recv)", tutorial_mib, seconds, (limit / mib) / (seconds / tutorial_mib)))
+        rows.append(
+            (
+                "tutorial design (data += recv)",
+                tutorial_mib,
+                seconds,
+                (limit / mib) / (seconds / tutorial_mib),
+            )
+        )
     ssh = ssh_server()
     if isinstance(ssh, str):
         rows.append(("ssh to 127.0.0.1", None, None, f"skipped: {ssh}"))
@@ -348,8 +406,14 @@ async def local_spawns(count: int, concurrency: int, how: str = "rcmd") -> list[
 
     async def run_asyncio() -> None:
         process = await asyncio.create_subprocess_exec(
-            "/bin/sh", "-c", "true", stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, start_new_session=True)
+            "/bin/sh",
+            "-c",
+            "true",
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         await process.communicate()
 
     one = run_rcmd if how == "rcmd" else run_asyncio
@@ -375,24 +439,45 @@ def bench_latency(count: int) -> list[tuple]:
                 client.run("true")
                 times.append(time.perf_counter() - start)
         whole = [median_time(lambda: cli_read(("127.0.0.1", server.port), "true"), 1) for _ in range(10)]
-    python = median_time(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True, env=CHILD_ENV), 10)
+    python = median_time(
+        lambda: subprocess.run([sys.executable, "-c", "pass"], check=True, env=CHILD_ENV), 10
+    )
     rows = [
         ("local spawn of `true` (floor)", percentile(floor, 50), percentile(floor, 99), 1.0),
-        ("  the same through asyncio's subprocess", percentile(stdlib, 50), percentile(stdlib, 99),
-         percentile(stdlib, 50) / percentile(floor, 50)),
-        ("rcmd: run('true') on an open connection", percentile(times, 50), percentile(times, 99),
-         percentile(times, 50) / percentile(floor, 50)),
+        (
+            "  the same through asyncio's subprocess",
+            percentile(stdlib, 50),
+            percentile(stdlib, 99),
+            percentile(stdlib, 50) / percentile(floor, 50),
+        ),
+        (
+            "rcmd: run('true') on an open connection",
+            percentile(times, 50),
+            percentile(times, 99),
+            percentile(times, 50) / percentile(floor, 50),
+        ),
         ("`python -c pass` (start-up floor)", python, None, 1.0),
-        ("whole `rcmd -c true` (client start-up too)", statistics.median(whole), max(whole),
-         statistics.median(whole) / python),
+        (
+            "whole `rcmd -c true` (client start-up too)",
+            statistics.median(whole),
+            max(whole),
+            statistics.median(whole) / python,
+        ),
     ]
     ssh = ssh_server()
     if isinstance(ssh, str):
-        return rows + [("whole `ssh 127.0.0.1 true`", None, None, f"skipped: {ssh}")]
+        return [*rows, ("whole `ssh 127.0.0.1 true`", None, None, f"skipped: {ssh}")]
     with ssh:
         whole_ssh = [median_time(lambda: ssh.run("true"), 1) for _ in range(10)]
-    return rows + [("whole `ssh 127.0.0.1 true`", statistics.median(whole_ssh), max(whole_ssh),
-                    statistics.median(whole_ssh) / python)]
+    return [
+        *rows,
+        (
+            "whole `ssh 127.0.0.1 true`",
+            statistics.median(whole_ssh),
+            max(whole_ssh),
+            statistics.median(whole_ssh) / python,
+        ),
+    ]
 
 
 # ------------------------------------------------------------------------ concurrency
@@ -476,8 +561,17 @@ def bench_concurrency(clients: int, per_client: int) -> list[tuple]:
         times, elapsed = drive_clients(server.port, clients, per_client, connected)
         cpu = server.cpu_seconds() - mark["cpu"]
         rate = len(times) / elapsed
-        rows.append(("load generator", clients, rate, ceiling, rate / ceiling, percentile(times, 99),
-                     cpu / len(times) * 1000))
+        rows.append(
+            (
+                "load generator",
+                clients,
+                rate,
+                ceiling,
+                rate / ceiling,
+                percentile(times, 99),
+                cpu / len(times) * 1000,
+            )
+        )
         connected = threading.Barrier(clients + 1)  # the clients, and this thread
         go = threading.Event()
         times = []
@@ -506,8 +600,17 @@ def bench_concurrency(clients: int, per_client: int) -> list[tuple]:
         cpu = server.cpu_seconds() - cpu_before
     assert len(times) == clients * per_client
     rate = len(times) / elapsed
-    rows.append(("rcmd.connect() threads", clients, rate, ceiling, rate / ceiling, percentile(times, 99),
-                 cpu / len(times) * 1000))
+    rows.append(
+        (
+            "rcmd.connect() threads",
+            clients,
+            rate,
+            ceiling,
+            rate / ceiling,
+            percentile(times, 99),
+            cpu / len(times) * 1000,
+        )
+    )
     return rows
 
 
@@ -519,8 +622,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes and counts (about 16 s)")
     args = parser.parse_args()
     q = args.quick
-    print(f"rcmd {rcmd.__version__} bench: {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"{platform.system()} {platform.release()}")
+    print(
+        f"rcmd {rcmd.__version__} bench: {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
 
     rounds = 3 if q else 5
     print(f"\nBulk output (`head -c N /dev/zero`), median of {rounds}")
@@ -546,10 +651,16 @@ def main() -> None:
         print(f"{name:44} {p50 * 1000:8.2f} {p99_text} {ratio:8.2f}")
 
     print("\nConcurrency: clients each running `true` in a loop; ceiling: local spawns as many at once")
-    print(f"{'clients from':24} {'clients':>7} {'cmds/s':>8} {'ceiling':>8} {'x ceil':>7} {'p99 ms':>8} {'server CPU ms/cmd':>18}")
-    for count in ((50,) if q else (50, 500)):
-        for name, clients, rate, ceiling, ratio, p99, cpu in bench_concurrency(count, 8 if count > 100 else 40):
-            print(f"{name:24} {clients:7} {rate:8.0f} {ceiling:8.0f} {ratio:7.2f} {p99 * 1000:8.1f} {cpu:18.3f}")
+    print(
+        f"{'clients from':24} {'clients':>7} {'cmds/s':>8} {'ceiling':>8} {'x ceil':>7} {'p99 ms':>8} {'server CPU ms/cmd':>18}"
+    )
+    for count in (50,) if q else (50, 500):
+        for name, clients, rate, ceiling, ratio, p99, cpu in bench_concurrency(
+            count, 8 if count > 100 else 40
+        ):
+            print(
+                f"{name:24} {clients:7} {rate:8.0f} {ceiling:8.0f} {ratio:7.2f} {p99 * 1000:8.1f} {cpu:18.3f}"
+            )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ import struct
 
 
 def send_file(sock: socket.socket, name: str, body: bytes) -> bytes:
-    header = json.dumps({"name": name, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}).encode()
+    header = json.dumps(
+        {"name": name, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+    ).encode()
     return struct.pack("!I", len(header)) + header + body
 
 
@@ -36,7 +38,11 @@ def recv_file(sock: socket.socket) -> tuple[dict, bytes]:
 
 
 def main() -> dict:
-    files = {"notes.txt": "粘包 happens\n".encode() * 100, "empty.bin": b"", "data.bin": bytes(range(256)) * 64}
+    files = {
+        "notes.txt": "粘包 happens\n".encode() * 100,
+        "empty.bin": b"",
+        "data.bin": bytes(range(256)) * 64,
+    }
     listener = socket.create_server(("127.0.0.1", 0))
     sender = socket.create_connection(listener.getsockname())
     receiver, _ = listener.accept()

@@ -57,7 +57,9 @@ def main() -> dict:
     for nodelay in (False, True):
         ms, glued = run(nodelay)
         results[nodelay] = {"median_ms": ms, "one_recv": glued}
-        print(f"TCP_NODELAY={int(nodelay)}: write-write-read {ms:7.3f} ms median; two sends, one recv(): {glued!r}")
+        print(
+            f"TCP_NODELAY={int(nodelay)}: write-write-read {ms:7.3f} ms median; two sends, one recv(): {glued!r}"
+        )
     return results
 
 

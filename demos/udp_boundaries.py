@@ -20,7 +20,9 @@ def main() -> dict:
     for _ in sent:
         data, _ancillary, flags, _address = receiver.recvmsg(1024)
         received.append((len(data), bool(flags & socket.MSG_TRUNC)))
-        print(f"recvmsg(1024) -> {len(data):4} bytes{'  (truncated: the rest is lost)' if flags & socket.MSG_TRUNC else ''}")
+        print(
+            f"recvmsg(1024) -> {len(data):4} bytes{'  (truncated: the rest is lost)' if flags & socket.MSG_TRUNC else ''}"
+        )
     sender.close()
     receiver.close()
     return {"sent": [len(d) for d in sent], "received": received}

@@ -10,6 +10,8 @@ Public API::
             ...  # rcmd.Stdout / rcmd.Stderr chunks as they come, then rcmd.Exit
 """
 
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
 # Public names are imported on first use (PEP 562), so `rcmd -c true` does not pay for the
@@ -47,10 +49,65 @@ _EXPORTS = {
     "CommandError": "errors",
 }
 
-__all__ = ["__version__", "messages", *_EXPORTS]
+__all__ = [
+    "NEED_DATA",
+    "AuthenticationError",
+    "BackgroundServer",
+    "Client",
+    "CommandError",
+    "CommandStream",
+    "CompletedCommand",
+    "ConnectionClosed",
+    "Exit",
+    "FrameTooLarge",
+    "LengthPrefixFramer",
+    "LocalProtocolError",
+    "NaiveClient",
+    "NaiveFramer",
+    "OutputDecoder",
+    "ProtocolError",
+    "ProtocolMismatch",
+    "RcmdError",
+    "RemoteProtocolError",
+    "Server",
+    "ServerConfig",
+    "ServerError",
+    "Stderr",
+    "Stdout",
+    "StreamDecoder",
+    "TlsError",
+    "__version__",
+    "connect",
+    "decode_message",
+    "encode_frame",
+    "encode_message",
+    "messages",
+]  # a literal, so type checkers and linters see it; tests check it against _EXPORTS
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports these
+    from . import messages
+    from .client import Client, CommandStream, CompletedCommand, connect
+    from .decoding import OutputDecoder, StreamDecoder
+    from .errors import (
+        AuthenticationError,
+        CommandError,
+        ConnectionClosed,
+        FrameTooLarge,
+        LocalProtocolError,
+        ProtocolError,
+        ProtocolMismatch,
+        RcmdError,
+        RemoteProtocolError,
+        ServerError,
+        TlsError,
+    )
+    from .framing import NEED_DATA, LengthPrefixFramer, NaiveFramer, encode_frame
+    from .messages import Exit, Stderr, Stdout, decode_message, encode_message
+    from .naive import NaiveClient
+    from .server import BackgroundServer, Server, ServerConfig
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     import importlib
 
     if name == "messages":

@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
 SCHEME = "hmac-sha256"
@@ -66,7 +67,9 @@ def decode_hex(value: str | None, size: int) -> bytes | None:
         return None
 
 
-def load_secret(path: str | os.PathLike | None = None, environ=os.environ) -> bytes | None:
+def load_secret(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] = os.environ
+) -> bytes | None:
     """The shared secret from *path* (one line; the trailing newline is dropped), else from
     $RCMD_SECRET, else None. Raises SecretError if it is unreadable or shorter than 16 bytes.
     """
@@ -103,8 +106,13 @@ class FailureThrottle:
     ``now`` is passed in, so this stays free of clocks and is testable with numbers.
     """
 
-    def __init__(self, base: float = 0.25, max_delay: float = 8.0, forget_after: float = 300.0,
-                 max_addresses: int = 10_000) -> None:
+    def __init__(
+        self,
+        base: float = 0.25,
+        max_delay: float = 8.0,
+        forget_after: float = 300.0,
+        max_addresses: int = 10_000,
+    ) -> None:
         self.base, self.max_delay, self.forget_after = base, max_delay, forget_after
         self.max_addresses = max_addresses
         self._failures: dict[str, tuple[int, float]] = {}
@@ -118,7 +126,7 @@ class FailureThrottle:
         if len(self._failures) >= self.max_addresses and address not in self._failures:
             self._failures.pop(next(iter(self._failures)))  # bounded: forget the oldest
         self._failures[address] = (count, now)
-        return min(self.base * 2 ** (count - 1), self.max_delay)
+        return float(min(self.base * 2 ** (count - 1), self.max_delay))
 
     def succeeded(self, address: str) -> None:
         self._failures.pop(address, None)

@@ -9,14 +9,13 @@ import codecs
 import enum
 import socket
 import sys
-from typing import Optional
 
 import typer
 
 from . import __version__
+from .auth import SecretError, load_secret
 from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST, DEFAULT_PORT, connect
 from .console import ExitStatus, run_lines
-from .auth import SecretError, load_secret
 from .errors import (
     AuthenticationError,
     ConnectionClosed,
@@ -59,10 +58,10 @@ client_app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 @client_app.command(context_settings={"help_option_names": ["-h", "--help"]})
 def rcmd_main(
-    target: Optional[str] = typer.Argument(
+    target: str | None = typer.Argument(
         None, metavar="[HOST[:PORT]]", help=f"Server to connect to (default {DEFAULT_HOST}:{DEFAULT_PORT})."
     ),
-    command: Optional[str] = typer.Option(
+    command: str | None = typer.Option(
         None, "-c", "--command", help="Run this one command and exit with its exit status."
     ),
     framing: Framing = typer.Option(
@@ -70,17 +69,18 @@ def rcmd_main(
         help="Wire framing the server speaks. auto: prefixed if the server says HELLO at once, else naive.",
     ),
     encoding: str = typer.Option(
-        "auto", help="Encoding of the server's output: auto (what the server announces), utf-8, gbk, or any codec."
+        "auto",
+        help="Encoding of the server's output: auto (what the server announces), utf-8, gbk, or any codec.",
     ),
-    timeout: Optional[float] = typer.Option(
+    timeout: float | None = typer.Option(
         None, help="Seconds each remote command may run before the server kills it."
     ),
     connect_timeout: float = typer.Option(DEFAULT_CONNECT_TIMEOUT, help="Seconds to connect and handshake."),
-    secret_file: Optional[str] = typer.Option(
+    secret_file: str | None = typer.Option(
         None, help="File holding the shared secret, for a server that requires it (else $RCMD_SECRET)."
     ),
     tls: bool = typer.Option(False, "--tls", help="Use TLS, trusting the system's certificate authorities."),
-    tls_ca: Optional[str] = typer.Option(None, help="Use TLS, trusting the CA certificates in this file."),
+    tls_ca: str | None = typer.Option(None, help="Use TLS, trusting the CA certificates in this file."),
     version: bool = typer.Option(False, "--version", help="Print the version and exit."),
 ) -> None:
     """Run commands on an rcmd server: one with -c, an interactive prompt on a terminal,
@@ -102,11 +102,21 @@ def rcmd_main(
         raise _fail(ExitStatus.USAGE, str(exc)) from None
     try:
         with connect(
-            host, port, framing=framing.value, encoding=encoding, connect_timeout=connect_timeout, secret=secret,
-            tls=tls, tls_ca=tls_ca,
+            host,
+            port,
+            framing=framing.value,
+            encoding=encoding,
+            connect_timeout=connect_timeout,
+            secret=secret,
+            tls=tls,
+            tls_ca=tls_ca,
         ) as client:
             if client.framing == "naive":
-                guessed = " (no HELLO from the server: taking it for a naive one)" if framing is Framing.AUTO else ""
+                guessed = (
+                    " (no HELLO from the server: taking it for a naive one)"
+                    if framing is Framing.AUTO
+                    else ""
+                )
                 typer.echo(
                     f"rcmd: naive framing{guessed}: each reply is whatever one recv(1024) returned; "
                     "deliberately broken, for teaching; no exit status",
@@ -137,15 +147,21 @@ def rcmd_main(
     except ConnectionClosed as exc:
         raise _fail(ExitStatus.CONNECTION_LOST, f"{where}: {exc}") from None
     except ConnectionRefusedError:
-        raise _fail(ExitStatus.CONNECTION_FAILED, f"cannot connect to {where}: connection refused (is rcmd-server running?)") from None
+        raise _fail(
+            ExitStatus.CONNECTION_FAILED,
+            f"cannot connect to {where}: connection refused (is rcmd-server running?)",
+        ) from None
     except OSError as exc:
         if isinstance(exc, socket.gaierror):
             raise _fail(ExitStatus.HOST_NOT_FOUND, f"cannot resolve host {host!r}: {exc.strerror}") from None
         if isinstance(exc, TimeoutError):
             raise _fail(
-                ExitStatus.CONNECT_TIMEOUT, f"cannot connect to {where}: no answer within {connect_timeout:g}s"
+                ExitStatus.CONNECT_TIMEOUT,
+                f"cannot connect to {where}: no answer within {connect_timeout:g}s",
             ) from None
-        raise _fail(ExitStatus.CONNECTION_FAILED, f"cannot connect to {where}: {exc.strerror or exc}") from None
+        raise _fail(
+            ExitStatus.CONNECTION_FAILED, f"cannot connect to {where}: {exc.strerror or exc}"
+        ) from None
     raise typer.Exit(status)
 
 
@@ -154,30 +170,41 @@ server_app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 @server_app.command(context_settings={"help_option_names": ["-h", "--help"]})
 def server_main(
-    host: str = typer.Option("127.0.0.1", help="Address to listen on. Loopback only unless --insecure-no-auth."),
+    host: str = typer.Option(
+        "127.0.0.1", help="Address to listen on. Loopback only unless --insecure-no-auth."
+    ),
     port: int = typer.Option(9000, help="Port to listen on; 0 picks a free one."),
     framing: Framing = typer.Option(
-        Framing.PREFIXED, help="prefixed: length-prefixed messages (correct). naive: the tutorial's bug, for teaching."
+        Framing.PREFIXED,
+        help="prefixed: length-prefixed messages (correct). naive: the tutorial's bug, for teaching.",
     ),
-    shell: Optional[str] = typer.Option(None, help="Shell that runs commands, as SHELL -c COMMAND (default /bin/sh)."),
-    encoding: Optional[str] = typer.Option(
+    shell: str | None = typer.Option(
+        None, help="Shell that runs commands, as SHELL -c COMMAND (default /bin/sh)."
+    ),
+    encoding: str | None = typer.Option(
         None, help="Encoding commands print in, announced to clients (default: the locale's)."
     ),
-    max_frame_size: int = typer.Option(
+    max_frame_size: int | None = typer.Option(
         None, help="Largest frame accepted from a client, in bytes (default 1 MiB).", show_default=False
     ),
-    secret_file: Optional[str] = typer.Option(
+    secret_file: str | None = typer.Option(
         None, help="File holding the shared secret clients must prove they know (else $RCMD_SECRET)."
     ),
     insecure_no_auth: bool = typer.Option(
         False, "--insecure-no-auth", help="Allow listening beyond loopback with no authentication. Dangerous."
     ),
-    tls_cert: Optional[str] = typer.Option(None, help="Serve TLS with this certificate (PEM; chain included)."),
-    tls_key: Optional[str] = typer.Option(None, help="The private key for --tls-cert (PEM), if not in that file."),
+    tls_cert: str | None = typer.Option(None, help="Serve TLS with this certificate (PEM; chain included)."),
+    tls_key: str | None = typer.Option(
+        None, help="The private key for --tls-cert (PEM), if not in that file."
+    ),
     max_connections: int = typer.Option(128, help="Connections at once; more are refused with a reason."),
     max_commands: int = typer.Option(64, help="Commands running at once, server-wide; more wait for a slot."),
-    handshake_timeout: float = typer.Option(10.0, help="Seconds a new connection has to finish the handshake."),
-    idle_timeout: float = typer.Option(3600.0, help="Seconds a connection may sit with no command (0: no limit)."),
+    handshake_timeout: float = typer.Option(
+        10.0, help="Seconds a new connection has to finish the handshake."
+    ),
+    idle_timeout: float = typer.Option(
+        3600.0, help="Seconds a connection may sit with no command (0: no limit)."
+    ),
     command_timeout: float = typer.Option(
         0.0, help="Seconds a command may run when it sets no timeout of its own (0: no limit)."
     ),
@@ -185,8 +212,12 @@ def server_main(
 ) -> None:
     """Run commands sent by rcmd clients, each in its own process group."""
     import asyncio
+    import locale
     import logging
 
+    from .framing import DEFAULT_MAX_FRAME_SIZE
+    from .process import DEFAULT_SHELL
+    from .server import Framing as ServerFraming
     from .server import InsecureBindError, ServerConfig, is_loopback, serve
 
     logging.basicConfig(
@@ -199,28 +230,24 @@ def server_main(
     except SecretError as exc:
         typer.echo(f"rcmd-server: {exc}", err=True)
         raise typer.Exit(ExitStatus.USAGE) from None
-    options = {
-        "host": host,
-        "port": port,
-        "framing": framing.value,
-        "insecure_no_auth": insecure_no_auth,
-        "secret": secret,
-        "max_connections": max_connections,
-        "max_commands": max_commands,
-        "handshake_timeout": handshake_timeout or None,
-        "idle_timeout": idle_timeout or None,
-        "command_timeout": command_timeout or None,
-        "tls_cert": tls_cert,
-        "tls_key": tls_key,
-    }
-    if shell:
-        options["shell"] = shell
-    if encoding:
-        options["encoding"] = encoding
-    if max_frame_size:
-        options["max_frame_size"] = max_frame_size
     try:
-        config = ServerConfig(**options)
+        config = ServerConfig(
+            host=host,
+            port=port,
+            framing=ServerFraming(framing.value),
+            shell=shell or DEFAULT_SHELL,
+            encoding=encoding or locale.getpreferredencoding(False),
+            max_frame_size=max_frame_size or DEFAULT_MAX_FRAME_SIZE,
+            secret=secret,
+            insecure_no_auth=insecure_no_auth,
+            max_connections=max_connections,
+            max_commands=max_commands,
+            handshake_timeout=handshake_timeout or None,
+            idle_timeout=idle_timeout or None,
+            command_timeout=command_timeout or None,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+        )
     except (InsecureBindError, ValueError) as exc:
         typer.echo(f"rcmd-server: {exc}", err=True)
         raise typer.Exit(ExitStatus.USAGE) from None
@@ -235,8 +262,11 @@ def server_main(
 
     def ready(bound_host: str, bound_port: int) -> None:
         auth = ("hmac-sha256 auth" if config.secret else "no auth") + (", TLS" if config.tls else "")
-        print(f"rcmd-server {__version__} listening on {bound_host}:{bound_port} "
-              f"(framing {config.framing.value}, encoding {config.encoding}, {auth})", flush=True)
+        print(
+            f"rcmd-server {__version__} listening on {bound_host}:{bound_port} "
+            f"(framing {config.framing.value}, encoding {config.encoding}, {auth})",
+            flush=True,
+        )
 
     try:
         asyncio.run(serve(config, on_ready=ready))

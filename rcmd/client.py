@@ -14,12 +14,13 @@ import signal as signal_module
 import socket
 import sys
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Mapping
+from typing import TYPE_CHECKING, Literal, overload
 
 from . import __version__
-from .decoding import OutputDecoder, resolve_encoding
 from .auth import NONCE_SIZE, PROOF_SIZE, client_proof, decode_hex, new_nonce, proofs_match, server_proof
+from .decoding import OutputDecoder, resolve_encoding
 from .errors import (
     AuthenticationError,
     CommandError,
@@ -34,8 +35,11 @@ from .framing import CLOSED, DEFAULT_MAX_FRAME_SIZE, NEED_DATA
 from .messages import AuthOk, Cancel, Error, Exit, Hello, Message, Run, Stderr, Stdin, StdinEnd, Stdout
 from .protocol import Connection, Role
 
-if TYPE_CHECKING:
-    import ssl  # imported only when TLS is used: it costs 4 ms of every `rcmd` start
+if TYPE_CHECKING:  # for annotations only: ssl is imported when TLS is used (4 ms of every start)
+    import ssl
+    from types import TracebackType
+
+    from .naive import NaiveClient
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9000
@@ -123,9 +127,9 @@ class Client:
         sock.setblocking(False)
         # What the non-blocking socket raises when it must wait; a TLS socket has two more.
         ssl = sys.modules.get("ssl")  # only a TLS connection has imported it
-        self._tls = ssl is not None and isinstance(sock, ssl.SSLSocket)
+        self._tls_sock = sock if ssl is not None and isinstance(sock, ssl.SSLSocket) else None
         self._would_block: tuple[type[OSError], ...] = (BlockingIOError,)
-        if self._tls:
+        if ssl is not None and self._tls_sock is not None:
             self._would_block += (ssl.SSLWantReadError, ssl.SSLWantWriteError)
         self._conn = Connection(Role.CLIENT, max_frame_size=max_frame_size)
         self._outbox = bytearray()
@@ -178,14 +182,18 @@ class Client:
             )
         server_nonce = decode_hex(hello.nonce, NONCE_SIZE)
         if hello.auth != "hmac-sha256" or server_nonce is None:
-            raise AuthenticationError(f"the server at {where} offers authentication rcmd does not know: {hello.auth!r}")
+            raise AuthenticationError(
+                f"the server at {where} offers authentication rcmd does not know: {hello.auth!r}"
+            )
         client_nonce = new_nonce()
         proof = client_proof(secret, server_nonce, client_nonce)
         self._send(Hello(software=software, nonce=client_nonce.hex(), mac=proof.hex()))
         try:
             reply = self._next_event(deadline)
         except ServerError as exc:
-            raise AuthenticationError(f"the server at {where} refused us: {exc.reason} (wrong secret?)") from None
+            raise AuthenticationError(
+                f"the server at {where} refused us: {exc.reason} (wrong secret?)"
+            ) from None
         except TimeoutError:
             raise AuthenticationError(f"the server at {where} did not answer our proof in time") from None
         assert isinstance(reply, AuthOk)  # Connection lets nothing else come now
@@ -262,7 +270,7 @@ class Client:
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
         stdin: bool = False,
-    ) -> "CommandStream":
+    ) -> CommandStream:
         """Start *command* and return a :class:`CommandStream` of its output as it arrives.
 
         Iterating yields :class:`Stdout` and :class:`Stderr` chunks, then one :class:`Exit`.
@@ -314,10 +322,10 @@ class Client:
             self._wakeup_recv.close()
             self._wakeup_send.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     # ------------------------------------------------------------------------------- I/O
@@ -360,7 +368,7 @@ class Client:
             return event  # type: ignore[return-value]
 
     def _wait_for_io(self, deadline: float | None) -> None:
-        if self._tls and self._sock.pending():
+        if self._tls_sock is not None and self._tls_sock.pending():
             self._receive()  # decrypted bytes wait inside the TLS layer, where select() cannot see
             return
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -466,13 +474,63 @@ class CommandStream:
             self.cancel()
             self.wait()
 
-    def __enter__(self) -> "CommandStream":
+    def __enter__(self) -> CommandStream:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         # After a connection or protocol error there is nothing left to wait for.
         if exc_type is None or not issubclass(exc_type, (RcmdError, OSError)):
             self.close()
+
+
+@overload
+def connect(
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    *,
+    framing: Literal["prefixed"] = "prefixed",
+    encoding: str = "auto",
+    connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    auto_wait: float = AUTO_DETECT_WAIT,
+    secret: bytes | str | None = None,
+    tls: bool | ssl.SSLContext = False,
+    tls_ca: str | None = None,
+) -> Client: ...
+
+
+@overload
+def connect(
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    *,
+    framing: Literal["naive"],
+    encoding: str = "auto",
+    connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    auto_wait: float = AUTO_DETECT_WAIT,
+    secret: bytes | str | None = None,
+    tls: bool | ssl.SSLContext = False,
+    tls_ca: str | None = None,
+) -> NaiveClient: ...
+
+
+@overload
+def connect(
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    *,
+    framing: str,
+    encoding: str = "auto",
+    connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    auto_wait: float = AUTO_DETECT_WAIT,
+    secret: bytes | str | None = None,
+    tls: bool | ssl.SSLContext = False,
+    tls_ca: str | None = None,
+) -> Client | NaiveClient: ...
 
 
 def connect(
@@ -487,7 +545,7 @@ def connect(
     secret: bytes | str | None = None,
     tls: bool | ssl.SSLContext = False,
     tls_ca: str | None = None,
-):
+) -> Client | NaiveClient:
     """Connect to an rcmd server and return a :class:`Client` (a context manager).
 
     *framing* is ``"prefixed"``, ``"naive"`` or ``"auto"``. With ``"naive"`` it returns a
@@ -542,7 +600,9 @@ def connect(
         raise
 
 
-def _start_tls(sock: socket.socket, host: str, port: int, tls, tls_ca: str | None) -> ssl.SSLSocket:
+def _start_tls(
+    sock: socket.socket, host: str, port: int, tls: bool | ssl.SSLContext, tls_ca: str | None
+) -> ssl.SSLSocket:
     """The TLS handshake, blocking (the socket's timeout applies), with readable failures."""
     import ssl
 
@@ -551,10 +611,14 @@ def _start_tls(sock: socket.socket, host: str, port: int, tls, tls_ca: str | Non
     try:
         return context.wrap_socket(sock, server_hostname=host)
     except ssl.SSLCertVerificationError as exc:
-        raise TlsError(f"the TLS certificate of {where} is not trusted: {exc.verify_message}"
-                       " (give its CA with --tls-ca FILE)") from None
+        raise TlsError(
+            f"the TLS certificate of {where} is not trusted: {exc.verify_message}"
+            " (give its CA with --tls-ca FILE)"
+        ) from None
     except ssl.SSLError as exc:
-        raise TlsError(f"TLS with {where} failed ({exc.reason or exc}): the server may not use TLS;"
-                       " connect without --tls") from None
+        raise TlsError(
+            f"TLS with {where} failed ({exc.reason or exc}): the server may not use TLS;"
+            " connect without --tls"
+        ) from None
     except (ConnectionError, TimeoutError) as exc:
         raise TlsError(f"TLS with {where} failed: {exc}: the server may not use TLS") from None

@@ -10,10 +10,16 @@ import contextlib
 import enum
 import os
 import signal
-from typing import IO, Iterator
+from collections.abc import Iterable, Iterator
+from types import FrameType
+from typing import TYPE_CHECKING, TextIO
 
 from .decoding import OutputDecoder
 from .messages import Exit, Stderr, Stdout
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .naive import NaiveClient
 
 RED = "\x1b[31m"
 DIM_RED = "\x1b[2;31m"
@@ -69,7 +75,7 @@ def describe_exit(exit: Exit) -> str | None:
     return None
 
 
-def wants_color(stream: IO[str]) -> bool:
+def wants_color(stream: TextIO) -> bool:
     """Colour only for a terminal, and never when NO_COLOR is set (no-color.org)."""
     return "NO_COLOR" not in os.environ and hasattr(stream, "isatty") and stream.isatty()
 
@@ -83,7 +89,7 @@ class OutputWriter:
     With *color*, stderr is shown in red.
     """
 
-    def __init__(self, remote_encoding: str, stdout: IO[str], stderr: IO[str], *, color: bool = False) -> None:
+    def __init__(self, remote_encoding: str, stdout: TextIO, stderr: TextIO, *, color: bool = False) -> None:
         self.stdout, self.stderr = stdout, stderr
         self.color = color
         self.ends_with_newline = True  # of what was last written, whichever stream
@@ -117,7 +123,7 @@ class OutputWriter:
 
 
 @contextlib.contextmanager
-def ctrl_c_cancels(client) -> Iterator[None]:
+def ctrl_c_cancels(client: Client) -> Iterator[None]:
     """While inside, Ctrl-C (SIGINT) cancels the remote command instead of killing us.
 
     The first Ctrl-C asks the server to kill the command's process group; its output so
@@ -126,7 +132,7 @@ def ctrl_c_cancels(client) -> Iterator[None]:
     """
     presses = 0
 
-    def on_sigint(signum, frame) -> None:
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
         nonlocal presses
         presses += 1
         if presses > 1:
@@ -144,8 +150,16 @@ def ctrl_c_cancels(client) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def run_command(client, command: str, timeout: float | None, stdout: IO[str], stderr: IO[str],
-                *, color: bool = False, show_status: bool = False) -> int:
+def run_command(
+    client: Client,
+    command: str,
+    timeout: float | None,
+    stdout: TextIO,
+    stderr: TextIO,
+    *,
+    color: bool = False,
+    show_status: bool = False,
+) -> int:
     """Run *command*, streaming its output; return the local exit code for it.
 
     With *show_status*, a command that did not succeed gets a note after its output
@@ -167,7 +181,7 @@ def run_command(client, command: str, timeout: float | None, stdout: IO[str], st
     return exit_status(exit)
 
 
-def run_naive(client, command: str, stdout: IO[str], stderr: IO[str]) -> int:
+def run_naive(client: NaiveClient, command: str, stdout: TextIO, stderr: TextIO) -> int:
     """One tutorial round trip: the reply is whatever one recv() returned."""
     try:
         result = client.run(command)
@@ -184,9 +198,11 @@ def run_naive(client, command: str, stdout: IO[str], stderr: IO[str]) -> int:
     return ExitStatus.OK
 
 
-def run_lines(client, lines, timeout: float | None, stdout: IO[str], stderr: IO[str]) -> int:
+def run_lines(
+    client: Client | NaiveClient, lines: Iterable[str], timeout: float | None, stdout: TextIO, stderr: TextIO
+) -> int:
     """Run each non-empty line as a command; return the last one's exit code."""
-    status = ExitStatus.OK
+    status: int = ExitStatus.OK
     for line in lines:
         command = line.strip()
         if not command:
@@ -197,7 +213,18 @@ def run_lines(client, lines, timeout: float | None, stdout: IO[str], stderr: IO[
     return status
 
 
-def run_one(client, command: str, timeout: float | None, stdout: IO[str], stderr: IO[str], **options) -> int:
-    if client.framing == "naive":
+def run_one(
+    client: Client | NaiveClient,
+    command: str,
+    timeout: float | None,
+    stdout: TextIO,
+    stderr: TextIO,
+    *,
+    color: bool = False,
+    show_status: bool = False,
+) -> int:
+    from .client import Client
+
+    if not isinstance(client, Client):
         return run_naive(client, command, stdout, stderr)
-    return run_command(client, command, timeout, stdout, stderr, **options)
+    return run_command(client, command, timeout, stdout, stderr, color=color, show_status=show_status)

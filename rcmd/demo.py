@@ -68,15 +68,18 @@ class Row:
     @property
     def naive_ok(self) -> bool:
         # One blob cannot say which bytes were stderr, so any stderr makes it wrong too.
-        return not self.expected_stderr and self.naive_reply == self.expected_stdout and (
-            self.naive_text == self.expected_text
+        return (
+            not self.expected_stderr
+            and self.naive_reply == self.expected_stdout
+            and (self.naive_text == self.expected_text)
         )
 
     @property
     def prefixed_ok(self) -> bool:
-        return (self.prefixed_stdout, self.prefixed_stderr) == (self.expected_stdout, self.expected_stderr) and (
-            self.prefixed_text == self.expected_text
-        )
+        return (self.prefixed_stdout, self.prefixed_stderr) == (
+            self.expected_stdout,
+            self.expected_stderr,
+        ) and (self.prefixed_text == self.expected_text)
 
 
 @dataclass
@@ -111,7 +114,9 @@ def run_locally(command: str) -> tuple[bytes, bytes]:
 # ------------------------------------------------------------------------ the naive side
 
 
-def naive_round_trips(address, commands: list[str], rows: list[Row], encoding: str) -> Stream:
+def naive_round_trips(
+    address: tuple[str, int], commands: list[str], rows: list[Row], encoding: str
+) -> Stream:
     """Send each command, wait until all that is owed is buffered, then recv() once.
 
     Owed = what earlier recv()s left unread + what this command prints: as if the network
@@ -120,7 +125,7 @@ def naive_round_trips(address, commands: list[str], rows: list[Row], encoding: s
     stream = Stream("naive" if encoding == "utf-8" else f"naive {encoding}")
     unread = 0
     with rcmd.NaiveClient.connect(*address, encoding=encoding) as client:
-        for command, row in zip(commands, rows):
+        for command, row in zip(commands, rows, strict=False):
             client.send_command(command)
             sent = row.expected_stderr + row.expected_stdout  # the server sends stderr, then stdout
             stream.writes += [(row.index, row.expected_stderr, None), (row.index, row.expected_stdout, None)]
@@ -132,7 +137,7 @@ def naive_round_trips(address, commands: list[str], rows: list[Row], encoding: s
     return stream
 
 
-def naive_glued_commands(address, rows: list[Row]) -> Stream:
+def naive_glued_commands(address: tuple[str, int], rows: list[Row]) -> Stream:
     """Send two commands while the server is busy; it reads them with one recv(1024)."""
     stream = Stream("naive")
     with tempfile.TemporaryDirectory() as scratch, rcmd.NaiveClient.connect(*address) as client:
@@ -158,12 +163,17 @@ def naive_glued_commands(address, rows: list[Row]) -> Stream:
 # --------------------------------------------------------------------- the prefixed side
 
 
-def prefixed_runs(client: rcmd.Client, commands: list[str], rows: list[Row], stream: Stream,
-                  split_after: bytes | None = None) -> None:
+def prefixed_runs(
+    client: rcmd.Client,
+    commands: list[str],
+    rows: list[Row],
+    stream: Stream,
+    split_after: bytes | None = None,
+) -> None:
     """Run each command and record its frames. With *split_after*, the command waits on
     stdin once its output ends with those bytes: we answer only after that chunk arrived,
     so a chunk boundary falls there (inside a character)."""
-    for command, row in zip(commands, rows):
+    for command, row in zip(commands, rows, strict=False):
         with client.stream(command, stdin=split_after is not None) as events:
             for event in events:
                 if isinstance(event, (rcmd.Stdout, rcmd.Stderr)):
@@ -187,42 +197,67 @@ def prefixed_runs(client: rcmd.Client, commands: list[str], rows: list[Row], str
 # ------------------------------------------------------------------------------ scenes
 
 
-def build_scenes(naive_address, prefixed_address) -> list[Scene]:
+def build_scenes(naive_address: tuple[str, int], prefixed_address: tuple[str, int]) -> list[Scene]:
     scenes = []
 
     # 1. A reply longer than the reader's buffer.
     commands = ["seq 1 400", "echo hello"]
     rows = [Row(1, c, *run_locally(c)) for c in commands]
-    scene = Scene(1, "a reply longer than recv(1024), server → client",
-                  "the tail of `seq` is read as the answer to `echo hello`", rows)
+    scene = Scene(
+        1,
+        "a reply longer than recv(1024), server → client",
+        "the tail of `seq` is read as the answer to `echo hello`",
+        rows,
+    )
     scene.streams.append(naive_round_trips(naive_address, commands, rows, "utf-8"))
     scenes.append(scene)
 
     # 2. Two small sends in quick succession: stderr, then stdout, as the tutorial sends them.
     command = "echo err >&2; echo out"
     rows = [Row(2, command, *run_locally(command))]
-    scene = Scene(2, "two small sends, one recv(), server → client",
-                  "stderr and stdout arrive as one blob: which part was the error?", rows)
+    scene = Scene(
+        2,
+        "two small sends, one recv(), server → client",
+        "stderr and stdout arrive as one blob: which part was the error?",
+        rows,
+    )
     scene.streams.append(naive_round_trips(naive_address, [command], rows, "utf-8"))
     scenes.append(scene)
 
     # 3. Two commands sent back to back.
     rows = [Row(3, c, *run_locally(c)) for c in ("echo a", "echo b")]
-    scene = Scene(3, "two commands sent back to back, client → server",
-                  "the naive server runs `echo aecho b`, one command line", rows)
+    scene = Scene(
+        3,
+        "two commands sent back to back, client → server",
+        "the naive server runs `echo aecho b`, one command line",
+        rows,
+    )
     scene.streams.append(naive_glued_commands(naive_address, rows))
     scenes.append(scene)
 
     # 4. Multibyte characters cut by a boundary, in UTF-8 and in GBK (Windows cmd.exe).
     rows = [
         Row(4, "1023 × x + 中文 (UTF-8)", *run_locally(f"{FILLER}; printf '中文\\n'")),
-        Row(4, "1023 × x + 中文 (GBK)", *run_locally(f"{FILLER}; printf '\\326\\320\\316\\304\\n'"),
-            encoding="gbk"),
+        Row(
+            4,
+            "1023 × x + 中文 (GBK)",
+            *run_locally(f"{FILLER}; printf '\\326\\320\\316\\304\\n'"),
+            encoding="gbk",
+        ),
     ]
-    scene = Scene(4, "a character cut in two, server → client",
-                  "recv() byte 1024 falls inside 中: decoded alone it is \ufffd", rows)
-    for row, middle, rest in ((rows[0], "\\344", "\\270\\255\\346\\226\\207"), (rows[1], "\\326", "\\320\\316\\304")):
-        naive = naive_round_trips(naive_address, [f"{FILLER}; printf '{middle}{rest}\\n'"], [row], row.encoding)
+    scene = Scene(
+        4,
+        "a character cut in two, server → client",
+        "recv() byte 1024 falls inside 中: decoded alone it is \ufffd",
+        rows,
+    )
+    for row, middle, rest in (
+        (rows[0], "\\344", "\\270\\255\\346\\226\\207"),
+        (rows[1], "\\326", "\\320\\316\\304"),
+    ):
+        naive = naive_round_trips(
+            naive_address, [f"{FILLER}; printf '{middle}{rest}\\n'"], [row], row.encoding
+        )
         scene.streams.append(naive)
     scenes.append(scene)
 
@@ -232,21 +267,34 @@ def build_scenes(naive_address, prefixed_address) -> list[Scene]:
         for scene in scenes[:3]:
             prefixed_runs(client, [row.label for row in scene.rows], scene.rows, streams[scene.case])
         utf8 = scenes[3].rows[0]
-        prefixed_runs(client, [f"{FILLER}; printf '\\344'; read go; printf '\\270\\255\\346\\226\\207\\n'"],
-                      [utf8], streams[4], split_after=b"\xe4")
+        prefixed_runs(
+            client,
+            [f"{FILLER}; printf '\\344'; read go; printf '\\270\\255\\346\\226\\207\\n'"],
+            [utf8],
+            streams[4],
+            split_after=b"\xe4",
+        )
     gbk_stream = Stream("prefixed gbk")
     with rcmd.connect(*prefixed_address, encoding="gbk") as client:
         gbk = scenes[3].rows[1]
-        prefixed_runs(client, [f"{FILLER}; printf '\\326'; read go; printf '\\320\\316\\304\\n'"],
-                      [gbk], gbk_stream, split_after=b"\xd6")
+        prefixed_runs(
+            client,
+            [f"{FILLER}; printf '\\326'; read go; printf '\\320\\316\\304\\n'"],
+            [gbk],
+            gbk_stream,
+            split_after=b"\xd6",
+        )
     # Scene 3's prefixed stream is the client's: each RUN is its own frame.
     streams[3].writes = []
     streams[3].reads = []
     for row in scenes[2].rows:
         size = len(rcmd.encode_message(rcmd.messages.Run(row.label)))
         json_rest = size - 1 - len(row.label)
-        streams[3].writes += [(-1, b"\x00" * 5, "‹run›"), (row.index, row.label.encode(), None),
-                              (-1, b"\x00" * json_rest, "…")]
+        streams[3].writes += [
+            (-1, b"\x00" * 5, "‹run›"),
+            (row.index, row.label.encode(), None),
+            (-1, b"\x00" * json_rest, "…"),
+        ]
         streams[3].reads.append(4 + size)
     for scene in scenes:
         scene.streams.append(streams[scene.case])
@@ -261,7 +309,7 @@ def shorten(text: str | None, width: int = 30) -> str:
     if text is None:
         return "(no reply)"
     text = text.replace("\n", "⏎")
-    return text if len(text) <= width else f"{text[:12]}…{text[-(width - 13):]}"
+    return text if len(text) <= width else f"{text[:12]}…{text[-(width - 13) :]}"
 
 
 def received_cell(stdout: str | None, stderr: str = "") -> str:
@@ -294,7 +342,9 @@ def draw_stream(stream: Stream, keep: int = 6) -> Text:
                         line.append("…", style="dim")
                     continue
                 glyph = "⏎" if byte == 10 else chr(byte) if 32 <= byte < 127 else f" {byte:02x}"
-                line.append(glyph, style=COLOURS[owner % len(COLOURS)] + (" underline" if byte >= 128 else ""))
+                line.append(
+                    glyph, style=COLOURS[owner % len(COLOURS)] + (" underline" if byte >= 128 else "")
+                )
         offset += len(data)
         if data and offset in cuts:
             line.append(*bar)
@@ -311,9 +361,11 @@ def render(console: Console, scenes: list[Scene]) -> dict[str, int]:
         correct["naive"] += row.naive_ok
         correct["prefixed"] += row.prefixed_ok
         table.add_row(
-            str(row.case), row.label,
+            str(row.case),
+            row.label,
             received_cell(row.expected_text, row.expected_stderr.decode(row.encoding, "replace")),
-            received_cell(row.naive_text), verdict(row.naive_ok),
+            received_cell(row.naive_text),
+            verdict(row.naive_ok),
             received_cell(row.prefixed_text, row.prefixed_stderr.decode(row.encoding, "replace")),
             verdict(row.prefixed_ok),
         )
@@ -322,12 +374,17 @@ def render(console: Console, scenes: list[Scene]) -> dict[str, int]:
         console.print(f"{mode}: {correct[mode]}/{len(rows)} correct", highlight=False, markup=False)
     console.print()
     console.print(Text("The byte stream, as the reader cut it", style="bold underline"))
-    console.print(Text.assemble(
-        ("Each command's bytes in its own colour; ", ""), ("‹out› ‹err› ‹run› ‹exit›", "dim"),
-        (" rcmd's frame headers (length prefix, type); ", ""), ("┃", "bold red"),
-        (" where one naive recv(1024) ended; ", ""), ("┃", "bold green"),
-        (" where the prefixed reader ended a frame; … bytes left out; hex: bytes of 中文.", ""),
-    ))
+    console.print(
+        Text.assemble(
+            ("Each command's bytes in its own colour; ", ""),
+            ("‹out› ‹err› ‹run› ‹exit›", "dim"),
+            (" rcmd's frame headers (length prefix, type); ", ""),
+            ("┃", "bold red"),
+            (" where one naive recv(1024) ended; ", ""),
+            ("┃", "bold green"),
+            (" where the prefixed reader ended a frame; … bytes left out; hex: bytes of 中文.", ""),
+        )
+    )
     for scene in scenes:
         console.print()
         console.print(Text.assemble((f"{scene.case}. {scene.title}: ", "bold"), (scene.lesson, "italic")))
@@ -344,12 +401,16 @@ def render(console: Console, scenes: list[Scene]) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rcmd demo", description="Sticky packets and their fix, side by side.")
+    parser = argparse.ArgumentParser(
+        prog="rcmd demo", description="Sticky packets and their fix, side by side."
+    )
     parser.add_argument("--svg", metavar="FILE", help="also save the table and picture as an SVG image")
     args = parser.parse_args(argv)
     console = Console(record=bool(args.svg), width=120 if args.svg else None)
-    with rcmd.BackgroundServer(framing="naive", encoding="utf-8") as naive, \
-            rcmd.BackgroundServer(encoding="utf-8") as prefixed:
+    with (
+        rcmd.BackgroundServer(framing="naive", encoding="utf-8") as naive,
+        rcmd.BackgroundServer(encoding="utf-8") as prefixed,
+    ):
         scenes = build_scenes(naive.address, prefixed.address)
     correct = render(console, scenes)
     if args.svg:

@@ -6,6 +6,11 @@ and by the transports alike.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .client import CompletedCommand
+
 
 class RcmdError(Exception):
     """Base class of every error rcmd raises on purpose."""
@@ -68,7 +73,7 @@ class CommandError(RcmdError):
     Carries the whole result: ``returncode``, ``stdout``, ``stderr`` and ``result``.
     """
 
-    def __init__(self, result) -> None:  # result: CompletedCommand (no import cycle)
+    def __init__(self, result: CompletedCommand) -> None:
         self.result = result
         self.returncode = result.returncode
         self.command = result.command

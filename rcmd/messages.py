@@ -14,8 +14,9 @@ from __future__ import annotations
 import enum
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, Union
+from typing import Any, ClassVar
 
 from .errors import RemoteProtocolError
 
@@ -154,8 +155,8 @@ class Cancel(Message):
     TYPE: ClassVar[MessageType] = MessageType.CANCEL
 
 
-AnyMessage = Union[Hello, Run, Exit, AuthOk, Error, Stdin, Stdout, Stderr, StdinEnd, Cancel]
-OutputChunk = Union[Stdout, Stderr]
+AnyMessage = Hello | Run | Exit | AuthOk | Error | Stdin | Stdout | Stderr | StdinEnd | Cancel
+OutputChunk = Stdout | Stderr
 
 _DATA = (Stdin, Stdout, Stderr)
 _EMPTY = (StdinEnd, Cancel)
@@ -230,11 +231,11 @@ def decode_message_parts(kind: int | None, body: bytes) -> AnyMessage:
     if cls is None:
         raise RemoteProtocolError(f"unknown message type 0x{kind:02x}")
     if cls in _DATA:
-        return cls(body)  # type: ignore[call-arg]
+        return cls(body)
     if cls in _EMPTY:
         if body:
             raise RemoteProtocolError(f"{cls.TYPE.name} takes no body, got {len(body)} bytes")
-        return cls()  # type: ignore[return-value]
+        return cls()
     return cls(**_parse_json_body(cls, body))  # type: ignore[return-value]
 
 
@@ -253,14 +254,9 @@ def _parse_json_body(cls: type[Message], body: bytes) -> dict[str, Any]:
                 raise RemoteProtocolError(f"{name} lacks the required field {key!r}")
             continue
         value = obj[key]
-        if isinstance(value, bool) and bool not in types:
-            ok = False
-        else:
-            ok = isinstance(value, types)
+        ok = False if isinstance(value, bool) and bool not in types else isinstance(value, types)
         if not ok:
-            raise RemoteProtocolError(
-                f"{name} field {key!r} has the wrong type ({type(value).__name__})"
-            )
+            raise RemoteProtocolError(f"{name} field {key!r} has the wrong type ({type(value).__name__})")
         fields[key] = value
     if cls is Run:
         env = fields.get("env", {})

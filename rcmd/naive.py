@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # the server half needs asyncio; the client half (and `rcmd -
     import asyncio
 
     from .process import Child
+    from .server import ServerConfig
 
 log = logging.getLogger("rcmd.server")
 
@@ -42,7 +43,9 @@ NAIVE_REPLY_TIMEOUT = 5.0
 class NaiveSession:
     """Server side: one recv is one command; the reply is stderr then stdout, unframed."""
 
-    def __init__(self, config, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
+    def __init__(
+        self, config: ServerConfig, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
+    ) -> None:
         self.config = config
         self.reader = reader
         self.writer = writer
@@ -91,7 +94,7 @@ class NaiveSession:
         self._stopping = True
         if self.process is not None:
             signal_group(self.process)
-        self.writer.transport.pause_reading()
+        self.writer.transport.pause_reading()  # type: ignore[attr-defined]  # a socket transport reads
         self.reader.feed_eof()
 
 
@@ -106,7 +109,9 @@ class NaiveClient:
 
     framing = "naive"
 
-    def __init__(self, sock: socket.socket, *, recv_size: int = NAIVE_RECV_SIZE, encoding: str = "auto") -> None:
+    def __init__(
+        self, sock: socket.socket, *, recv_size: int = NAIVE_RECV_SIZE, encoding: str = "auto"
+    ) -> None:
         sock.settimeout(NAIVE_REPLY_TIMEOUT)
         self.sock = sock
         self.recv_size = recv_size
@@ -121,7 +126,7 @@ class NaiveClient:
         timeout: float | None = 10.0,
         recv_size: int = NAIVE_RECV_SIZE,
         encoding: str = "auto",
-    ) -> "NaiveClient":
+    ) -> NaiveClient:
         sock = socket.create_connection((host, port), timeout=timeout)
         return cls(sock, recv_size=recv_size, encoding=encoding)
 
@@ -179,8 +184,8 @@ class NaiveClient:
     def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self) -> "NaiveClient":
+    def __enter__(self) -> NaiveClient:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()

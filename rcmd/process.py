@@ -18,7 +18,7 @@ import os
 import signal
 import subprocess
 import threading
-from typing import Mapping
+from collections.abc import Mapping
 
 #: How much of a pipe one read takes.
 OUTPUT_CHUNK_SIZE = 256 * 1024
@@ -40,7 +40,7 @@ class Child:
     subprocess: None while it runs, -N when signal N killed it.
     """
 
-    def __init__(self, popen: subprocess.Popen, stdout: int, stderr: int, stdin: int | None) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes], stdout: int, stderr: int, stdin: int | None) -> None:
         self._popen = popen
         self.pid = popen.pid
         self.stdout = stdout
@@ -68,7 +68,7 @@ class Child:
         view = memoryview(data)
         while view:
             try:
-                view = view[os.write(self.stdin, view):]
+                view = view[os.write(self.stdin, view) :]
             except BlockingIOError:
                 await self._ready(self.stdin, writable=True)
 
@@ -188,12 +188,14 @@ def _enlarge(fd: int) -> None:
         pass  # not Linux, or over pipe-max-size: the default size works, more slowly
 
 
-def _set_once(future: asyncio.Future) -> None:
+def _set_once(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
 
 
-def _watch_exit(loop: asyncio.AbstractEventLoop, popen: subprocess.Popen, exited: asyncio.Future) -> None:
+def _watch_exit(
+    loop: asyncio.AbstractEventLoop, popen: subprocess.Popen[bytes], exited: asyncio.Future[int]
+) -> None:
     """Set *exited* to the exit status once *popen* exits: a pidfd where there is one."""
 
     def reap() -> None:

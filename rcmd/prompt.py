@@ -12,8 +12,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .console import ExitStatus, run_one, wants_color
+
+if TYPE_CHECKING:  # prompt_toolkit is imported only when the prompt starts
+    from prompt_toolkit.formatted_text import StyleAndTextTuples
+    from prompt_toolkit.output import ColorDepth
+
+    from .client import Client
+    from .naive import NaiveClient
 
 WELCOME = "rcmd {version}: connected to {where}. Ctrl-C cancels a command, Ctrl-D leaves."
 
@@ -29,20 +37,22 @@ def history_path() -> Path:
     return base / "rcmd" / "history"
 
 
-def _prompt_text(client, where: str, naive: bool) -> list[tuple[str, str]]:
-    if naive:
+def _prompt_text(client: Client | NaiveClient, where: str) -> StyleAndTextTuples:
+    from .client import Client
+
+    if not isinstance(client, Client):  # a naive server never says where it is
         return [("class:naive", "naive "), ("class:host", where), ("", "> ")]
     return [("class:host", where), ("", " "), ("class:cwd", client.cwd or "?"), ("", "> ")]
 
 
-def interactive(client, where: str, timeout: float | None) -> int:
+def interactive(client: Client | NaiveClient, where: str, timeout: float | None) -> int:
     """Read commands at a prompt until Ctrl-D, exit or quit; return the last one's status."""
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import FileHistory
     from prompt_toolkit.styles import Style
 
     from . import __version__
-    naive = client.framing == "naive"
+
     path = history_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     color = wants_color(sys.stdout)
@@ -52,10 +62,10 @@ def interactive(client, where: str, timeout: float | None) -> int:
         color_depth=None if color else _no_color_depth(),
     )
     print(WELCOME.format(version=__version__, where=where), file=sys.stderr)
-    status = ExitStatus.OK
+    status: int = ExitStatus.OK
     while True:
         try:
-            line = session.prompt(_prompt_text(client, where, naive))
+            line = session.prompt(_prompt_text(client, where))
         except KeyboardInterrupt:
             continue  # Ctrl-C at the prompt clears the line
         except EOFError:
@@ -69,7 +79,7 @@ def interactive(client, where: str, timeout: float | None) -> int:
     return status
 
 
-def _no_color_depth():
+def _no_color_depth() -> ColorDepth:
     from prompt_toolkit.output import ColorDepth
 
     return ColorDepth.DEPTH_1_BIT

@@ -37,7 +37,7 @@ from .messages import (
     encode_message_parts,
 )
 
-__all__ = ["Role", "Phase", "Connection", "NEED_DATA", "CLOSED"]
+__all__ = ["CLOSED", "NEED_DATA", "Connection", "Phase", "Role"]
 
 
 class Role(enum.Enum):
@@ -156,7 +156,7 @@ class Connection:
         if self.phase is Phase.CLOSED:
             return False  # nothing after an ERROR means anything
         if self.their_hello is None:
-            if kind is not MessageType.HELLO:
+            if not isinstance(message, Hello):
                 raise RemoteProtocolError(
                     f"expected HELLO first, got {kind.name} (is the peer an rcmd {self.their_role.value}?)"
                 )
@@ -215,7 +215,7 @@ class Connection:
         type_byte, body = encode_message_parts(message)
         return b"".join((frame_header(1 + len(body)), type_byte, body))  # the body copied once
 
-    def _check_stdin(self, kind: MessageType, message: AnyMessage, error: type[Exception]) -> None:
+    def _check_stdin(self, kind: MessageType, message: Message, error: type[Exception]) -> None:
         if kind is MessageType.RUN:
             assert isinstance(message, Run)
             self._stdin_open = message.stdin

@@ -27,7 +27,7 @@ class ServerProcess:
 
     def __init__(self, log_dir: Path, *args: str, port: int = 0, env: dict | None = None) -> None:
         self.log_path = log_dir / f"server-{time.monotonic_ns()}.log"
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - open for the server's whole life
         self.proc = subprocess.Popen(
             [*SERVER_ARGV, "--port", str(port), "--log-level", "debug", *args],
             stdin=subprocess.DEVNULL,
@@ -61,7 +61,7 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_for_log(self, pattern: str, timeout: float = 15.0) -> "re.Match":
+    def wait_for_log(self, pattern: str, timeout: float = 15.0) -> re.Match:
         """Wait until the server has logged a line matching *pattern* (a condition, checked
         every 10 ms: the log is the only window into what the server is doing)."""
         deadline = time.monotonic() + timeout

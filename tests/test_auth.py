@@ -1,6 +1,5 @@
 """rcmd.auth with bytes and numbers only: proofs, secrets, the failure throttle."""
 
-
 import pytest
 
 from rcmd.auth import (
@@ -20,7 +19,8 @@ SECRET = b"0123456789abcdef0123456789abcdef"
 def test_proofs_bind_the_secret_both_nonces_and_the_direction():
     ns, nc = new_nonce(), new_nonce()
     proof = client_proof(SECRET, ns, nc)
-    assert len(proof) == 32 and proofs_match(proof, client_proof(SECRET, ns, nc))
+    assert len(proof) == 32
+    assert proofs_match(proof, client_proof(SECRET, ns, nc))
     assert proof != client_proof(SECRET + b"x", ns, nc)  # another secret
     assert proof != client_proof(SECRET, new_nonce(), nc)  # a replay on a new connection
     assert proof != client_proof(SECRET, ns, new_nonce())
@@ -31,13 +31,16 @@ def test_nonces_are_fresh():
     assert len({new_nonce() for _ in range(100)}) == 100
 
 
-@pytest.mark.parametrize("value, size, expected", [
-    ("ab" * 32, 32, bytes([0xAB]) * 32),
-    ("ab" * 31, 32, None),
-    ("zz" * 32, 32, None),
-    (None, 32, None),
-    (5, 32, None),
-])
+@pytest.mark.parametrize(
+    ("value", "size", "expected"),
+    [
+        ("ab" * 32, 32, bytes([0xAB]) * 32),
+        ("ab" * 31, 32, None),
+        ("zz" * 32, 32, None),
+        (None, 32, None),
+        (5, 32, None),
+    ],
+)
 def test_decode_hex(value, size, expected):
     assert decode_hex(value, size) == expected
 

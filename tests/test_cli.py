@@ -6,9 +6,9 @@ import os
 import subprocess
 
 import pytest
+from conftest import CLIENT_ARGV, SERVER_ARGV
 from typer.testing import CliRunner
 
-from conftest import CLIENT_ARGV, SERVER_ARGV
 from rcmd.cli import client_app, parse_target
 from rcmd.console import ExitStatus
 
@@ -34,12 +34,14 @@ def test_one_shot_streams_apart_and_exits_with_the_remote_status(server):
 
 def test_binary_output_passes_through_untouched(server):
     proc = rcmd(target(server), "-c", r"printf '\377\000\376\n'")
-    assert proc.returncode == 0 and proc.stdout == b"\xff\x00\xfe\n"
+    assert proc.returncode == 0
+    assert proc.stdout == b"\xff\x00\xfe\n"
 
 
 def test_gbk_server_output_is_shown_in_the_local_encoding(gbk_server):
     proc = rcmd(target(gbk_server), "-c", r"printf '\326\320\316\304\n'")
-    assert proc.returncode == 0 and proc.stdout == "中文\n".encode("utf-8")
+    assert proc.returncode == 0
+    assert proc.stdout == "中文\n".encode()
 
 
 def test_timeout_exits_124(server):
@@ -64,46 +66,56 @@ def test_connection_refused(server_factory):
     stopped.stop()
     proc = rcmd(f"127.0.0.1:{port}", "-c", "true")
     assert proc.returncode == ExitStatus.CONNECTION_FAILED == 255
-    assert b"connection refused" in proc.stderr and b"Traceback" not in proc.stderr
+    assert b"connection refused" in proc.stderr
+    assert b"Traceback" not in proc.stderr
 
 
 def test_unknown_host():
     proc = rcmd("no-such-host.invalid", "-c", "true")
     assert proc.returncode == ExitStatus.HOST_NOT_FOUND
-    assert b"cannot resolve host" in proc.stderr and b"Traceback" not in proc.stderr
+    assert b"cannot resolve host" in proc.stderr
+    assert b"Traceback" not in proc.stderr
 
 
 def test_prefixed_client_to_naive_server_says_use_naive(naive_server):
     proc = rcmd(target(naive_server), "--framing", "prefixed", "-c", "true", "--connect-timeout", "1")
     assert proc.returncode == ExitStatus.PROTOCOL_MISMATCH
-    assert b"--framing naive" in proc.stderr and b"Traceback" not in proc.stderr
+    assert b"--framing naive" in proc.stderr
+    assert b"Traceback" not in proc.stderr
 
 
 def test_auto_framing_detects_a_naive_server_and_says_so(naive_server):
     proc = rcmd(target(naive_server), "-c", "echo hi")  # --framing auto is the default
-    assert proc.returncode == 0 and proc.stdout == b"hi\n"
+    assert proc.returncode == 0
+    assert proc.stdout == b"hi\n"
     assert b"taking it for a naive one" in proc.stderr
 
 
 def test_auto_framing_takes_a_prefixed_server_at_once(server):
     proc = rcmd(target(server), "-c", "exit 9")
-    assert proc.returncode == 9 and proc.stderr == b""
+    assert proc.returncode == 9
+    assert proc.stderr == b""
 
 
 def test_naive_framing_prints_the_one_recv_reply_and_warns(naive_server):
     proc = rcmd(target(naive_server), "--framing", "naive", "-c", "echo hi")
-    assert proc.returncode == 0 and proc.stdout == b"hi\n"
+    assert proc.returncode == 0
+    assert proc.stdout == b"hi\n"
     assert b"deliberately broken" in proc.stderr
 
 
 def test_python_dash_m_rcmd_and_version():
     proc = rcmd("--version")
-    assert proc.returncode == 0 and proc.stdout.startswith(b"rcmd ")
+    assert proc.returncode == 0
+    assert proc.stdout.startswith(b"rcmd ")
 
 
 def test_server_help_and_bad_encoding():
-    proc = subprocess.run([*SERVER_ARGV, "--encoding", "no-such-codec", "--port", "0"], capture_output=True, timeout=60)
-    assert proc.returncode == 2 and b"unknown encoding" in proc.stderr
+    proc = subprocess.run(
+        [*SERVER_ARGV, "--encoding", "no-such-codec", "--port", "0"], capture_output=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert b"unknown encoding" in proc.stderr
 
 
 def test_cli_runner_in_process(server):
@@ -113,7 +125,7 @@ def test_cli_runner_in_process(server):
 
 
 @pytest.mark.parametrize(
-    "text, expected",
+    ("text", "expected"),
     [
         (None, ("127.0.0.1", 9000)),
         ("example", ("example", 9000)),
@@ -136,7 +148,8 @@ def test_ctrl_c_in_one_shot_cancels_the_remote_command_and_exits_130(server):
 
     proc = subprocess.Popen(
         [*CLIENT_ARGV, target(server), "-c", "sleep 1000 & echo $! $$; wait"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 30)
@@ -172,7 +185,8 @@ def read_until_closed_or(conn, nbytes: int) -> None:
 
 def assert_tool_error(proc, code, phrase: bytes) -> None:
     assert proc.returncode == code, proc.stderr
-    assert proc.stderr.startswith(b"rcmd: ") and phrase in proc.stderr
+    assert proc.stderr.startswith(b"rcmd: ")
+    assert phrase in proc.stderr
     assert b"Traceback" not in proc.stderr
 
 

@@ -19,7 +19,7 @@ def test_every_split_point_decodes_correctly(encoding):
 
 
 def test_per_chunk_decoding_is_what_breaks():
-    data = "中".encode("utf-8")
+    data = "中".encode()
     broken = data[:1].decode("utf-8", "replace") + data[1:].decode("utf-8", "replace")
     assert "\ufffd" in broken  # the bug the incremental decoder avoids
 
@@ -27,7 +27,7 @@ def test_per_chunk_decoding_is_what_breaks():
 @given(st.text(), st.lists(st.integers(0, 400), max_size=8))
 def test_any_chunking_gives_the_original_text(text, cuts):
     data = text.encode("utf-8")
-    points = sorted({min(c, len(data)) for c in cuts}) + [len(data)]
+    points = [*sorted({min(c, len(data)) for c in cuts}), len(data)]
     decoder, start, out = StreamDecoder("utf-8"), 0, []
     for p in points:
         out.append(decoder.decode(data[start:p]))
@@ -44,7 +44,7 @@ def test_undecodable_bytes_never_raise(data):
 
 
 def test_stdout_and_stderr_are_decoded_apart():
-    data = "中".encode("utf-8")
+    data = "中".encode()
     decoder = OutputDecoder("utf-8")
     assert decoder.stdout.decode(data[:1]) == ""
     assert decoder.stderr.decode(b"x") == "x"  # does not complete stdout's character
@@ -58,7 +58,7 @@ def test_a_character_cut_off_at_the_end_becomes_a_replacement():
 
 
 @pytest.mark.parametrize(
-    "requested, announced, expected",
+    ("requested", "announced", "expected"),
     [
         ("auto", "gbk", "gbk"),
         ("auto", "UTF8", "utf-8"),
@@ -78,6 +78,6 @@ def test_unknown_requested_encoding_is_an_error():
 
 
 def test_guess_encoding():
-    assert guess_encoding("中文".encode("utf-8")) == "utf-8"
-    assert guess_encoding("中文".encode("utf-8")[:-1]) == "utf-8"  # cut, still UTF-8
+    assert guess_encoding("中文".encode()) == "utf-8"
+    assert guess_encoding("中文".encode()[:-1]) == "utf-8"  # cut, still UTF-8
     assert guess_encoding("中文".encode("gbk")) == "gbk"

@@ -14,9 +14,10 @@ from rcmd import demo
 
 
 def test_compare_modes_naive_is_wrong_in_every_case_and_prefixed_never(tmp_path):
-    with rcmd.BackgroundServer(framing="naive", encoding="utf-8") as naive, rcmd.BackgroundServer(
-        encoding="utf-8"
-    ) as prefixed:
+    with (
+        rcmd.BackgroundServer(framing="naive", encoding="utf-8") as naive,
+        rcmd.BackgroundServer(encoding="utf-8") as prefixed,
+    ):
         scenes = demo.build_scenes(naive.address, prefixed.address)
     cases = defaultdict(list)
     for scene in scenes:
@@ -29,32 +30,41 @@ def test_compare_modes_naive_is_wrong_in_every_case_and_prefixed_never(tmp_path)
 
     # What the cases show, precisely.
     seq, hello = cases[1]
-    assert len(seq.naive_reply) == 1024 and seq.expected_stdout.startswith(seq.naive_reply)
+    assert len(seq.naive_reply) == 1024
+    assert seq.expected_stdout.startswith(seq.naive_reply)
     assert hello.naive_reply == seq.expected_stdout[1024:] + b"hello\n"
     assert cases[2][0].naive_reply == b"err\nout\n"
     assert [row.naive_reply for row in cases[3]] == [b"aecho b\n", None]
     utf8, gbk = cases[4]
-    assert utf8.naive_text.endswith("x\ufffd") and gbk.naive_text.endswith("x\ufffd")
-    assert utf8.prefixed_text.endswith("中文\n") and gbk.prefixed_text.endswith("中文\n")
+    assert utf8.naive_text.endswith("x\ufffd")
+    assert gbk.naive_text.endswith("x\ufffd")
+    assert utf8.prefixed_text.endswith("中文\n")
+    assert gbk.prefixed_text.endswith("中文\n")
     # A chunk ends inside 中 (the command waits on stdin right after its first byte); how the
     # x's before it were chunked is up to the pipe.
-    assert utf8.prefixed_chunks[-2].endswith(b"\xe4") and utf8.prefixed_chunks[-1] == b"\xb8\xad\xe6\x96\x87\n"
-    assert gbk.prefixed_chunks[-2].endswith(b"\xd6") and gbk.prefixed_chunks[-1] == b"\xd0\xce\xc4\n"
+    assert utf8.prefixed_chunks[-2].endswith(b"\xe4")
+    assert utf8.prefixed_chunks[-1] == b"\xb8\xad\xe6\x96\x87\n"
+    assert gbk.prefixed_chunks[-2].endswith(b"\xd6")
+    assert gbk.prefixed_chunks[-1] == b"\xd0\xce\xc4\n"
     assert "\ufffd" in "".join(c.decode("utf-8", "replace") for c in utf8.prefixed_chunks)
 
     console = Console(file=io.StringIO(), width=120, record=True)
     correct = demo.render(console, scenes)
     text = console.export_text()
     assert correct == {"naive": 0, "prefixed": 7}
-    assert "\nnaive: 0/7 correct\n" in text and "\nprefixed: 7/7 correct\n" in text
-    assert "aecho b" in text and "┃" in text
+    assert "\nnaive: 0/7 correct\n" in text
+    assert "\nprefixed: 7/7 correct\n" in text
+    assert "aecho b" in text
+    assert "┃" in text
 
 
 def test_make_demo_entry_point_and_svg(tmp_path):
     svg = tmp_path / "demo.svg"
     proc = subprocess.run(
         [sys.executable, "demos/compare_modes.py", "--svg", str(svg)],
-        capture_output=True, timeout=120, cwd=demo_root(),
+        capture_output=True,
+        timeout=120,
+        cwd=demo_root(),
     )
     assert proc.returncode == 0, proc.stderr
     assert b"prefixed: 7/7 correct" in proc.stdout
@@ -63,7 +73,8 @@ def test_make_demo_entry_point_and_svg(tmp_path):
 
 def test_rcmd_demo_from_the_cli():
     proc = subprocess.run([sys.executable, "-m", "rcmd", "demo"], capture_output=True, timeout=120)
-    assert proc.returncode == 0 and b"naive: 0/7 correct" in proc.stdout
+    assert proc.returncode == 0
+    assert b"naive: 0/7 correct" in proc.stdout
 
 
 def demo_root():
@@ -85,7 +96,8 @@ def load_demo(name: str):
 def test_short_read_demo():
     result = load_demo("short_read").main()
     assert result["first_recv"] < result["frame"]  # one recv() did not return the message
-    assert len(result["reads"]) >= 2 and sum(result["reads"]) == result["frame"]
+    assert len(result["reads"]) >= 2
+    assert sum(result["reads"]) == result["frame"]
     assert result["intact"]  # the framer put it back together
 
 
@@ -101,9 +113,11 @@ def test_udp_demo_keeps_boundaries_and_truncates():
 
 def test_length_then_ack_demo_delivers_every_reply():
     result = load_demo("length_then_ack").main(rounds=20)  # each reply is checked inside
-    assert result["ack"] > 0 and result["prefix"] > 0
+    assert result["ack"] > 0
+    assert result["prefix"] > 0
 
 
 def test_json_header_demo_files_arrive_exactly():
     result = load_demo("json_header").main()
-    assert result["intact"] and result["names"] == ["notes.txt", "empty.bin", "data.bin"]
+    assert result["intact"]
+    assert result["names"] == ["notes.txt", "empty.bin", "data.bin"]

@@ -13,13 +13,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import children_of, frames_until_closed, wait_gone
 
 import rcmd
 from rcmd import CommandError, ProtocolMismatch, ServerError, Stdout, connect
 from rcmd.framing import encode_frame
 from rcmd.messages import Error, Hello, encode_message
-
-from conftest import children_of, frames_until_closed, wait_gone
 
 MiB = 1 << 20
 
@@ -46,7 +45,8 @@ def test_check_raises_with_the_output(server):
         with pytest.raises(CommandError) as info:
             client.run("echo partial; exit 2", check=True)
         assert client.run("true", check=True).returncode == 0  # the connection goes on
-    assert info.value.returncode == 2 and info.value.stdout == b"partial\n"
+    assert info.value.returncode == 2
+    assert info.value.stdout == b"partial\n"
 
 
 def test_commands_on_one_connection_run_in_order(server):
@@ -89,14 +89,16 @@ def test_large_input_and_large_output_together_do_not_deadlock(server):
     data = os.urandom(16 * MiB)  # far more than the socket and pipe buffers hold
     with connect(*server.address) as client:
         result = client.run("cat", input=data)
-    assert result.returncode == 0 and result.stdout == data
+    assert result.returncode == 0
+    assert result.stdout == data
 
 
 def test_stdout_and_stderr_are_read_concurrently(server):
     # 1 MiB on stderr first: a server reading stdout to the end first would deadlock.
     with connect(*server.address) as client:
         result = client.run("head -c 1048576 /dev/zero >&2; echo done", timeout=60)
-    assert result.stderr == bytes(MiB) and result.stdout == b"done\n"
+    assert result.stderr == bytes(MiB)
+    assert result.stdout == b"done\n"
 
 
 def test_command_without_stdin_reads_eof(server):
@@ -105,7 +107,7 @@ def test_command_without_stdin_reads_eof(server):
 
 
 @pytest.mark.parametrize(
-    "printf, text",
+    ("printf", "text"),
     [(r"printf '\344'; read go; printf '\270\255\346\226\207\n'", "中文\n")],  # UTF-8
 )
 def test_utf8_character_split_across_chunks(server, printf, text):
@@ -161,7 +163,9 @@ def test_timeout_kills_the_whole_process_group(server):
         with client.stream("sleep 1000 & echo $! $$; wait", timeout=0.5) as events:
             pids = read_pids(events)
             exit = events.wait()
-        assert exit.timed_out and exit.signal == signal.SIGTERM and exit.returncode == -signal.SIGTERM
+        assert exit.timed_out
+        assert exit.signal == signal.SIGTERM
+        assert exit.returncode == -signal.SIGTERM
         assert client.run("echo still here").stdout == b"still here\n"
     for pid in pids:
         assert wait_gone(pid), f"process {pid} outlived its timed-out command"
@@ -172,7 +176,8 @@ def test_a_command_ignoring_sigterm_is_killed(server):
         with client.stream("trap '' TERM; sleep 1000 & echo $! $$; wait; wait", timeout=0.5) as events:
             pids = read_pids(events)
             exit = events.wait()
-    assert exit.timed_out and exit.signal == signal.SIGKILL
+    assert exit.timed_out
+    assert exit.signal == signal.SIGKILL
     for pid in pids:
         assert wait_gone(pid)
 
@@ -183,7 +188,9 @@ def test_cancel_kills_the_command_and_the_connection_goes_on(server):
             pids = read_pids(events)
             events.cancel()
             exit = events.wait()
-        assert exit.cancelled and not exit.timed_out and exit.signal == signal.SIGTERM
+        assert exit.cancelled
+        assert not exit.timed_out
+        assert exit.signal == signal.SIGTERM
         assert client.run("echo next").stdout == b"next\n"
     for pid in pids:
         assert wait_gone(pid)
@@ -203,7 +210,8 @@ def test_background_children_holding_the_pipes_are_killed_after_the_shell_exits(
         started = time.monotonic()
         result = client.run("sleep 1000 & echo $!", timeout=60)
         took = time.monotonic() - started
-    assert result.returncode == 0 and not result.timed_out
+    assert result.returncode == 0
+    assert not result.timed_out
     assert took < 30, f"the reply waited {took:.0f}s for a background child"
     assert wait_gone(int(result.stdout))
 
@@ -262,7 +270,8 @@ def test_fifty_clients_at_once_each_get_exactly_their_own_output(server):
 def test_command_that_cannot_start_reports_127(server, tmp_path):
     with connect(*server.address) as client:
         result = client.run("true", cwd=str(tmp_path / "missing"))
-    assert result.returncode == 127 and b"cannot run command" in result.stderr
+    assert result.returncode == 127
+    assert b"cannot run command" in result.stderr
 
 
 def test_env_and_cwd_apply_to_one_command(server, tmp_path):
@@ -284,7 +293,7 @@ def raw_conversation(address, data: bytes) -> list:
 
 
 @pytest.mark.parametrize(
-    "data, reason",
+    ("data", "reason"),
     [
         (b"\xff\xff\xff\xff", "exceeds the maximum"),
         (encode_frame(b"\x42"), "unknown message type"),
@@ -295,8 +304,10 @@ def raw_conversation(address, data: bytes) -> list:
 )
 def test_bad_input_gets_a_reason_and_others_are_still_served(server, data, reason):
     messages = raw_conversation(server.address, data)
-    assert isinstance(messages[0], Hello) and messages[0].encoding == "utf-8"
-    assert isinstance(messages[-1], Error) and reason in messages[-1].reason
+    assert isinstance(messages[0], Hello)
+    assert messages[0].encoding == "utf-8"
+    assert isinstance(messages[-1], Error)
+    assert reason in messages[-1].reason
     with connect(*server.address) as client:
         assert client.run("echo fine").stdout == b"fine\n"
 
@@ -350,4 +361,5 @@ def test_server_refuses_to_listen_beyond_loopback_without_auth(tmp_path):
 
     proc = subprocess.run([*SERVER_ARGV, "--host", "0.0.0.0", "--port", "0"], capture_output=True, timeout=60)
     assert proc.returncode == 2
-    assert b"refusing to listen on 0.0.0.0" in proc.stderr and b"--insecure-no-auth" in proc.stderr
+    assert b"refusing to listen on 0.0.0.0" in proc.stderr
+    assert b"--insecure-no-auth" in proc.stderr

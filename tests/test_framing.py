@@ -30,7 +30,7 @@ def drain(framer):
 def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({min(c, len(data)) for c in cuts})
     pieces, start = [], 0
-    for point in points + [len(data)]:
+    for point in [*points, len(data)]:
         pieces.append(data[start:point])
         start = point
     return [p for p in pieces if p]
@@ -91,8 +91,10 @@ def test_any_split_into_recv_chunks_gives_the_same_frames(payloads, cuts, into_o
     assert status is CLOSED
 
 
-@given(payloads=st.lists(st.binary(max_size=300), max_size=20),
-       cuts=st.lists(st.integers(min_value=0, max_value=7000), max_size=40))
+@given(
+    payloads=st.lists(st.binary(max_size=300), max_size=20),
+    cuts=st.lists(st.integers(min_value=0, max_value=7000), max_size=40),
+)
 def test_split_frames_are_the_first_byte_and_the_rest(payloads, cuts):
     framer = LengthPrefixFramer()
     frames = []
@@ -108,7 +110,8 @@ def test_oversized_prefix_is_refused_before_any_payload_is_buffered():
     framer.receive_data(frame_header(1025))  # the prefix alone: no payload sent yet
     with pytest.raises(FrameTooLarge) as info:
         framer.next_frame()
-    assert info.value.size == 1025 and info.value.max_frame_size == 1024
+    assert info.value.size == 1025
+    assert info.value.max_frame_size == 1024
     assert "exceeds the maximum of 1024 bytes" in str(info.value)
 
 
@@ -119,7 +122,7 @@ def test_largest_allowed_frame_passes():
 
 
 @pytest.mark.parametrize(
-    "stream, missing",
+    ("stream", "missing"),
     [
         (b"\x00\x00", "2 of 4 length-prefix bytes"),
         (frame_header(10) + b"abc", "3 of 10 payload bytes"),

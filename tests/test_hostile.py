@@ -13,16 +13,18 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import wait_gone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import wait_gone
 from rcmd import connect
 from rcmd.framing import encode_frame
 from rcmd.messages import Cancel, Exit, Hello, Run, Stderr, Stdin, StdinEnd, Stdout, encode_message
 
 EXAMPLES = 500  # per strategy (five of them; the authentication one has its own count)
-HOSTILE = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+HOSTILE = settings(
+    max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 SECRET = "hostile-suite-secret-0123456789"
 HELLO = encode_frame(encode_message(Hello()))
 
@@ -108,7 +110,10 @@ def test_huge_length_prefixes(target, length, tail, after_hello):
 
 
 @HOSTILE
-@given(st.integers(0, 255).filter(lambda t: t not in (1, 2, 3, 4, 5, 6, 0x10, 0x11, 0x12, 0x7F)), st.binary(max_size=128))
+@given(
+    st.integers(0, 255).filter(lambda t: t not in (1, 2, 3, 4, 5, 6, 0x10, 0x11, 0x12, 0x7F)),
+    st.binary(max_size=128),
+)
 def test_unknown_message_types(target, kind, body):
     reply = attack(target[0].address, HELLO + encode_frame(bytes([kind]) + body))
     assert b"unknown message type" in reply

@@ -42,7 +42,7 @@ ROUND_TRIPS = [
 ]
 
 
-@pytest.mark.parametrize("message, payload", ROUND_TRIPS, ids=lambda v: type(v).__name__)
+@pytest.mark.parametrize(("message", "payload"), ROUND_TRIPS, ids=lambda v: type(v).__name__)
 def test_round_trip(message, payload):
     encoded = encode_message(message)
     if payload is not None:
@@ -51,10 +51,11 @@ def test_round_trip(message, payload):
     assert decode_message(encoded) == message
 
 
-@pytest.mark.parametrize("message, payload", ROUND_TRIPS, ids=lambda v: type(v).__name__)
+@pytest.mark.parametrize(("message", "payload"), ROUND_TRIPS, ids=lambda v: type(v).__name__)
 def test_parts_are_the_type_byte_and_the_body(message, payload):
     kind, body = encode_message_parts(message)
-    assert kind == bytes((message.TYPE,)) and kind + body == encode_message(message)
+    assert kind == bytes((message.TYPE,))
+    assert kind + body == encode_message(message)
 
 
 def test_a_data_body_is_passed_on_uncopied():
@@ -78,7 +79,7 @@ def test_unknown_fields_are_ignored_for_forward_compatibility():
 
 
 @pytest.mark.parametrize(
-    "payload, reason",
+    ("payload", "reason"),
     [
         (b"", "empty payload"),
         (b"\x42", "unknown message type 0x42"),
@@ -95,7 +96,7 @@ def test_unknown_fields_are_ignored_for_forward_compatibility():
         (b'\x12{"returncode":1.5}', "'returncode' has the wrong type"),
         (b'\x01{"protocol":"1"}', "'protocol' has the wrong type"),
         (b'\x7f{"reason":null}', "'reason' has the wrong type"),
-        (b'\x06{}', "AUTH_OK lacks the required field 'mac'"),
+        (b"\x06{}", "AUTH_OK lacks the required field 'mac'"),
     ],
 )
 def test_malformed_payloads_say_what_is_wrong(payload, reason):
@@ -110,4 +111,4 @@ def test_garbage_decodes_or_raises_remote_protocol_error(payload):
     except RemoteProtocolError as exc:
         assert str(exc)
     else:
-        assert message.TYPE == MessageType(payload[0])
+        assert MessageType(payload[0]) == message.TYPE

@@ -54,7 +54,8 @@ def test_two_commands_sent_back_to_back_run_as_one_command_line(naive_server, tm
 def test_auto_decoding_guesses_gbk_from_the_bytes(naive_server):
     with NaiveClient.connect(*naive_server.address) as client:
         result = client.run(r"printf '\326\320\316\304'")
-    assert result.encoding == "gbk" and result.stdout_text == "中文"
+    assert result.encoding == "gbk"
+    assert result.stdout_text == "中文"
     assert result.returncode is None  # the naive protocol has no exit status
 
 
@@ -65,6 +66,5 @@ def test_connect_with_naive_framing_gives_the_naive_client(naive_server):
 
 
 def test_empty_command_is_never_sent(naive_server):
-    with NaiveClient.connect(*naive_server.address) as client:
-        with pytest.raises(ValueError):
-            client.send_command("")
+    with NaiveClient.connect(*naive_server.address) as client, pytest.raises(ValueError, match="empty send"):
+        client.send_command("")

@@ -7,7 +7,6 @@ import re
 
 import pexpect
 import pytest
-
 from conftest import CLIENT_ARGV, wait_gone
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
@@ -94,7 +93,8 @@ def test_history_up_arrow_within_and_across_sessions(server, terminal_env, tmp_p
     child.expect(pexpect.EOF)
     child.close()
     history = (tmp_path / "data" / "rcmd" / "history").read_text()
-    assert "+echo marker-$((6*7))" in history and "+exit" in history
+    assert "+echo marker-$((6*7))" in history
+    assert "+exit" in history
 
     again = spawn(server, terminal_env)  # a new session reads the same history file
     expect_prompt(again)
@@ -158,7 +158,8 @@ def test_piped_stdin_has_no_prompt_and_no_colour(server):
         capture_output=True,
         timeout=60,
     )
-    assert proc.stdout == b"one\n" and proc.stderr == b"two\n"
+    assert proc.stdout == b"one\n"
+    assert proc.stderr == b"two\n"
     assert proc.returncode == 0
 
 

@@ -26,7 +26,9 @@ def handshake():
 
 def test_a_whole_command_cycle():
     client, server = handshake()
-    server.receive_data(client.send(Run("cat", stdin=True)) + client.send(Stdin(b"x")) + client.send(StdinEnd()))
+    server.receive_data(
+        client.send(Run("cat", stdin=True)) + client.send(Stdin(b"x")) + client.send(StdinEnd())
+    )
     assert events(server) == [Run("cat", stdin=True), Stdin(b"x"), StdinEnd()]
     assert server.phase is Phase.RUNNING
     client.receive_data(server.send(Stdout(b"x")) + server.send(Stderr(b"!")) + server.send(Exit(0)))
@@ -73,7 +75,7 @@ def test_protocol_version_mismatch_is_refused():
 
 
 @pytest.mark.parametrize(
-    "sender, message, reason",
+    ("sender", "message", "reason"),
     [
         (Role.CLIENT, Stdout(b"x"), "a client may not send STDOUT"),
         (Role.SERVER, Run("ls"), "a server may not send RUN"),
@@ -83,7 +85,7 @@ def test_protocol_version_mismatch_is_refused():
 )
 def test_out_of_order_messages_are_remote_errors(sender, message, reason):
     client, server = handshake()
-    sending, receiving = (client, server) if sender is Role.CLIENT else (server, client)
+    _sending, receiving = (client, server) if sender is Role.CLIENT else (server, client)
     # craft the bytes directly: the sender's own checks would refuse to send them
     from rcmd.messages import encode_message
 
@@ -106,7 +108,7 @@ def test_run_while_running_is_refused_locally_and_remotely():
 
 
 def test_stdin_needs_an_open_stdin():
-    client, server = handshake()
+    client, _server = handshake()
     client.send(Run("ls"))  # stdin=False
     with pytest.raises(LocalProtocolError, match="without an open stdin"):
         client.send(Stdin(b"x"))
@@ -130,7 +132,8 @@ def test_error_ends_the_conversation_both_ways():
     client, server = handshake()
     client.receive_data(server.send(Error("shutting down")))
     assert events(client) == [Error("shutting down")]
-    assert client.phase is Phase.CLOSED and server.phase is Phase.CLOSED
+    assert client.phase is Phase.CLOSED
+    assert server.phase is Phase.CLOSED
     with pytest.raises(LocalProtocolError):
         server.send(Stdout(b"x"))
     with pytest.raises(LocalProtocolError):
@@ -143,7 +146,7 @@ def test_must_send_hello_first():
 
 
 def test_clean_eof_between_messages_is_closed():
-    client, server = handshake()
+    _client, server = handshake()
     server.receive_data(b"")
     assert server.next_event() is CLOSED
 
@@ -192,13 +195,13 @@ def test_frames_are_small_until_the_handshake_is_done():
     server.receive_data((HANDSHAKE_MAX_FRAME_SIZE + 1).to_bytes(4, "big"))
     with pytest.raises(RemoteProtocolError, match="exceeds the maximum of 8192"):
         server.next_event()
-    client, server = auth_handshake()
+    _client, server = auth_handshake()
     server.send(AuthOk("44" * 32))
     assert server.max_frame_size == 1 << 20  # the configured limit, once authenticated
 
 
 def test_auth_ok_only_from_a_server_that_asked():
-    client, server = handshake()  # no auth asked
+    client, _server = handshake()  # no auth asked
     from rcmd.messages import encode_message
 
     client.receive_data(encode_frame(encode_message(AuthOk("44" * 32))))

@@ -35,7 +35,8 @@ def spec_client_run(address, command: str) -> tuple[bytes, dict]:
 
     with socket.create_connection(address, timeout=30) as sock:
         kind, body = read_message(sock)
-        assert kind == 0x01 and json.loads(body)["protocol"] == 1
+        assert kind == 0x01
+        assert json.loads(body)["protocol"] == 1
         send_message(sock, 0x01, json.dumps({"protocol": 1}).encode())
         send_message(sock, 0x02, json.dumps({"command": command}).encode())
         stdout = b""
@@ -49,7 +50,8 @@ def spec_client_run(address, command: str) -> tuple[bytes, dict]:
 
 def test_a_client_written_from_the_spec_alone_works(server):
     stdout, exit = spec_client_run(server.address, "echo hi; exit 4")
-    assert stdout == b"hi\n" and exit["returncode"] == 4
+    assert stdout == b"hi\n"
+    assert exit["returncode"] == 4
 
 
 def test_the_worked_example_is_what_rcmd_sends():
@@ -63,7 +65,7 @@ def test_the_worked_example_is_what_rcmd_sends():
         Stdout(b"hi\n"),
         Exit(0, cwd="/srv"),
     ]
-    for (_direction, length, kind, body), message in zip(lines, messages):
+    for (_direction, length, kind, body), message in zip(lines, messages, strict=False):
         payload = encode_message(message)
         assert bytes.fromhex(length) == struct.pack("!I", len(payload))
         assert int(kind, 16) == payload[0]

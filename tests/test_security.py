@@ -7,8 +7,8 @@ import socket
 import threading
 
 import pytest
-
 from conftest import frames_until_closed, wait_gone
+
 from rcmd import AuthenticationError, ServerError, connect
 from rcmd.auth import new_nonce
 from rcmd.framing import NEED_DATA, LengthPrefixFramer, encode_frame
@@ -60,8 +60,14 @@ def test_a_wrong_secret_is_refused_logged_and_slowed(auth_server):
         with pytest.raises(AuthenticationError, match="refused us: authentication failed"):
             connect(*auth_server.address, secret="the wrong secret, long enough")
     # Each failure from one address waits longer before it is answered: 0.25 s, 0.5 s, 1 s.
-    delays = [float(d) for d in __import__("re").findall(r"127\.0\.0\.1:\d+: authentication failed "
-                                                         r"\(answering in ([\d.]+)s\)", auth_server.log())]
+    delays = [
+        float(d)
+        for d in __import__("re").findall(
+            r"127\.0\.0\.1:\d+: authentication failed "
+            r"\(answering in ([\d.]+)s\)",
+            auth_server.log(),
+        )
+    ]
     assert delays[-3:] == [0.25, 0.5, 1.0]
     with connect(*auth_server.address, secret=SECRET) as client:  # success resets the count
         assert client.run("true").returncode == 0
@@ -81,7 +87,8 @@ def test_commands_sent_before_authentication_never_run(auth_server, tmp_path):
     marker = tmp_path / "ran"
     with socket.create_connection(auth_server.address, timeout=15) as sock:
         hello = read_hello(sock)
-        assert hello.auth == "hmac-sha256" and len(hello.nonce) == 64
+        assert hello.auth == "hmac-sha256"
+        assert len(hello.nonce) == 64
         bad = Hello(nonce=new_nonce().hex(), mac="00" * 32)
         run = Run(f"touch {marker}")
         sock.sendall(encode_frame(encode_message(bad)) + encode_frame(encode_message(run)))
@@ -112,7 +119,8 @@ def test_an_impostor_server_learns_no_command(fake_server):
         with connect(*server.address, secret=SECRET) as client:
             client.run("cat /etc/secret-plans")
     server.close()
-    assert isinstance(received[0], Hello) and received[0].mac  # our proof, useless elsewhere
+    assert isinstance(received[0], Hello)
+    assert received[0].mac
     assert received[1:] == []  # and nothing after it: no RUN
 
 
@@ -134,7 +142,8 @@ def test_bind_policy():
         ServerConfig(host="0.0.0.0", framing="naive", secret=SECRET.encode())
     assert ServerConfig(host="0.0.0.0", secret=SECRET.encode()).secret  # with a secret: fine
     assert ServerConfig(host="0.0.0.0", insecure_no_auth=True)  # overridden, loudly (the CLI warns)
-    assert ServerConfig(host="::1") and ServerConfig(host="127.0.0.2")  # loopback: fine
+    assert ServerConfig(host="::1")
+    assert ServerConfig(host="127.0.0.2")
 
 
 # ------------------------------------------------------------------------- limits
@@ -177,7 +186,8 @@ def test_default_command_timeout(server_factory):
     server = server_factory("--command-timeout", "0.3")
     with connect(*server.address) as client:
         result = client.run("sleep 100")
-        assert result.timed_out and result.returncode < 0
+        assert result.timed_out
+        assert result.returncode < 0
         assert not client.run("sleep 0", timeout=30).timed_out  # its own timeout wins
 
 
@@ -185,7 +195,7 @@ def test_idle_timeout_closes_a_quiet_connection(server_factory):
     server = server_factory("--idle-timeout", "0.3")
     with connect(*server.address) as client:
         assert client.run("true").returncode == 0
-        with pytest.raises(ServerError, match="idle for 0.3s"):
+        with pytest.raises(ServerError, match=r"idle for 0\.3s"):
             client._next_event()  # wait: the next thing the server says is why it closes
 
 

@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 import trustme
-
 from conftest import CLIENT_ARGV
+
 from rcmd import ServerError, TlsError, connect
 from rcmd.console import ExitStatus
 
@@ -55,7 +55,9 @@ def test_plaintext_client_to_a_tls_server_is_told_to_use_tls(tls_server):
 def test_tls_client_to_a_plaintext_server(server, certs):
     with pytest.raises(TlsError, match="may not use TLS"):
         connect(*server.address, tls_ca=str(certs / "ca.pem"))
-    assert "this server does not use TLS" in server.wait_for_log(r"protocol error: this server does not use TLS[^\n]*").group(0)
+    assert "this server does not use TLS" in server.wait_for_log(
+        r"protocol error: this server does not use TLS[^\n]*"
+    ).group(0)
 
 
 def test_tls_and_a_secret_together(server_factory, certs, tmp_path):
@@ -69,9 +71,13 @@ def test_tls_and_a_secret_together(server_factory, certs, tmp_path):
 
 def test_cli_over_tls(tls_server, certs):
     target = f"127.0.0.1:{tls_server.port}"
-    proc = subprocess.run([*CLIENT_ARGV, target, "--tls-ca", str(certs / "ca.pem"), "-c", "echo hi; exit 6"],
-                          capture_output=True, timeout=60)
+    proc = subprocess.run(
+        [*CLIENT_ARGV, target, "--tls-ca", str(certs / "ca.pem"), "-c", "echo hi; exit 6"],
+        capture_output=True,
+        timeout=60,
+    )
     assert (proc.returncode, proc.stdout) == (6, b"hi\n")
     proc = subprocess.run([*CLIENT_ARGV, target, "--tls", "-c", "true"], capture_output=True, timeout=60)
-    assert proc.returncode == ExitStatus.TLS_FAILED and b"not trusted" in proc.stderr
+    assert proc.returncode == ExitStatus.TLS_FAILED
+    assert b"not trusted" in proc.stderr
     assert b"Traceback" not in proc.stderr

@@ -1,0 +1,88 @@
+"""Running a server: until a signal (rcmd-server), or in a background thread (scripts, tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .config import ServerConfig
+from .listener import Server
+
+log = logging.getLogger("rcmd.server")
+
+
+async def serve(config: ServerConfig, *, on_ready: Callable[[str, int], None] | None = None) -> None:
+    """Run a server until SIGINT or SIGTERM, then close it cleanly.
+
+    *on_ready* is called with the bound (host, port) once it listens.
+    """
+    server = Server(config)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
+            pass
+    if on_ready is not None:
+        on_ready(*server.address)
+    await stop.wait()
+    log.info("signal received: stopping")
+    await server.close()
+
+
+class BackgroundServer:
+    """A server on its own event loop in a background thread, for demos, tests and scripts.
+
+    ``with BackgroundServer(framing="naive", port=0) as server:`` then ``server.address``.
+    Leaving the block closes it: running commands are killed, the thread joined.
+    """
+
+    def __init__(self, config: ServerConfig | None = None, **options: Any) -> None:
+        self.config = config if config is not None else ServerConfig(**{"port": 0, **options})
+        self._loop = asyncio.new_event_loop()
+        self._server = Server(self.config)
+        self._thread: threading.Thread | None = None
+        self.address: tuple[str, int] = ("", 0)
+
+    def start(self) -> BackgroundServer:
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def main() -> None:
+            asyncio.set_event_loop(self._loop)
+            try:
+                self._loop.run_until_complete(self._server.start())
+                self.address = self._server.address
+            except BaseException as exc:  # reported to start()'s caller
+                failure.append(exc)
+                return
+            finally:
+                ready.set()
+            self._loop.run_forever()
+            self._loop.run_until_complete(self._server.close())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=main, name="rcmd-server", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self._thread.join()
+            raise failure[0]
+        return self
+
+    def close(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,369 @@
+"""One connection in prefixed framing: the protocol driver between a client and its commands."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .. import __version__
+from ..auth import (
+    NONCE_SIZE,
+    PROOF_SIZE,
+    SCHEME,
+    client_proof,
+    decode_hex,
+    new_nonce,
+    proofs_match,
+    server_proof,
+)
+from ..errors import LocalProtocolError, RemoteProtocolError
+from ..framing import NEED_DATA, Status
+from ..messages import (
+    AuthOk,
+    Cancel,
+    Error,
+    Exit,
+    Hello,
+    Message,
+    Run,
+    Stderr,
+    Stdin,
+    StdinEnd,
+    Stdout,
+)
+from ..process import spawn
+from ..protocol import Connection, Phase, Role
+from .cd import parse_cd, resolve_cd
+from .command import CANNOT_RUN, LINGER, OutputForwarder, RunningCommand
+
+if TYPE_CHECKING:
+    from .listener import Server
+
+log = logging.getLogger("rcmd.server")
+
+#: How much one read from a client takes.
+READ_SIZE = 256 * 1024
+
+
+class Session(Protocol):
+    """What the server needs of a connection, whatever its framing."""
+
+    async def run(self) -> None:
+        """Serve the connection until it ends; the caller closes the socket."""
+
+    def shutdown(self, reason: str) -> None:
+        """End the connection soon: kill its command and tell the client *reason*."""
+
+
+class PrefixedSession:
+    """One connection in prefixed framing: the full protocol, streaming, one command at a time."""
+
+    def __init__(
+        self, server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
+    ) -> None:
+        self.server = server
+        self.config = config = server.config
+        self.reader = reader
+        self.writer = writer
+        self.peer = peer
+        self.conn = Connection(Role.SERVER, max_frame_size=config.max_frame_size)
+        self._nonce = new_nonce() if config.secret is not None else None
+        self._timer: asyncio.TimerHandle | None = None  # handshake, then idle, deadline
+        self._first_bytes = b""  # to recognise a TLS client on a plaintext server
+        self.cwd = os.getcwd()
+        self.previous_cwd: str | None = None
+        self.command: RunningCommand | None = None
+        self.command_task: asyncio.Task[None] | None = None
+        self._drain_lock = asyncio.Lock()
+        self._peer_gone = False
+        self._shutdown_reason: str | None = None
+        self._ended = asyncio.Event()  # set by shutdown() and by losing the peer
+
+    # ---------------------------------------------------------------------------- output
+
+    def _write(self, message: Message) -> None:
+        """Frame and queue *message*; protocol order is the order of these calls."""
+        if self._peer_gone:
+            return
+        if self.conn.phase is Phase.CLOSED and not isinstance(message, Error):
+            return  # the conversation failed: only its ERROR still goes out
+        # One write() of the whole frame. Not writelines(): on Python 3.12.1 it never pauses
+        # the protocol, so drain() would not wait for a slow client and memory would grow.
+        self.writer.write(self.conn.send(message))
+
+    async def send(self, message: Message) -> None:
+        """Queue *message* and wait while the client is behind (backpressure)."""
+        self._write(message)
+        if not self._peer_gone:
+            await self.drain()
+
+    def _ending(self) -> bool:
+        """The session is shutting down, or its client is gone: read and run nothing more."""
+        return self._shutdown_reason is not None or self._peer_gone
+
+    def _lost_peer(self) -> None:
+        if not self._peer_gone:
+            self._peer_gone = True
+            self._ended.set()
+            if self.command is not None:
+                log.info("%s: client gone, killing its command", self.peer)
+                self.command.kill()
+
+    # ----------------------------------------------------------------------------- input
+
+    async def run(self) -> None:
+        await self.send(
+            Hello(
+                software=f"rcmd {__version__}",
+                encoding=self.config.encoding,
+                cwd=self.cwd,
+                auth=SCHEME if self._nonce is not None else None,
+                nonce=self._nonce.hex() if self._nonce is not None else None,
+            )
+        )
+        self._arm_timer(self.config.handshake_timeout, "no handshake within {:g}s")
+        try:
+            await self._read_loop()
+        except RemoteProtocolError as exc:
+            reason = str(exc)
+            if self._first_bytes.startswith(b"\x16\x03"):
+                reason = "this server does not use TLS (it got a TLS handshake): connect without --tls"
+            log.warning("%s: protocol error: %s", self.peer, reason)
+            await self._fail(reason)
+        except (ConnectionError, OSError) as exc:
+            log.info("%s: connection lost: %s", self.peer, exc)
+        finally:
+            self._arm_timer(None, "")
+            if self.command_task is not None:
+                if self._shutdown_reason is None:
+                    self._lost_peer()  # we stopped reading: nobody will see its output
+                await asyncio.gather(self.command_task, return_exceptions=True)
+            if self._shutdown_reason is not None:
+                await self._fail(self._shutdown_reason)
+
+    async def _read_loop(self) -> None:
+        while not self._ending():
+            data = await self.reader.read(READ_SIZE)
+            if not self._first_bytes:
+                self._first_bytes = data[:2]
+            self.conn.receive_data(data)
+            while True:
+                event = self.conn.next_event()
+                if event is NEED_DATA:
+                    break
+                if isinstance(event, Status):  # CLOSED: the client hung up between messages
+                    return
+                if isinstance(event, Error):
+                    log.warning("%s reported an error: %s", self.peer, event.reason)
+                    return
+                if self._ending():
+                    return
+                await self._handle(event)
+                if self.conn.phase is Phase.IDLE and self.command is None:
+                    self._arm_timer(self.config.idle_timeout, "idle for {:g}s")
+
+    async def _handle(self, event: Message) -> None:
+        if isinstance(event, Hello):
+            if self.conn.auth_required:
+                await self._authenticate(event)
+            return
+        if isinstance(event, Run):
+            target = parse_cd(event.command)
+            if target is not None:
+                await self._change_directory(target)
+                return
+            # Spawned here, not in the task, so STDIN right behind the RUN finds the process.
+            self._arm_timer(None, "")
+            command = await self._spawn(event)
+            if command is not None:
+                self.command = command
+                self.command_task = asyncio.create_task(self._supervise(event, command))
+        elif isinstance(event, (Stdin, StdinEnd)):
+            await self._write_stdin(event)
+        elif isinstance(event, Cancel) and self.command is not None:
+            log.info("%s: cancel", self.peer)
+            self.command.cancelled = True
+            self.command.terminate()
+
+    async def _authenticate(self, hello: Hello) -> None:
+        """Check the client's proof; prove ourselves in AUTH_OK, or fail slowly."""
+        assert self._nonce is not None
+        assert self.config.secret is not None
+        client_nonce = decode_hex(hello.nonce, NONCE_SIZE)
+        mac = decode_hex(hello.mac, PROOF_SIZE)
+        address = self.peer.rsplit(":", 1)[0]
+        if (
+            client_nonce is None
+            or mac is None
+            or not proofs_match(client_proof(self.config.secret, self._nonce, client_nonce), mac)
+        ):
+            delay = self.server.throttle.failed(address, asyncio.get_running_loop().time())
+            log.warning("%s: authentication failed (answering in %.2fs)", self.peer, delay)
+            self._arm_timer(None, "")
+            await asyncio.sleep(delay)  # repeated failures from one address get slower
+            await self._fail("authentication failed")
+            return
+        self.server.throttle.succeeded(address)
+        log.info("%s: authenticated", self.peer)
+        await self.send(AuthOk(server_proof(self.config.secret, self._nonce, client_nonce).hex()))
+
+    def _arm_timer(self, seconds: float | None, reason: str) -> None:
+        """(Re)start the one deadline a session has: handshake, or idle. None or 0: none."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if seconds:
+            self._timer = asyncio.get_running_loop().call_later(seconds, self._expire, reason.format(seconds))
+
+    def _expire(self, reason: str) -> None:
+        log.info("%s: %s, closing", self.peer, reason)
+        self.shutdown(reason)
+
+    async def _write_stdin(self, event: Stdin | StdinEnd) -> None:
+        """Pass stdin on; while the command does not read it, we stop reading the client."""
+        command, task = self.command, self.command_task
+        if command is None or task is None or command.process.stdin is None:
+            return  # the command ended, or closed its stdin: late input goes nowhere
+        process = command.process
+        if isinstance(event, StdinEnd):
+            process.close_stdin()
+            return
+        write = asyncio.ensure_future(process.write_stdin(event.data))
+        await asyncio.wait({write, task}, return_when=asyncio.FIRST_COMPLETED)
+        if not write.done():
+            write.cancel()  # the command ended without reading it all
+            await asyncio.wait({write})
+        elif not write.cancelled() and isinstance(write.exception(), OSError):
+            process.close_stdin()  # EPIPE: the command wants no more input
+
+    async def _fail(self, reason: str) -> None:
+        """Tell the client why; after this nothing more is sent and run() closes."""
+        try:
+            await self.send(Error(reason))
+        except LocalProtocolError:
+            pass  # an ERROR was sent already
+        self._lost_peer()
+
+    def shutdown(self, reason: str) -> None:
+        self._shutdown_reason = reason
+        self._ended.set()
+        if self.command is not None:
+            self.command.cancelled = True
+            self.command.terminate()
+        # Stop reading and let the read loop see EOF: it then waits for the command's
+        # EXIT, sends the reason, and closes, as for any other end of a conversation.
+        self.writer.transport.pause_reading()  # type: ignore[attr-defined]  # a socket transport reads
+        self.reader.feed_eof()
+
+    # -------------------------------------------------------------------------- commands
+
+    async def _change_directory(self, target: str) -> None:
+        """The ``cd`` builtin: each command is its own process, so the session keeps cwd."""
+        try:
+            new_cwd = resolve_cd(target, self.cwd, self.previous_cwd)
+        except OSError as exc:
+            name = target or "~"
+            await self.send(Stderr(f"cd: {name}: {exc.strerror}\n".encode(self.config.encoding, "replace")))
+            await self.send(Exit(1, cwd=self.cwd))
+            return
+        if target == "-":
+            await self.send(Stdout((new_cwd + "\n").encode(self.config.encoding, "replace")))
+        self.previous_cwd, self.cwd = self.cwd, new_cwd
+        log.info("%s: cd %s", self.peer, new_cwd)
+        await self.send(Exit(0, cwd=self.cwd))
+
+    async def _spawn(self, run: Run) -> RunningCommand | None:
+        cwd = os.path.join(self.cwd, os.path.expanduser(run.cwd)) if run.cwd else self.cwd
+        env = {**os.environ, **run.env} if run.env else None  # None: ours, as it is
+        log.info("%s: run %r", self.peer, run.command)
+        slots = self.server.command_slots
+        if not await self._acquire_slot(slots):  # at most --max-commands at once, server-wide
+            return None
+        try:
+            process = spawn(run.command, shell=self.config.shell, cwd=cwd, env=env, stdin=run.stdin)
+        except OSError as exc:
+            slots.release()
+            reason = f"rcmd: cannot run command in {cwd}: {exc.strerror or exc}\n"
+            await self.send(Stderr(reason.encode(self.config.encoding, "replace")))
+            await self.send(Exit(CANNOT_RUN, cwd=self.cwd))
+            return None
+        except BaseException:
+            slots.release()  # a slot must never leak: a leaked one is gone for good
+            raise
+        return RunningCommand(process)
+
+    async def _acquire_slot(self, slots: asyncio.Semaphore) -> bool:
+        """Wait for a command slot, unless the session ends first (shutdown, idle, lost peer)."""
+        if not slots.locked():
+            await slots.acquire()  # one is free: taken at once, without a task or a wait
+        else:
+            acquire = asyncio.ensure_future(slots.acquire())
+            ended = asyncio.ensure_future(self._ended.wait())
+            await asyncio.wait({acquire, ended}, return_when=asyncio.FIRST_COMPLETED)
+            ended.cancel()
+            if not acquire.done():
+                acquire.cancel()
+                return False
+        if self._shutdown_reason is not None or self._peer_gone:
+            slots.release()
+            return False
+        return True
+
+    async def _supervise(self, run: Run, command: RunningCommand) -> None:
+        """Stream the command's output, enforce its timeout, reap its group, send EXIT."""
+        process = command.process
+        timeout = run.timeout if run.timeout is not None else (self.config.command_timeout or None)
+        output = OutputForwarder(self, process)
+        try:
+            exited = process.wait()
+            if not await _within(exited, timeout):
+                log.info("%s: timed out after %ss: %r", self.peer, timeout, run.command)
+                command.timed_out = True
+                command.terminate()
+                await exited
+            # The shell is gone. Whatever it left running may hold the pipes open:
+            # give it LINGER to finish, then kill the group so the reply can end.
+            if not await _within(output.done, LINGER):
+                log.info("%s: killing what %r left running", self.peer, run.command)
+                command.kill()
+                await output.done
+        finally:
+            output.close()
+            command.finished()
+            self.server.command_slots.release()
+            self.command = None
+        code = process.returncode
+        assert code is not None
+        log.info("%s: exit %s: %r", self.peer, code, run.command)
+        if self._shutdown_reason is None:
+            self._arm_timer(self.config.idle_timeout, "idle for {:g}s")
+        await self.send(
+            Exit(
+                code,
+                signal=-code if code < 0 else None,
+                timed_out=command.timed_out,
+                cancelled=command.cancelled,
+                cwd=self.cwd,
+            )
+        )
+
+    async def drain(self) -> None:
+        """Wait while the client is behind; a lost client is noted, not raised."""
+        try:
+            async with self._drain_lock:
+                await self.writer.drain()
+        except (ConnectionError, OSError):
+            self._lost_peer()
+
+
+async def _within(future: asyncio.Future[Any], seconds: float | None) -> bool:
+    """Wait up to *seconds* (None: for ever) for *future*; True if it is done. On timeout
+    it is left running."""
+    if not future.done():
+        if seconds is None:
+            await future
+        else:
+            await asyncio.wait({future}, timeout=seconds)
+    return future.done()
