@@ -71,3 +71,20 @@ def test_the_worked_example_is_what_rcmd_sends():
         assert int(kind, 16) == payload[0]
         if payload[0] != 0x10:
             assert body.encode() == payload[1:]
+
+
+def test_the_worked_hmac_example_is_what_rcmd_computes(tmp_path):
+    """§4a: the secret file's bytes (trailing newline dropped, never hex-decoded) and the proofs."""
+    from rcmd.auth import client_proof, load_secret, server_proof
+
+    text = DOC.read_text(encoding="utf-8")
+    fields = dict(re.findall(r"^(Ns|Nc|client mac|server mac)\b.*?([0-9a-f]{64})$", text, re.M))
+    assert sorted(fields) == ["Nc", "Ns", "client mac", "server mac"]
+    secret_file = tmp_path / "secret"
+    secret_file.write_bytes(b"0123456789abcdef0123456789abcdef\r\n")
+    secret_file.chmod(0o600)
+    secret = load_secret(secret_file)
+    assert secret == b"0123456789abcdef0123456789abcdef"
+    ns, nc = bytes.fromhex(fields["Ns"]), bytes.fromhex(fields["Nc"])
+    assert client_proof(secret, ns, nc).hex() == fields["client mac"]
+    assert server_proof(secret, ns, nc).hex() == fields["server mac"]
