@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: test demo lint bench mutate clean
+.PHONY: test demo lint bench vectors clean
 
 $(VENV)/.created:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "rcmd needs Python >= 3.10"'
@@ -29,8 +29,8 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m coverage report
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check rcmd tests demos benchmarks
-	$(BIN)/ruff format --check rcmd tests demos benchmarks
+	$(BIN)/ruff check rcmd tests demos benchmarks docs
+	$(BIN)/ruff format --check rcmd tests demos benchmarks docs
 	$(BIN)/mypy
 
 demo: $(VENV)/.installed-demo
@@ -38,6 +38,9 @@ demo: $(VENV)/.installed-demo
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench.py
+
+vectors: $(VENV)/.installed-demo
+	$(BIN)/python docs/vectors/generate.py
 
 clean:
 	rm -rf $(VENV) .venv-* .pytest_cache .hypothesis .mypy_cache .ruff_cache .coverage .coverage.* rcmd.egg-info build
