@@ -180,6 +180,23 @@ def test_banner_says_what_protects_the_server(server_factory, auth_server, naive
     assert "no auth" in naive_server.banner
 
 
+def test_connect_reads_rcmd_secret_as_the_cli_does(auth_server, server, naive_server, monkeypatch):
+    monkeypatch.setenv("RCMD_SECRET", SECRET)
+    with connect(*auth_server.address) as client:  # no secret= given: $RCMD_SECRET is used
+        assert client.run("echo via-env").stdout == b"via-env\n"
+    with pytest.raises(AuthenticationError, match="does not ask for authentication"):
+        connect(*server.address)  # a secret in hand refuses a server that does not ask for it
+    with pytest.raises(AuthenticationError, match="naive server"):
+        connect(*naive_server.address, framing="auto", auto_wait=0.2)  # nor one that cannot
+    with connect(*naive_server.address, framing="naive") as naive:  # chosen explicitly: no handshake
+        assert naive.run("echo x").stdout_text.strip() == "x"
+    with pytest.raises(ValueError, match="naive framing has no handshake"):
+        connect(*naive_server.address, framing="naive", secret=SECRET)
+    monkeypatch.delenv("RCMD_SECRET")
+    with pytest.raises(AuthenticationError, match="requires authentication"):
+        connect(*auth_server.address)
+
+
 # ------------------------------------------------------------------------- limits
 
 
