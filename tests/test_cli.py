@@ -255,7 +255,7 @@ def test_server_shutdown_during_a_command_is_not_reported_as_ctrl_c(server_facto
     )
     assert client.stdout.readline() == b"started\n"  # the command is running
     assert stopping.stop() == 0  # SIGTERM
-    stdout, stderr = client.communicate(timeout=60)
+    _stdout, stderr = client.communicate(timeout=60)
     assert client.returncode == ExitStatus.CONNECTION_LOST == 253
     assert b"the server is shutting down" in stderr
     assert b"Traceback" not in stderr
