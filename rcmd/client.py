@@ -93,10 +93,12 @@ class CompletedCommand:
 
     @property
     def stdout_text(self) -> str:
+        """``stdout`` decoded in the server's encoding (undecodable bytes become U+FFFD)."""
         return self.stdout.decode(self.encoding, errors="replace")
 
     @property
     def stderr_text(self) -> str:
+        """``stderr`` decoded in the server's encoding (undecodable bytes become U+FFFD)."""
         return self.stderr.decode(self.encoding, errors="replace")
 
     def describe_status(self) -> str:
