@@ -14,8 +14,8 @@ import typer
 
 from . import __version__
 from .auth import SecretError, load_secret
-from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST, DEFAULT_PORT, connect
-from .console import ExitStatus, run_lines
+from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST, DEFAULT_PORT, connect, host_port
+from .console import ExitStatus, run_lines, wants_color
 from .errors import (
     AuthenticationError,
     ConnectionClosed,
@@ -89,15 +89,18 @@ def rcmd_main(
         typer.echo(f"rcmd {__version__}")
         raise typer.Exit()
     host, port = parse_target(target)
-    where = f"{host}:{port}"
+    where = host_port(host, port)
     try:
         codecs.lookup(encoding if encoding != "auto" else "utf-8")
     except LookupError:
         raise typer.BadParameter(f"unknown encoding {encoding!r}", param_hint="--encoding") from None
     if timeout is not None and timeout <= 0:
         raise typer.BadParameter("must be positive", param_hint="--timeout")
+    if framing is Framing.NAIVE and secret_file is not None:
+        raise _fail(ExitStatus.USAGE, "naive framing has no handshake: a secret cannot be used with it")
     try:
-        secret = load_secret(secret_file)
+        # As connect() does: the file, else $RCMD_SECRET; naive framing ignores $RCMD_SECRET.
+        secret = None if framing is Framing.NAIVE else load_secret(secret_file)
     except SecretError as exc:
         raise _fail(ExitStatus.USAGE, str(exc)) from None
     try:
@@ -123,7 +126,8 @@ def rcmd_main(
                     err=True,
                 )
             if command is not None:
-                status = run_lines(client, [command], timeout, sys.stdout, sys.stderr)
+                color = wants_color(sys.stderr)  # red stderr, as at the prompt; piped lines get none
+                status = run_lines(client, [command], timeout, sys.stdout, sys.stderr, color=color)
             elif sys.stdin.isatty():
                 from .prompt import interactive
 
@@ -263,7 +267,7 @@ def server_main(
     def ready(bound_host: str, bound_port: int) -> None:
         auth = ("hmac-sha256 auth" if config.secret else "no auth") + (", TLS" if config.tls else "")
         print(
-            f"rcmd-server {__version__} listening on {bound_host}:{bound_port} "
+            f"rcmd-server {__version__} listening on {host_port(bound_host, bound_port)} "
             f"(framing {config.framing.value}, encoding {config.encoding}, {auth})",
             flush=True,
         )
@@ -271,7 +275,7 @@ def server_main(
     try:
         asyncio.run(serve(config, on_ready=ready))
     except OSError as exc:
-        typer.echo(f"rcmd-server: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+        typer.echo(f"rcmd-server: cannot listen on {host_port(host, port)}: {exc.strerror or exc}", err=True)
         raise typer.Exit(1) from None
 
 

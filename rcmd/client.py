@@ -19,7 +19,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, overload
 
 from . import __version__
-from .auth import NONCE_SIZE, PROOF_SIZE, client_proof, decode_hex, new_nonce, proofs_match, server_proof
+from .auth import (
+    NONCE_SIZE,
+    PROOF_SIZE,
+    client_proof,
+    decode_hex,
+    load_secret,
+    new_nonce,
+    proofs_match,
+    server_proof,
+)
 from .decoding import OutputDecoder, resolve_encoding
 from .errors import (
     AuthenticationError,
@@ -51,6 +60,17 @@ READ_SIZE = 256 * 1024
 AUTO_DETECT_WAIT = 1.0
 #: Input is sent in STDIN messages of at most this size.
 STDIN_CHUNK_SIZE = 64 * 1024
+#: What a TLS server's ERROR to a plaintext client says (rcmd/server/listener.py): a TLS failure.
+TLS_REQUIRED_REASON = "this server requires TLS"
+#: OpenSSL's verify codes for a certificate valid but issued for another host name (62)
+#: or IP address (64): a different fault from an untrusted CA, with a different fix.
+X509_V_ERR_HOSTNAME_MISMATCH = 62
+X509_V_ERR_IP_ADDRESS_MISMATCH = 64
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port``, an IPv6 address in brackets (``[::1]:9000``), as URLs write it."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @dataclass(frozen=True)
@@ -73,10 +93,12 @@ class CompletedCommand:
 
     @property
     def stdout_text(self) -> str:
+        """``stdout`` decoded in the server's encoding (undecodable bytes become U+FFFD)."""
         return self.stdout.decode(self.encoding, errors="replace")
 
     @property
     def stderr_text(self) -> str:
+        """``stderr`` decoded in the server's encoding (undecodable bytes become U+FFFD)."""
         return self.stderr.decode(self.encoding, errors="replace")
 
     def describe_status(self) -> str:
@@ -161,7 +183,7 @@ class Client:
 
     @property
     def _where(self) -> str:
-        return f"{self.address[0]}:{self.address[1]}"
+        return host_port(*self.address)
 
     def _handshake(self, hello: Hello, secret: bytes | None, deadline: float | None) -> None:
         """Send our HELLO; with authentication, prove ourselves and check the server's proof."""
@@ -214,6 +236,11 @@ class Client:
             ) from None
         except RemoteProtocolError as exc:
             raise ProtocolMismatch(f"the server at {self._where} does not speak rcmd: {exc}") from None
+        except ServerError as exc:
+            # A TLS server answers a plaintext client with one ERROR frame instead of HELLO.
+            if TLS_REQUIRED_REASON in exc.reason:
+                raise TlsError(f"{self._where}: {exc.reason}") from None
+            raise
         assert isinstance(event, Hello)  # Connection lets nothing else come first
         return event
 
@@ -456,6 +483,12 @@ class CommandStream:
                 self.client.cwd = event.cwd
         return event  # type: ignore[return-value]
 
+    @property
+    def cancel_requested(self) -> bool:
+        """True once this side asked for a cancel; an Exit with ``cancelled`` set without it
+        means the server cancelled the command on its own (it is shutting down)."""
+        return self._cancel_sent
+
     def cancel(self) -> None:
         """Ask the server to kill the command's process group (SIGTERM, then SIGKILL)."""
         if self.exit is None and not self._cancel_sent:
@@ -554,21 +587,30 @@ def connect(
     one comes, else a NaiveClient (a naive server never speaks first; nothing has been
     sent yet, so the connection is as new).
 
-    *secret* is the shared secret for a server that requires authentication
-    (rcmd.auth.load_secret reads it from a file or $RCMD_SECRET). Given one, the client
-    refuses a server that does not prove it knows it.
+    *secret* is the shared secret for a server that requires authentication; when none is
+    given, $RCMD_SECRET is read, as the ``rcmd`` command does (rcmd.auth.load_secret reads
+    a secret file). With a secret, the client refuses a server that does not prove it knows
+    it, and so also a naive server (no handshake): framing ``"auto"`` raises
+    AuthenticationError for a server that sends no HELLO, and an explicit secret with
+    ``framing="naive"`` is a ValueError. ``framing="naive"`` ignores $RCMD_SECRET.
 
     *tls* (or *tls_ca*, a CA file to trust instead of the system's) wraps the connection
     in TLS, checking the server's certificate against *host*; *tls* may be an SSLContext.
 
     Raises OSError subclasses for connection failures (ConnectionRefusedError,
     socket.gaierror, TimeoutError), ProtocolMismatch when a prefixed connection gets no
-    HELLO, or garbage, from the server, AuthenticationError and TlsError.
+    HELLO, or garbage, from the server, AuthenticationError, TlsError (including a
+    plaintext connection to a TLS server), and rcmd.auth.SecretError (a ValueError) for a
+    $RCMD_SECRET shorter than 16 bytes.
     """
     if isinstance(secret, str):
         secret = secret.encode("utf-8")
     if framing not in ("prefixed", "naive", "auto"):
         raise ValueError(f"framing must be 'prefixed', 'naive' or 'auto', not {framing!r}")
+    if framing == "naive" and secret is not None:
+        raise ValueError("naive framing has no handshake: a secret cannot be used with it")
+    if secret is None and framing != "naive":
+        secret = load_secret()  # $RCMD_SECRET, or None
     use_tls = bool(tls) or tls_ca is not None
     if use_tls and framing == "naive":
         raise ValueError("naive framing has no TLS")
@@ -581,6 +623,11 @@ def connect(
         if framing == "auto":
             readable, _, _ = select.select([sock], [], [], auto_wait)
             framing = "prefixed" if readable else "naive"
+            if framing == "naive" and secret is not None:
+                raise AuthenticationError(
+                    f"the server at {host_port(host, port)} sent no HELLO within {auto_wait:g}s: a naive "
+                    "server (no handshake) cannot prove it knows the secret, so nothing is sent to it"
+                )
         if framing == "naive":
             from .naive import NaiveClient
 
@@ -606,11 +653,16 @@ def _start_tls(
     """The TLS handshake, blocking (the socket's timeout applies), with readable failures."""
     import ssl
 
-    where = f"{host}:{port}"
+    where = host_port(host, port)
     context = tls if isinstance(tls, ssl.SSLContext) else ssl.create_default_context(cafile=tls_ca)
     try:
         return context.wrap_socket(sock, server_hostname=host)
     except ssl.SSLCertVerificationError as exc:
+        if exc.verify_code in (X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH):
+            raise TlsError(
+                f"the TLS certificate of {where} is not for {host!r}: {exc.verify_message}"
+                " (connect by a name or address the certificate lists)"
+            ) from None
         raise TlsError(
             f"the TLS certificate of {where} is not trusted: {exc.verify_message}"
             " (give its CA with --tls-ca FILE)"

@@ -12,9 +12,10 @@ import os
 import signal
 from collections.abc import Iterable, Iterator
 from types import FrameType
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from .decoding import OutputDecoder
+from .errors import ConnectionClosed
 from .messages import Exit, Stderr, Stdout
 
 if TYPE_CHECKING:
@@ -173,12 +174,31 @@ def run_command(
     writer.finish()
     exit = stream.exit
     assert exit is not None
+    if exit.cancelled and not stream.cancel_requested:
+        _raise_server_reason(client)
     note = describe_exit(exit)
     if show_status and note:
         newline = "" if writer.ends_with_newline else "\n"
         stderr.write(f"{newline}{DIM_RED}[{note}]{RESET}\n" if color else f"{newline}[{note}]\n")
         stderr.flush()
     return exit_status(exit)
+
+
+#: How long to wait for the server's reason after it cancelled a command on its own.
+SERVER_REASON_WAIT = 5.0
+
+
+def _raise_server_reason(client: Client) -> NoReturn:
+    """The server cancelled a command nobody cancelled: it is shutting down, and its ERROR,
+    which follows the Exit, says so. Raise that ServerError (ConnectionClosed if none comes),
+    so the caller reports the server's end, not a Ctrl-C."""
+    import time
+
+    try:
+        client._next_event(time.monotonic() + SERVER_REASON_WAIT)
+    except TimeoutError:
+        pass
+    raise ConnectionClosed("the server cancelled the command and gave no reason")
 
 
 def run_naive(client: NaiveClient, command: str, stdout: TextIO, stderr: TextIO) -> int:
@@ -199,9 +219,17 @@ def run_naive(client: NaiveClient, command: str, stdout: TextIO, stderr: TextIO)
 
 
 def run_lines(
-    client: Client | NaiveClient, lines: Iterable[str], timeout: float | None, stdout: TextIO, stderr: TextIO
+    client: Client | NaiveClient,
+    lines: Iterable[str],
+    timeout: float | None,
+    stdout: TextIO,
+    stderr: TextIO,
+    *,
+    color: bool = False,
 ) -> int:
-    """Run each non-empty line as a command; return the last one's exit code."""
+    """Run each non-empty line as a command; return the last one's exit code.
+
+    With *color*, stderr is shown in red (``rcmd -c`` on a terminal)."""
     status: int = ExitStatus.OK
     for line in lines:
         command = line.strip()
@@ -209,7 +237,7 @@ def run_lines(
             continue  # never send an empty command: to a naive server it looks like nothing
         if command in ("exit", "quit"):
             break
-        status = run_one(client, command, timeout, stdout, stderr)
+        status = run_one(client, command, timeout, stdout, stderr, color=color)
     return status
 
 

@@ -18,6 +18,7 @@ from .console import ExitStatus, run_one, wants_color
 
 if TYPE_CHECKING:  # prompt_toolkit is imported only when the prompt starts
     from prompt_toolkit.formatted_text import StyleAndTextTuples
+    from prompt_toolkit.history import FileHistory
     from prompt_toolkit.output import ColorDepth
 
     from .client import Client
@@ -48,7 +49,6 @@ def _prompt_text(client: Client | NaiveClient, where: str) -> StyleAndTextTuples
 def interactive(client: Client | NaiveClient, where: str, timeout: float | None) -> int:
     """Read commands at a prompt until Ctrl-D, exit or quit; return the last one's status."""
     from prompt_toolkit import PromptSession
-    from prompt_toolkit.history import FileHistory
     from prompt_toolkit.styles import Style
 
     from . import __version__
@@ -57,7 +57,7 @@ def interactive(client: Client | NaiveClient, where: str, timeout: float | None)
     path.parent.mkdir(parents=True, exist_ok=True)
     color = wants_color(sys.stdout)
     session: PromptSession[str] = PromptSession(
-        history=FileHistory(str(path)),
+        history=_command_history(str(path)),
         style=Style.from_dict({"host": "ansigreen bold", "cwd": "ansiblue bold", "naive": "ansired bold"}),
         color_depth=None if color else _no_color_depth(),
     )
@@ -77,6 +77,19 @@ def interactive(client: Client | NaiveClient, where: str, timeout: float | None)
             break
         status = run_one(client, command, timeout, sys.stdout, sys.stderr, color=color, show_status=True)
     return status
+
+
+def _command_history(path: str) -> FileHistory:
+    """FileHistory that keeps only lines that were commands: a line of spaces is never sent,
+    so keeping it would only cost an extra Up press."""
+    from prompt_toolkit.history import FileHistory
+
+    class CommandHistory(FileHistory):
+        def append_string(self, string: str) -> None:
+            if string.strip():
+                super().append_string(string)
+
+    return CommandHistory(path)
 
 
 def _no_color_depth() -> ColorDepth:

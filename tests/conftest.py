@@ -36,9 +36,9 @@ class ServerProcess:
             env={**os.environ, **(env or {})},
         )
         self.banner = self._read_banner()
-        match = re.search(r"listening on (\S+):(\d+)", self.banner)
+        match = re.search(r"listening on (?:\[([^\]]+)\]|([^\s:]+)):(\d+)", self.banner)
         assert match, f"no listening line: {self.banner!r}"
-        self.address = (match.group(1), int(match.group(2)))
+        self.address = (match.group(1) or match.group(2), int(match.group(3)))
 
     @property
     def port(self) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
 import subprocess
 
 import pytest
@@ -240,3 +242,53 @@ def test_connect_timeout():
             filler.close()
         listener.close()
     assert_tool_error(proc, ExitStatus.CONNECT_TIMEOUT, b"no answer within 0.5s")
+
+
+def test_server_shutdown_during_a_command_is_not_reported_as_ctrl_c(server_factory):
+    # The server cancels the command itself (EXIT cancelled=true), then sends ERROR "the
+    # server is shutting down": the client asked for no cancel, so that is not a Ctrl-C (130).
+    stopping = server_factory()
+    client = subprocess.Popen(
+        [*CLIENT_ARGV, f"127.0.0.1:{stopping.port}", "-c", "echo started; sleep 60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert client.stdout.readline() == b"started\n"  # the command is running
+    assert stopping.stop() == 0  # SIGTERM
+    _stdout, stderr = client.communicate(timeout=60)
+    assert client.returncode == ExitStatus.CONNECTION_LOST == 253
+    assert b"the server is shutting down" in stderr
+    assert b"Traceback" not in stderr
+
+
+def test_an_ipv6_address_is_shown_in_brackets(server_factory):
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    v6 = server_factory("--host", "::1")
+    assert re.search(r"listening on \[::1\]:\d+ ", v6.banner), v6.banner
+    assert v6.address[0] == "::1"
+    proc = rcmd(f"[::1]:{v6.port}", "-c", "echo over-v6")
+    assert (proc.returncode, proc.stdout) == (0, b"over-v6\n")
+
+
+def test_secret_file_problems_exit_2(tmp_path):
+    short, shared = tmp_path / "short", tmp_path / "shared"
+    short.write_text("too short")
+    short.chmod(0o600)
+    shared.write_text("long enough secret, 0123456789")
+    shared.chmod(0o644)
+    for path, message in ((short, b"use at least 16"), (shared, b"readable by others")):
+        proc = rcmd("127.0.0.1:9", "--secret-file", str(path), "-c", "true")
+        assert proc.returncode == ExitStatus.USAGE == 2
+        assert message in proc.stderr
+
+
+def test_naive_framing_with_a_secret_file_is_refused(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("long enough secret, 0123456789")
+    secret.chmod(0o600)
+    proc = rcmd("127.0.0.1:9", "--framing", "naive", "--secret-file", str(secret), "-c", "true")
+    assert proc.returncode == ExitStatus.USAGE
+    assert b"naive framing has no handshake" in proc.stderr

@@ -175,3 +175,30 @@ def test_output_is_live_not_held_until_the_command_ends(server, terminal_env, tm
     child.expect("gate-opened\r\n")
     child.expect("second-line\r\n")
     leave_with_ctrl_d(child, prompt_pattern())
+
+
+def test_one_shot_colours_stderr_red_on_a_terminal(server, terminal_env):
+    child = spawn(server, terminal_env, "-c", "echo plain-out; echo red-err >&2", first="plain-out")
+    child.expect(r"\x1b\[31mred-err")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    plain = spawn(server, {**terminal_env, "NO_COLOR": "1"}, "-c", "echo red-err >&2", first="red-err")
+    plain.expect(pexpect.EOF)
+    assert "\x1b[" not in (plain.before or "")
+
+
+def test_a_line_of_spaces_is_not_kept_in_history(server, terminal_env, tmp_path):
+    child = spawn(server, terminal_env)
+    expect_prompt(child)
+    child.sendline("echo kept-$((1+1))")
+    child.expect("kept-2\r\n")
+    expect_prompt(child)
+    child.sendline("   ")  # not sent; must not cost an Up press either
+    expect_prompt(child)
+    child.send(UP)  # one Up reaches the last command, not the blank line
+    child.send("\r")
+    child.expect("kept-2\r\n")
+    leave_with_ctrl_d(child, prompt_pattern())
+    history = (tmp_path / "data" / "rcmd" / "history").read_text()
+    assert [line for line in history.splitlines() if line.startswith("+")] == ["+echo kept-$((1+1))"]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import threading
 
 import pytest
-from conftest import frames_until_closed, wait_gone
+from conftest import SERVER_ARGV, frames_until_closed, wait_gone
 
 from rcmd import AuthenticationError, ServerError, connect
 from rcmd.auth import new_nonce
@@ -139,11 +140,61 @@ def test_bind_policy():
     with pytest.raises(InsecureBindError, match="without authentication"):
         ServerConfig(host="0.0.0.0")
     with pytest.raises(InsecureBindError, match="naive framing is a teaching mode"):
+        ServerConfig(host="0.0.0.0", framing="naive")
+    with pytest.raises(ValueError, match="naive framing has no handshake"):  # no secret overrides it
         ServerConfig(host="0.0.0.0", framing="naive", secret=SECRET.encode())
     assert ServerConfig(host="0.0.0.0", secret=SECRET.encode()).secret  # with a secret: fine
     assert ServerConfig(host="0.0.0.0", insecure_no_auth=True)  # overridden, loudly (the CLI warns)
     assert ServerConfig(host="::1")
     assert ServerConfig(host="127.0.0.2")
+
+
+def test_naive_framing_refuses_a_secret_it_could_not_use(tmp_path):
+    # Naive framing has no handshake: a secret would be ignored while the banner claimed
+    # "hmac-sha256 auth". Refused in the API, on loopback too, and in the CLI (file or env).
+    with pytest.raises(ValueError, match="naive framing has no handshake"):
+        ServerConfig(framing="naive", secret=SECRET.encode())
+    with pytest.raises(ValueError, match="naive framing has no TLS"):
+        ServerConfig(framing="naive", tls_cert="server.pem")
+    secret = tmp_path / "secret"
+    secret.write_text(SECRET)
+    secret.chmod(0o600)
+    for args, env in (
+        (["--secret-file", str(secret)], {}),
+        ([], {"RCMD_SECRET": SECRET}),
+    ):
+        proc = subprocess.run(
+            [*SERVER_ARGV, "--framing", "naive", "--port", "0", *args],
+            capture_output=True,
+            timeout=60,
+            env={**os.environ, **env},
+        )
+        assert proc.returncode == 2, proc
+        assert b"naive framing has no handshake" in proc.stderr
+        assert b"listening" not in proc.stdout
+
+
+def test_banner_says_what_protects_the_server(server_factory, auth_server, naive_server):
+    assert "hmac-sha256 auth" in auth_server.banner
+    assert "framing naive" in naive_server.banner
+    assert "no auth" in naive_server.banner
+
+
+def test_connect_reads_rcmd_secret_as_the_cli_does(auth_server, server, naive_server, monkeypatch):
+    monkeypatch.setenv("RCMD_SECRET", SECRET)
+    with connect(*auth_server.address) as client:  # no secret= given: $RCMD_SECRET is used
+        assert client.run("echo via-env").stdout == b"via-env\n"
+    with pytest.raises(AuthenticationError, match="does not ask for authentication"):
+        connect(*server.address)  # a secret in hand refuses a server that does not ask for it
+    with pytest.raises(AuthenticationError, match="naive server"):
+        connect(*naive_server.address, framing="auto", auto_wait=0.2)  # nor one that cannot
+    with connect(*naive_server.address, framing="naive") as naive:  # chosen explicitly: no handshake
+        assert naive.run("echo x").stdout_text.strip() == "x"
+    with pytest.raises(ValueError, match="naive framing has no handshake"):
+        connect(*naive_server.address, framing="naive", secret=SECRET)
+    monkeypatch.delenv("RCMD_SECRET")
+    with pytest.raises(AuthenticationError, match="requires authentication"):
+        connect(*auth_server.address)
 
 
 # ------------------------------------------------------------------------- limits

@@ -8,7 +8,7 @@ import pytest
 import trustme
 from conftest import CLIENT_ARGV
 
-from rcmd import ServerError, TlsError, connect
+from rcmd import TlsError, connect
 from rcmd.console import ExitStatus
 
 SECRET = "tls-and-auth-secret-0123456789"
@@ -48,8 +48,28 @@ def test_untrusted_certificate(tls_server, certs):
 
 
 def test_plaintext_client_to_a_tls_server_is_told_to_use_tls(tls_server):
-    with pytest.raises(ServerError, match="this server requires TLS: connect with --tls"):
+    with pytest.raises(TlsError, match="this server requires TLS: connect with --tls"):
         connect(*tls_server.address)
+    proc = subprocess.run(
+        [*CLIENT_ARGV, f"127.0.0.1:{tls_server.port}", "-c", "true"], capture_output=True, timeout=60
+    )
+    assert proc.returncode == ExitStatus.TLS_FAILED == 247  # was 253, a code the table gave to other causes
+    assert b"this server requires TLS" in proc.stderr
+
+
+def test_host_name_mismatch_names_the_real_cause(server_factory, certs):
+    # The CA is given and trusted; the certificate is for another name: say that, not "untrusted".
+    cert = trustme.CA()
+    cert.issue_cert("elsewhere.example").private_key_and_cert_chain_pem.write_to_path(
+        str(certs / "elsewhere.pem")
+    )
+    cert.cert_pem.write_to_path(str(certs / "elsewhere-ca.pem"))
+    server = server_factory("--tls-cert", str(certs / "elsewhere.pem"))
+    for host in ("127.0.0.1", "localhost"):  # OpenSSL's IP address and host name mismatches
+        with pytest.raises(TlsError, match=f"is not for '{host}'") as caught:
+            connect(host, server.port, tls_ca=str(certs / "elsewhere-ca.pem"))
+        assert "not trusted" not in str(caught.value)
+        assert "--tls-ca" not in str(caught.value)
 
 
 def test_tls_client_to_a_plaintext_server(server, certs):

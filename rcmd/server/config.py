@@ -46,7 +46,8 @@ class InsecureBindError(ValueError):
 class ServerConfig:
     """Everything a server needs to know; ``rcmd-server --help`` describes each option.
 
-    *secret* turns on authentication (rcmd.auth). *command_timeout* applies to commands
+    *secret* turns on authentication (rcmd.auth); naive framing, which has no handshake,
+    refuses a secret and a TLS certificate (ValueError). *command_timeout* applies to commands
     that give no timeout of their own; None means they may run for ever. A timeout of
     None or 0 turns that limit off.
     """
@@ -70,6 +71,13 @@ class ServerConfig:
     def __post_init__(self) -> None:
         self.framing = Framing(self.framing)
         self.tls = None
+        # Naive framing has no handshake: a secret or a certificate would protect nothing while
+        # the banner claimed otherwise, so both are refused rather than silently ignored.
+        if self.framing is Framing.NAIVE and self.secret is not None:
+            raise ValueError(
+                "naive framing has no handshake, so a secret would protect nothing: drop the secret "
+                "(--secret-file, $RCMD_SECRET) or use --framing prefixed"
+            )
         if self.tls_cert:
             if self.framing is Framing.NAIVE:
                 raise ValueError("naive framing has no TLS: it is the tutorial's plain socket")

@@ -41,6 +41,8 @@ class BackgroundServer:
 
     ``with BackgroundServer(framing="naive", port=0) as server:`` then ``server.address``.
     Leaving the block closes it: running commands are killed, the thread joined.
+    Constructing one starts nothing: ``address`` is ``("", 0)`` until ``start()`` (or
+    ``with``). *options* are :class:`ServerConfig` fields; ``port`` defaults to 0 here.
     """
 
     def __init__(self, config: ServerConfig | None = None, **options: Any) -> None:
@@ -51,6 +53,9 @@ class BackgroundServer:
         self.address: tuple[str, int] = ("", 0)
 
     def start(self) -> BackgroundServer:
+        """Start listening in a new thread; return self once ``address`` is the bound one.
+
+        Raises what listening raised (e.g. OSError for a port in use)."""
         ready = threading.Event()
         failure: list[BaseException] = []
 
@@ -77,6 +82,7 @@ class BackgroundServer:
         return self
 
     def close(self) -> None:
+        """Stop the server (running commands are killed) and join its thread."""
         if self._thread is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()

@@ -52,7 +52,8 @@ class Server:
                 self._accept, self.config.host, self.config.port, reuse_address=True, limit=READ_SIZE
             )
         host, port = self.address
-        log.info("listening on %s:%d (framing %s)", host, port, self.config.framing.value)
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        log.info("listening on %s (framing %s)", where, self.config.framing.value)
 
     async def serve_forever(self) -> None:
         assert self._server is not None, "start() first"
