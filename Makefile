@@ -1,4 +1,5 @@
 # make demo: set up .venv with rcmd alone (no test tools) and run the side-by-side demo.
+# make demo-svg: redraw docs/demo.svg from a fresh run (tests/test_demos.py checks it is one).
 # make test: set up .venv with the test and lint tools, run every test, print branch coverage.
 # make lint: ruff (lint and format) and mypy (strict), as CI runs them before the tests.
 # Set-up downloads packages from the package index the first time (and when pyproject.toml changes).
@@ -7,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: test demo lint bench vectors clean
+.PHONY: test demo demo-svg lint bench vectors mutate clean
 
 $(VENV)/.created:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "rcmd needs Python >= 3.10"'
@@ -35,6 +36,9 @@ lint: $(VENV)/.installed-test
 
 demo: $(VENV)/.installed-demo
 	$(BIN)/python demos/compare_modes.py
+
+demo-svg: $(VENV)/.installed-demo
+	$(BIN)/python demos/compare_modes.py --svg docs/demo.svg > /dev/null
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench.py

@@ -2,7 +2,8 @@
 
 Starts a naive and a prefixed rcmd server on free loopback ports, runs the same commands
 through both, and shows a table (expected vs received, OK / WRONG) and a picture of the
-byte stream with the reader's recv() boundaries drawn across it. ``--svg FILE`` saves it.
+byte stream: where each naive recv() returned, and each prefixed frame with its length
+prefix. ``--svg FILE`` saves it (``make demo-svg`` redraws docs/demo.svg).
 
 The demo lives in the package, rcmd/demo.py, so that ``rcmd demo`` works wherever rcmd is
 installed; read it there. It uses only rcmd's public API.

@@ -25,6 +25,7 @@ from .errors import (
     ServerError,
     TlsError,
 )
+from .trace import printer
 
 
 class Framing(str, enum.Enum):
@@ -81,6 +82,9 @@ def rcmd_main(
     ),
     tls: bool = typer.Option(False, "--tls", help="Use TLS, trusting the system's certificate authorities."),
     tls_ca: str | None = typer.Option(None, help="Use TLS, trusting the CA certificates in this file."),
+    trace: bool = typer.Option(
+        False, "--trace", help="Show on stderr each recv() the client makes and each frame it completed."
+    ),
     version: bool = typer.Option(False, "--version", help="Print the version and exit."),
 ) -> None:
     """Run commands on an rcmd server: one with -c, an interactive prompt on a terminal,
@@ -113,6 +117,7 @@ def rcmd_main(
             secret=secret,
             tls=tls,
             tls_ca=tls_ca,
+            trace=printer(sys.stderr, dim=wants_color(sys.stderr)) if trace else None,
         ) as client:
             if client.framing == "naive":
                 guessed = (

@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # for annotations only: ssl is imported when TLS is used (4 m
     from types import TracebackType
 
     from .naive import NaiveClient
+    from .trace import FrameCounter, Tracer
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9000
@@ -143,8 +144,16 @@ class Client:
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         hello_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
         secret: bytes | None = None,
+        trace: Tracer | None = None,
     ) -> None:
         self.address = address
+        # --trace: each recv() and each frame it completed, as lines for *trace* (rcmd.trace).
+        self._trace = trace
+        self._frame_counter: FrameCounter | None = None
+        if trace is not None:
+            from .trace import FrameCounter
+
+            self._frame_counter = FrameCounter()
         self._sock = sock
         sock.setblocking(False)
         # What the non-blocking socket raises when it must wait; a TLS socket has two more.
@@ -419,6 +428,15 @@ class Client:
         except OSError as exc:
             raise ConnectionClosed(f"connection to the server lost: {exc}") from None
         self._conn.receive_data(self._read_view[:count])  # the framer copies what it keeps
+        if self._trace is not None:
+            self._trace_received(count)
+
+    def _trace_received(self, count: int) -> None:
+        assert self._trace is not None
+        assert self._frame_counter is not None
+        self._trace(f"recv {count} bytes" if count else "recv 0 bytes: the server closed the connection")
+        for line in self._frame_counter.receive(self._read_view[:count]):
+            self._trace(line)
 
     def _take_interrupt(self) -> None:
         try:
@@ -531,6 +549,7 @@ def connect(
     secret: bytes | str | None = None,
     tls: bool | ssl.SSLContext = False,
     tls_ca: str | None = None,
+    trace: Tracer | None = None,
 ) -> Client: ...
 
 
@@ -547,6 +566,7 @@ def connect(
     secret: bytes | str | None = None,
     tls: bool | ssl.SSLContext = False,
     tls_ca: str | None = None,
+    trace: Tracer | None = None,
 ) -> NaiveClient: ...
 
 
@@ -563,6 +583,7 @@ def connect(
     secret: bytes | str | None = None,
     tls: bool | ssl.SSLContext = False,
     tls_ca: str | None = None,
+    trace: Tracer | None = None,
 ) -> Client | NaiveClient: ...
 
 
@@ -578,6 +599,7 @@ def connect(
     secret: bytes | str | None = None,
     tls: bool | ssl.SSLContext = False,
     tls_ca: str | None = None,
+    trace: Tracer | None = None,
 ) -> Client | NaiveClient:
     """Connect to an rcmd server and return a :class:`Client` (a context manager).
 
@@ -596,6 +618,9 @@ def connect(
 
     *tls* (or *tls_ca*, a CA file to trust instead of the system's) wraps the connection
     in TLS, checking the server's certificate against *host*; *tls* may be an SSLContext.
+
+    *trace*, a function taking a line of text, is called for each ``recv()`` the client makes
+    and each frame that recv() completed (``rcmd --trace`` prints them): see rcmd.trace.
 
     Raises OSError subclasses for connection failures (ConnectionRefusedError,
     socket.gaierror, TimeoutError), ProtocolMismatch when a prefixed connection gets no
@@ -631,7 +656,7 @@ def connect(
         if framing == "naive":
             from .naive import NaiveClient
 
-            return NaiveClient(sock, encoding=encoding)
+            return NaiveClient(sock, encoding=encoding, trace=trace)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         remaining = None if deadline is None else max(0.001, deadline - time.monotonic())
         return Client(
@@ -641,6 +666,7 @@ def connect(
             max_frame_size=max_frame_size,
             hello_timeout=remaining,
             secret=secret,
+            trace=trace,
         )
     except BaseException:
         sock.close()

@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # the server half needs asyncio; the client half (and `rcmd -
 
     from .process import Child
     from .server import ServerConfig
+    from .trace import Tracer
 
 log = logging.getLogger("rcmd.server")
 
@@ -104,18 +105,25 @@ class NaiveClient:
     ``send_command`` and ``recv_reply`` are separate so demos and tests can send two
     commands back to back, or read twice, and show what the stream does with them.
     *encoding* is how commands are encoded and replies decoded; ``"auto"`` means UTF-8 for
-    commands and, for replies, UTF-8 unless the bytes are not, then GBK.
+    commands and, for replies, UTF-8 unless the bytes are not, then GBK. *trace*, if given,
+    is called with a line of text for each ``recv()`` (rcmd.trace).
     """
 
     framing = "naive"
 
     def __init__(
-        self, sock: socket.socket, *, recv_size: int = NAIVE_RECV_SIZE, encoding: str = "auto"
+        self,
+        sock: socket.socket,
+        *,
+        recv_size: int = NAIVE_RECV_SIZE,
+        encoding: str = "auto",
+        trace: Tracer | None = None,
     ) -> None:
         sock.settimeout(NAIVE_REPLY_TIMEOUT)
         self.sock = sock
         self.recv_size = recv_size
         self.encoding = encoding
+        self.trace = trace
 
     @classmethod
     def connect(
@@ -126,9 +134,10 @@ class NaiveClient:
         timeout: float | None = 10.0,
         recv_size: int = NAIVE_RECV_SIZE,
         encoding: str = "auto",
+        trace: Tracer | None = None,
     ) -> NaiveClient:
         sock = socket.create_connection((host, port), timeout=timeout)
-        return cls(sock, recv_size=recv_size, encoding=encoding)
+        return cls(sock, recv_size=recv_size, encoding=encoding, trace=trace)
 
     def send_command(self, command: str | bytes) -> None:
         """Send the command's bytes, nothing else: no length, no terminator."""
@@ -145,6 +154,10 @@ class NaiveClient:
         ``ConnectionError`` when the server closed the connection.
         """
         data = self.sock.recv(self.recv_size)
+        if self.trace is not None:
+            from .trace import naive_reply_line
+
+            self.trace(naive_reply_line(len(data), self.recv_size))
         if not data:
             raise ConnectionError("the server closed the connection")
         return data

@@ -7,18 +7,23 @@ import subprocess
 import sys
 from collections import defaultdict
 
+import pytest
 from rich.console import Console
 
 import rcmd
 from rcmd import demo
 
 
-def test_compare_modes_naive_is_wrong_in_every_case_and_prefixed_never(tmp_path):
+@pytest.fixture(scope="module")
+def scenes():
     with (
         rcmd.BackgroundServer(framing="naive", encoding="utf-8") as naive,
         rcmd.BackgroundServer(encoding="utf-8") as prefixed,
     ):
-        scenes = demo.build_scenes(naive.address, prefixed.address)
+        return demo.build_scenes(naive.address, prefixed.address)
+
+
+def test_compare_modes_naive_is_wrong_in_every_case_and_prefixed_never(scenes):
     cases = defaultdict(list)
     for scene in scenes:
         for row in scene.rows:
@@ -40,12 +45,9 @@ def test_compare_modes_naive_is_wrong_in_every_case_and_prefixed_never(tmp_path)
     assert gbk.naive_text.endswith("x\ufffd")
     assert utf8.prefixed_text.endswith("中文\n")
     assert gbk.prefixed_text.endswith("中文\n")
-    # A chunk ends inside 中 (the command waits on stdin right after its first byte); how the
-    # x's before it were chunked is up to the pipe.
-    assert utf8.prefixed_chunks[-2].endswith(b"\xe4")
-    assert utf8.prefixed_chunks[-1] == b"\xb8\xad\xe6\x96\x87\n"
-    assert gbk.prefixed_chunks[-2].endswith(b"\xd6")
-    assert gbk.prefixed_chunks[-1] == b"\xd0\xce\xc4\n"
+    # The command waits on stdin after the x's and after 中's first byte: a chunk ends there.
+    assert utf8.prefixed_chunks == [b"x" * 1023, b"\xe4", b"\xb8\xad\xe6\x96\x87\n"]
+    assert gbk.prefixed_chunks == [b"x" * 1023, b"\xd6", b"\xd0\xce\xc4\n"]
     assert "\ufffd" in "".join(c.decode("utf-8", "replace") for c in utf8.prefixed_chunks)
 
     console = Console(file=io.StringIO(), width=120, record=True)
@@ -56,6 +58,57 @@ def test_compare_modes_naive_is_wrong_in_every_case_and_prefixed_never(tmp_path)
     assert "\nprefixed: 7/7 correct\n" in text
     assert "aecho b" in text
     assert "┃" in text
+
+
+def test_the_picture_draws_each_length_prefix_and_marks_reads_apart(scenes):
+    lanes = {
+        (scene.case, stream.title): demo.draw_stream(stream).plain
+        for scene in scenes
+        for stream in scene.streams
+    }
+    # Each prefixed frame: [ its 4 length bytes, its type, its body ]; 0x5d5 = 1 + 1492 bytes of seq.
+    assert lanes[1, "prefixed"].startswith("[00 00 05 d5‹out›1⏎2⏎")
+    assert lanes[1, "prefixed"].count("[") == lanes[1, "prefixed"].count("]") == 4
+    assert "[00 00 00 07‹out›hello⏎]" in lanes[1, "prefixed"]
+    # stderr's frame comes first, as the command wrote it, on every run.
+    assert lanes[2, "prefixed"].startswith("[00 00 00 05‹err›err⏎][00 00 00 05‹out›out⏎][")
+    assert lanes[3, "prefixed"].startswith('[00 00 00 2c‹run›{"command":"echo a",…}]')
+    assert lanes[4, "prefixed"].startswith("[00 00 04 00‹out›xxxxx…xxxxx][00 00 00 02‹out› e4]")
+    # A naive recv() is marked with another glyph than a frame's end: no colour needed.
+    assert lanes[1, "naive"] == "1⏎2⏎3…⏎283⏎┃284⏎2…⏎400⏎hello⏎┃"
+    assert lanes[2, "naive"] == "err⏎out⏎┃"
+    assert not any(mark in lanes[1, "naive"] for mark in "[]")
+    assert "┃" not in lanes[1, "prefixed"]
+
+
+def test_the_legend_says_how_each_case_is_forced(scenes):
+    console = Console(file=io.StringIO(), width=120, record=True, no_color=True)
+    demo.render(console, scenes)
+    text = console.export_text()
+    for words in ("naive ok?", "prefixed ok?", "lane", "SO_RCVLOWAT", "FIFO", "stdin", "4-byte length"):
+        assert words in text
+
+
+def test_committed_svg_is_a_fresh_render_and_needs_no_network(scenes):
+    committed = (demo_root() / "docs" / "demo.svg").read_text(encoding="utf-8")
+    fresh = demo.render_svg(scenes)
+    assert fresh == committed, (
+        "docs/demo.svg is not what the demo draws now: run `make demo-svg` and commit it\n"
+        + demo.svg_difference(committed, fresh)
+    )
+    assert "url(http" not in fresh
+    assert "@font-face" not in fresh
+    assert "monospace" in fresh
+
+
+def test_a_second_run_in_the_same_process_draws_the_same(scenes):
+    # Nothing carries over from one run to the next (colours once came from a global counter).
+    with (
+        rcmd.BackgroundServer(framing="naive", encoding="utf-8") as naive,
+        rcmd.BackgroundServer(encoding="utf-8") as prefixed,
+    ):
+        again = demo.build_scenes(naive.address, prefixed.address)
+    assert demo.render_svg(again) == demo.render_svg(scenes)
 
 
 def test_make_demo_entry_point_and_svg(tmp_path):
