@@ -206,6 +206,9 @@ def server_main(
     tls_key: str | None = typer.Option(
         None, help="The private key for --tls-cert (PEM), if not in that file."
     ),
+    cwd: str | None = typer.Option(
+        None, "--cwd", help="Directory commands start in (default: the directory the server starts in)."
+    ),
     max_connections: int = typer.Option(128, help="Connections at once; more are refused with a reason."),
     max_commands: int = typer.Option(64, help="Commands running at once, server-wide; more wait for a slot."),
     handshake_timeout: float = typer.Option(
@@ -256,6 +259,7 @@ def server_main(
             command_timeout=command_timeout or None,
             tls_cert=tls_cert,
             tls_key=tls_key,
+            cwd=cwd,
         )
     except (InsecureBindError, ValueError) as exc:
         typer.echo(f"rcmd-server: {exc}", err=True)

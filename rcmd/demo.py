@@ -635,8 +635,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--svg", metavar="FILE", help="also save the table and picture as an SVG image")
     args = parser.parse_args(argv)
     with (
-        rcmd.BackgroundServer(framing="naive", encoding="utf-8") as naive,
-        rcmd.BackgroundServer(encoding="utf-8") as prefixed,
+        rcmd.BackgroundServer(framing="naive", encoding="utf-8", cwd="/") as naive,
+        rcmd.BackgroundServer(encoding="utf-8", cwd="/") as prefixed,
     ):
         scenes = build_scenes(naive.address, prefixed.address)
     correct = render(Console(), scenes)

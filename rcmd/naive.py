@@ -76,7 +76,9 @@ class NaiveSession:
         from .process import signal_group, spawn
 
         try:
-            process = spawn(command, shell=self.config.shell, cwd=os.getcwd(), env=None, stdin=False)
+            process = spawn(
+                command, shell=self.config.shell, cwd=self.config.cwd or os.getcwd(), env=None, stdin=False
+            )
         except OSError as exc:
             return b"", f"rcmd: cannot run command: {exc}\n".encode(self.config.encoding, "replace")
         self.process = process

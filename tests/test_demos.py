@@ -17,8 +17,8 @@ from rcmd import demo
 @pytest.fixture(scope="module")
 def scenes():
     with (
-        rcmd.BackgroundServer(framing="naive", encoding="utf-8") as naive,
-        rcmd.BackgroundServer(encoding="utf-8") as prefixed,
+        rcmd.BackgroundServer(framing="naive", encoding="utf-8", cwd="/") as naive,
+        rcmd.BackgroundServer(encoding="utf-8", cwd="/") as prefixed,
     ):
         return demo.build_scenes(naive.address, prefixed.address)
 
@@ -104,8 +104,8 @@ def test_committed_svg_is_a_fresh_render_and_needs_no_network(scenes):
 def test_a_second_run_in_the_same_process_draws_the_same(scenes):
     # Nothing carries over from one run to the next (colours once came from a global counter).
     with (
-        rcmd.BackgroundServer(framing="naive", encoding="utf-8") as naive,
-        rcmd.BackgroundServer(encoding="utf-8") as prefixed,
+        rcmd.BackgroundServer(framing="naive", encoding="utf-8", cwd="/") as naive,
+        rcmd.BackgroundServer(encoding="utf-8", cwd="/") as prefixed,
     ):
         again = demo.build_scenes(naive.address, prefixed.address)
     assert demo.render_svg(again) == demo.render_svg(scenes)

@@ -6,6 +6,7 @@ import enum
 import ipaddress
 import locale
 import logging
+import os
 import ssl
 from dataclasses import dataclass, field
 
@@ -67,9 +68,16 @@ class ServerConfig:
     command_timeout: float | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    #: The directory commands start in (each connection's first working directory);
+    #: None: the server's own working directory at start.
+    cwd: str | None = None
 
     def __post_init__(self) -> None:
         self.framing = Framing(self.framing)
+        if self.cwd is not None:
+            if not os.path.isdir(self.cwd):
+                raise ValueError(f"the start directory {self.cwd!r} is not a directory")
+            self.cwd = os.path.abspath(self.cwd)
         self.tls = None
         # Naive framing has no handshake: a secret or a certificate would protect nothing while
         # the banner claimed otherwise, so both are refused rather than silently ignored.

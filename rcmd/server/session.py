@@ -72,7 +72,7 @@ class PrefixedSession:
         self._nonce = new_nonce() if config.secret is not None else None
         self._timer: asyncio.TimerHandle | None = None  # handshake, then idle, deadline
         self._first_bytes = b""  # to recognise a TLS client on a plaintext server
-        self.cwd = os.getcwd()
+        self.cwd = config.cwd or os.getcwd()
         self.previous_cwd: str | None = None
         self.command: RunningCommand | None = None
         self.command_task: asyncio.Task[None] | None = None
