@@ -119,6 +119,41 @@ def naive_server(server_factory):
     return server_factory("--framing", "naive", "--encoding", "utf-8")
 
 
+def wait_until(condition, message: str, timeout: float = 30.0) -> None:
+    """Wait until *condition()* is true (checked every 10 ms), else fail with *message*."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(message)
+        time.sleep(0.01)
+
+
+def run_until_timed_out(client, command: str, *, timeout: float = 0.5, tries: int = 6):
+    """Run *command* with a short *timeout*; return (the numbers on its first line, its Exit).
+
+    *command* prints one line once it is ready (its pids, after any trap or child it sets
+    up). The server's timer starts when it spawns the shell, so on a loaded machine it can run
+    out before the shell has printed anything: such a run shows neither success nor failure
+    (no trap set, no child started yet), so it is repeated with twice the timeout. The
+    result never depends on timing; only how long the test takes does.
+    """
+    from rcmd import Stdout
+
+    for _ in range(tries):
+        line = b""
+        with client.stream(command, timeout=timeout) as events:
+            for event in events:
+                if isinstance(event, Stdout):
+                    line += event.data
+                    if b"\n" in line:
+                        break
+            exit = events.wait()
+        if b"\n" in line:
+            return [int(p) for p in line.split(b"\n")[0].split()], exit
+        timeout *= 2
+    raise AssertionError(f"{command!r} never printed its first line before its timeout ({timeout:g}s)")
+
+
 def children_of(pid: int) -> set[int]:
     """Processes whose parent is *pid*, zombies included (they are what a missed reap leaves)."""
     found = set()
