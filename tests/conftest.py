@@ -154,6 +154,47 @@ def run_until_timed_out(client, command: str, *, timeout: float = 0.5, tries: in
     raise AssertionError(f"{command!r} never printed its first line before its timeout ({timeout:g}s)")
 
 
+def pipe_queued(pid: int, fd: int = 1) -> int:
+    """Bytes waiting in the pipe that is process *pid*'s descriptor *fd* (its stdout: what the
+    server has not read yet), seen through /proc without reading any. 0 once *pid* is gone."""
+    import fcntl
+    import struct
+    import termios
+
+    try:
+        pipe = os.open(f"/proc/{pid}/fd/{fd}", os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return 0
+    try:
+        return struct.unpack("i", fcntl.ioctl(pipe, termios.FIONREAD, b"\0" * 4))[0]
+    finally:
+        os.close(pipe)
+
+
+class SplitOutput:
+    """A command that prints *first*, waits until the server has read that from its pipe, then
+    prints *rest*: the two parts surely travel in separate STDOUT messages.
+
+    ``command`` is the shell command (*first* and *rest* are printf formats); call
+    ``release()`` once it has been sent. No timing: the command blocks on a FIFO until the
+    test has seen its pipe emptied by the server.
+    """
+
+    def __init__(self, folder: Path, first: str, rest: str) -> None:
+        self.gate = folder / "split-gate"
+        self.pid_file = folder / "split-pid"
+        os.mkfifo(self.gate)
+        self.command = f"echo $$ > {self.pid_file}; printf '{first}'; cat {self.gate}; printf '{rest}'"
+
+    def release(self) -> None:
+        gate = os.open(self.gate, os.O_WRONLY)  # returns once cat runs: *first* is in the pipe
+        try:
+            pid = int(self.pid_file.read_text())
+            wait_until(lambda: pipe_queued(pid) == 0, "the server never read the first part")
+        finally:
+            os.close(gate)  # cat reads end-of-file; the shell prints the rest
+
+
 def children_of(pid: int) -> set[int]:
     """Processes whose parent is *pid*, zombies included (they are what a missed reap leaves)."""
     found = set()
