@@ -25,12 +25,19 @@ START_TIMEOUT = 30.0
 class ServerProcess:
     """One ``rcmd-server`` subprocess; ``address`` once it prints its listening line."""
 
-    def __init__(self, log_dir: Path, *args: str, port: int = 0, env: dict | None = None) -> None:
+    def __init__(
+        self,
+        log_dir: Path,
+        *args: str,
+        port: int = 0,
+        env: dict | None = None,
+        stdin: int = subprocess.DEVNULL,
+    ) -> None:
         self.log_path = log_dir / f"server-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - open for the server's whole life
         self.proc = subprocess.Popen(
             [*SERVER_ARGV, "--port", str(port), "--log-level", "debug", *args],
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,  # subprocess.PIPE: a stdin that stays open, as a terminal's would
             stdout=subprocess.PIPE,
             stderr=self._log,  # a file, so a chatty server never blocks on a full pipe
             env={**os.environ, **(env or {})},
@@ -81,8 +88,9 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
-        if self.proc.stdout:
-            self.proc.stdout.close()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe:
+                pipe.close()
         return self.proc.returncode
 
 
@@ -92,8 +100,10 @@ def server_factory(tmp_path_factory):
     started: list[ServerProcess] = []
     log_dir = tmp_path_factory.mktemp("server-logs")
 
-    def start(*args: str, port: int = 0, env: dict | None = None) -> ServerProcess:
-        server = ServerProcess(log_dir, *args, port=port, env=env)
+    def start(
+        *args: str, port: int = 0, env: dict | None = None, stdin: int = subprocess.DEVNULL
+    ) -> ServerProcess:
+        server = ServerProcess(log_dir, *args, port=port, env=env, stdin=stdin)
         started.append(server)
         return server
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import fcntl
 import functools
 import hashlib
+import math
 import os
 import random
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import termios
 import threading
@@ -20,9 +22,9 @@ import pytest
 from conftest import children_of, frames_until_closed, run_until_timed_out, wait_gone, wait_until
 
 import rcmd
-from rcmd import CommandError, ServerError, Stdout, connect
+from rcmd import CommandError, NaiveClient, ServerError, Stdout, connect
 from rcmd.framing import encode_frame
-from rcmd.messages import Error, Hello, encode_message
+from rcmd.messages import Error, Hello, Run, Stdin, StdinEnd, encode_message
 
 MiB = 1 << 20
 
@@ -130,6 +132,22 @@ def test_stdout_and_stderr_are_read_concurrently(server):
 def test_command_without_stdin_reads_eof(server):
     with connect(*server.address) as client:
         assert client.run("cat; echo after", timeout=30).stdout == b"after\n"
+
+
+def test_a_command_without_input_never_reads_the_servers_own_stdin(server_factory):
+    # The other servers start with stdin=/dev/null, which would hide a command inheriting
+    # the server's stdin: this one has a pipe that stays open, as a terminal would.
+    server = server_factory(stdin=subprocess.PIPE)
+    with connect(*server.address) as client:
+        result = client.run("cat", timeout=60)  # would block on the open pipe until killed
+        assert (result.returncode, result.timed_out, result.stdout) == (0, False, b"")
+        assert client.run("wc -c").stdout.strip() == b"0"
+        assert client.run("cat", input=b"given").stdout == b"given"  # input still arrives
+    naive = server_factory("--framing", "naive", stdin=subprocess.PIPE)
+    with NaiveClient.connect(*naive.address) as client:
+        client.send_command("cat; echo after-cat")
+        assert client.wait_buffered(len(b"after-cat\n")) == len(b"after-cat\n")
+        assert client.recv_reply() == b"after-cat\n"
 
 
 @pytest.mark.parametrize(
@@ -327,6 +345,35 @@ def test_bad_input_gets_a_reason_and_others_are_still_served(server, data, reaso
     assert reason in messages[-1].reason
     with connect(*server.address) as client:
         assert client.run("echo fine").stdout == b"fine\n"
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, math.inf, math.nan], ids=["0", "negative", "inf", "nan"])
+def test_a_run_timeout_that_is_not_positive_and_finite_is_refused_with_a_reason(server, timeout):
+    with connect(*server.address) as client:
+        with pytest.raises(ServerError, match="RUN field 'timeout' must be a positive number of seconds"):
+            client.run("echo never", timeout=timeout)
+    with connect(*server.address) as client:  # the server goes on
+        assert client.run("echo fine", timeout=30).stdout == b"fine\n"
+
+
+def test_stdin_after_stdin_end_is_a_protocol_error(server):
+    # PROTOCOL.md section 4: STDIN "not after STDIN_END". Sent while the command runs (it
+    # sleeps), so it is not the late input of section 4.4, which is dropped silently.
+    data = b"".join(
+        encode_frame(encode_message(m))
+        for m in (Hello(), Run("echo $$; exec sleep 1000", stdin=True), StdinEnd(), Stdin(b"late"))
+    )
+    messages = raw_conversation(server.address, data)
+    assert isinstance(messages[0], Hello)
+    assert messages[-1] == Error("STDIN without an open stdin (RUN had stdin=false, or it ended)")
+    pids = [int(m.data) for m in messages if isinstance(m, Stdout)]
+    assert all(wait_gone(pid) for pid in pids)  # the command does not outlive its connection
+    with connect(*server.address) as client:
+        with client.stream("cat", stdin=True) as events:
+            events.close_stdin()
+            with pytest.raises(ValueError, match="stdin is not open"):
+                events.write_stdin(b"late")  # the client refuses to send it at all
+            assert events.wait().returncode == 0
 
 
 def test_truncated_frame_then_close_is_logged_and_harmless(server):
