@@ -232,8 +232,18 @@ def server_main(
     from .server import Framing as ServerFraming
     from .server import InsecureBindError, ServerConfig, is_loopback, serve
 
+    levels = {
+        "debug": logging.DEBUG,
+        "info": logging.INFO,
+        "warning": logging.WARNING,
+        "error": logging.ERROR,
+    }
+    if log_level.lower() not in levels:
+        raise typer.BadParameter(
+            f"{log_level!r} is not one of debug, info, warning, error", param_hint="--log-level"
+        )
     logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.INFO),
+        level=levels[log_level.lower()],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

@@ -74,6 +74,12 @@ def host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+#: Leaving a ``with client.stream()`` block on an error cancels the command and waits this
+#: long for its Exit: the server's kill takes SIGTERM, 2 s, SIGKILL, then up to 1 s for the
+#: pipes. A server silent for longer is disconnected rather than waited on for ever.
+CANCEL_WAIT = 10.0
+
+
 @dataclass(frozen=True)
 class CompletedCommand:
     """A finished remote command, like ``subprocess.CompletedProcess``.
@@ -457,7 +463,9 @@ class CommandStream:
     is also kept as ``exit``. ``cancel()`` asks the server to kill the command; its
     remaining output and its Exit still arrive. ``close()`` (or leaving a ``with`` block)
     cancels a command that is still running and waits for its Exit, so the connection
-    can run the next command.
+    can run the next command. Leaving the block on an exception waits at most
+    :data:`CANCEL_WAIT` seconds, then closes the connection; on KeyboardInterrupt (or any
+    other BaseException that is not an Exception) it closes the connection at once.
     """
 
     def __init__(self, client: Client, command: str, *, stdin_open: bool = False) -> None:
@@ -531,9 +539,33 @@ class CommandStream:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        # After a connection or protocol error there is nothing left to wait for.
-        if exc_type is None or not issubclass(exc_type, (RcmdError, OSError)):
+        if exc_type is None:
             self.close()
+        elif issubclass(exc_type, (RcmdError, OSError)):
+            pass  # a connection or protocol error: there is nothing left to wait for
+        elif issubclass(exc_type, Exception):
+            self._cancel_within(CANCEL_WAIT)
+        else:
+            # KeyboardInterrupt, SystemExit, a test runner's timeout: whoever raised it wants
+            # out now, so never wait for the server. Closing kills the command there.
+            self.client.close()
+
+    def _cancel_within(self, seconds: float) -> None:
+        """Cancel a running command and wait up to *seconds* for its Exit, so the connection
+        can go on; a server that does not answer in time (or at all) is disconnected."""
+        if self.exit is not None or self.client._closed:
+            return
+        deadline = time.monotonic() + seconds
+        try:
+            self.cancel()
+            while self.exit is None:
+                event = self.client._next_event(deadline)
+                if isinstance(event, Exit):
+                    self.exit = event
+                    if event.cwd is not None:
+                        self.client.cwd = event.cwd
+        except (RcmdError, OSError):  # TimeoutError included
+            self.client.close()
 
 
 @overload

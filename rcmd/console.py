@@ -129,7 +129,8 @@ def ctrl_c_cancels(client: Client) -> Iterator[None]:
 
     The first Ctrl-C asks the server to kill the command's process group; its output so
     far and its Exit still arrive. A second Ctrl-C, for a server that does not answer,
-    raises KeyboardInterrupt as usual.
+    raises KeyboardInterrupt as usual: the stream then closes the connection without
+    waiting any more (the server kills the command), and ``rcmd`` exits 130.
     """
     presses = 0
 

@@ -25,12 +25,19 @@ START_TIMEOUT = 30.0
 class ServerProcess:
     """One ``rcmd-server`` subprocess; ``address`` once it prints its listening line."""
 
-    def __init__(self, log_dir: Path, *args: str, port: int = 0, env: dict | None = None) -> None:
+    def __init__(
+        self,
+        log_dir: Path,
+        *args: str,
+        port: int = 0,
+        env: dict | None = None,
+        stdin: int = subprocess.DEVNULL,
+    ) -> None:
         self.log_path = log_dir / f"server-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - open for the server's whole life
         self.proc = subprocess.Popen(
             [*SERVER_ARGV, "--port", str(port), "--log-level", "debug", *args],
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,  # subprocess.PIPE: a stdin that stays open, as a terminal's would
             stdout=subprocess.PIPE,
             stderr=self._log,  # a file, so a chatty server never blocks on a full pipe
             env={**os.environ, **(env or {})},
@@ -81,8 +88,9 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
-        if self.proc.stdout:
-            self.proc.stdout.close()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe:
+                pipe.close()
         return self.proc.returncode
 
 
@@ -92,8 +100,10 @@ def server_factory(tmp_path_factory):
     started: list[ServerProcess] = []
     log_dir = tmp_path_factory.mktemp("server-logs")
 
-    def start(*args: str, port: int = 0, env: dict | None = None) -> ServerProcess:
-        server = ServerProcess(log_dir, *args, port=port, env=env)
+    def start(
+        *args: str, port: int = 0, env: dict | None = None, stdin: int = subprocess.DEVNULL
+    ) -> ServerProcess:
+        server = ServerProcess(log_dir, *args, port=port, env=env, stdin=stdin)
         started.append(server)
         return server
 
@@ -117,6 +127,82 @@ def gbk_server(server_factory):
 @pytest.fixture(scope="session")
 def naive_server(server_factory):
     return server_factory("--framing", "naive", "--encoding", "utf-8")
+
+
+def wait_until(condition, message: str, timeout: float = 30.0) -> None:
+    """Wait until *condition()* is true (checked every 10 ms), else fail with *message*."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(message)
+        time.sleep(0.01)
+
+
+def run_until_timed_out(client, command: str, *, timeout: float = 0.5, tries: int = 6):
+    """Run *command* with a short *timeout*; return (the numbers on its first line, its Exit).
+
+    *command* prints one line once it is ready (its pids, after any trap or child it sets
+    up). The server's timer starts when it spawns the shell, so on a loaded machine it can run
+    out before the shell has printed anything: such a run shows neither success nor failure
+    (no trap set, no child started yet), so it is repeated with twice the timeout. The
+    result never depends on timing; only how long the test takes does.
+    """
+    from rcmd import Stdout
+
+    for _ in range(tries):
+        line = b""
+        with client.stream(command, timeout=timeout) as events:
+            for event in events:
+                if isinstance(event, Stdout):
+                    line += event.data
+                    if b"\n" in line:
+                        break
+            exit = events.wait()
+        if b"\n" in line:
+            return [int(p) for p in line.split(b"\n")[0].split()], exit
+        timeout *= 2
+    raise AssertionError(f"{command!r} never printed its first line before its timeout ({timeout:g}s)")
+
+
+def pipe_queued(pid: int, fd: int = 1) -> int:
+    """Bytes waiting in the pipe that is process *pid*'s descriptor *fd* (its stdout: what the
+    server has not read yet), seen through /proc without reading any. 0 once *pid* is gone."""
+    import fcntl
+    import struct
+    import termios
+
+    try:
+        pipe = os.open(f"/proc/{pid}/fd/{fd}", os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return 0
+    try:
+        return struct.unpack("i", fcntl.ioctl(pipe, termios.FIONREAD, b"\0" * 4))[0]
+    finally:
+        os.close(pipe)
+
+
+class SplitOutput:
+    """A command that prints *first*, waits until the server has read that from its pipe, then
+    prints *rest*: the two parts surely travel in separate STDOUT messages.
+
+    ``command`` is the shell command (*first* and *rest* are printf formats); call
+    ``release()`` once it has been sent. No timing: the command blocks on a FIFO until the
+    test has seen its pipe emptied by the server.
+    """
+
+    def __init__(self, folder: Path, first: str, rest: str) -> None:
+        self.gate = folder / "split-gate"
+        self.pid_file = folder / "split-pid"
+        os.mkfifo(self.gate)
+        self.command = f"echo $$ > {self.pid_file}; printf '{first}'; cat {self.gate}; printf '{rest}'"
+
+    def release(self) -> None:
+        gate = os.open(self.gate, os.O_WRONLY)  # returns once cat runs: *first* is in the pipe
+        try:
+            pid = int(self.pid_file.read_text())
+            wait_until(lambda: pipe_queued(pid) == 0, "the server never read the first part")
+        finally:
+            os.close(gate)  # cat reads end-of-file; the shell prints the rest
 
 
 def children_of(pid: int) -> set[int]:

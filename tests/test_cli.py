@@ -46,6 +46,27 @@ def test_gbk_server_output_is_shown_in_the_local_encoding(gbk_server):
     assert proc.stdout == "中文\n".encode()
 
 
+def test_gbk_character_split_between_two_messages_is_decoded_whole(gbk_server, tmp_path):
+    from conftest import SplitOutput
+
+    split = SplitOutput(tmp_path, r"\326", r"\320\316\304\n")  # half of 中, then its other half and 文
+    proc = subprocess.Popen(
+        [*CLIENT_ARGV, target(gbk_server), "-c", split.command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+    )
+    try:
+        split.release()
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr
+    assert stdout.decode("utf-8") == "中文\n"  # not "\ufffd\ufffd文": decoded incrementally
+
+
 def test_timeout_exits_124(server):
     proc = rcmd(target(server), "-c", "sleep 100", "--timeout", "0.3")
     assert proc.returncode == ExitStatus.TIMED_OUT == 124
@@ -72,10 +93,28 @@ def test_connection_refused(server_factory):
     assert b"Traceback" not in proc.stderr
 
 
+# The CLI with a resolver that answers every name "no such host" and says it was asked: the
+# test never sends a DNS query, even if .invalid were not refused locally (RFC 6761).
+STUB_RESOLVER = """
+import socket, sys
+def getaddrinfo(host, *args, **kwargs):
+    sys.stderr.write(f"stub resolver asked for {host}\\n")
+    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+socket.getaddrinfo = getaddrinfo
+from rcmd.cli import client_entry
+client_entry()
+"""
+
+
 def test_unknown_host():
-    proc = rcmd("no-such-host.invalid", "-c", "true")
-    assert proc.returncode == ExitStatus.HOST_NOT_FOUND
-    assert b"cannot resolve host" in proc.stderr
+    proc = subprocess.run(
+        [CLIENT_ARGV[0], "-c", STUB_RESOLVER, "no-such-host.invalid", "-c", "true"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert b"stub resolver asked for no-such-host.invalid\n" in proc.stderr  # no real lookup
+    assert proc.returncode == ExitStatus.HOST_NOT_FOUND == 254
+    assert b"rcmd: cannot resolve host 'no-such-host.invalid': Name or service not known" in proc.stderr
     assert b"Traceback" not in proc.stderr
 
 
@@ -171,7 +210,7 @@ def test_ctrl_c_in_one_shot_cancels_the_remote_command_and_exits_130(server):
 # ------------------------------------------------------- failures read like a tool
 
 from rcmd.framing import encode_frame  # noqa: E402
-from rcmd.messages import Hello, encode_message  # noqa: E402
+from rcmd.messages import Error, Hello, encode_message  # noqa: E402
 
 HELLO_FRAME = encode_frame(encode_message(Hello(encoding="utf-8", cwd="/")))
 
@@ -190,6 +229,64 @@ def assert_tool_error(proc, code, phrase: bytes) -> None:
     assert proc.stderr.startswith(b"rcmd: ")
     assert phrase in proc.stderr
     assert b"Traceback" not in proc.stderr
+
+
+SECRET = "cli-secret-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def auth_server(server_factory, tmp_path_factory):
+    secret = tmp_path_factory.mktemp("cli-secret") / "secret"
+    secret.write_text(SECRET + "\n")
+    secret.chmod(0o600)
+    return server_factory("--secret-file", str(secret))
+
+
+def secret_file(folder, text: str):
+    path = folder / "secret"
+    path.write_text(text)
+    path.chmod(0o600)
+    return str(path)
+
+
+def test_secret_file_on_the_cli(auth_server, tmp_path):
+    proc = rcmd(target(auth_server), "--secret-file", secret_file(tmp_path, SECRET), "-c", "echo in; exit 4")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (4, b"in\n", b"")
+
+
+def test_wrong_or_missing_secret_exits_248(auth_server, tmp_path):
+    wrong = rcmd(
+        target(auth_server), "--secret-file", secret_file(tmp_path, "not the secret at all"), "-c", "true"
+    )
+    assert_tool_error(wrong, ExitStatus.AUTH_FAILED, b"refused us: authentication failed (wrong secret?)")
+    assert ExitStatus.AUTH_FAILED == 248
+    missing = rcmd(target(auth_server), "-c", "true", env={"RCMD_SECRET": ""})
+    assert_tool_error(missing, 248, b"requires authentication: give the shared secret")
+
+
+def test_garbage_after_a_valid_hello_exits_252(fake_server):
+    def script(conn):
+        conn.sendall(HELLO_FRAME)
+        read_until_closed_or(conn, 1)
+        conn.sendall(encode_frame(b"\x42garbage"))  # a frame of an unknown type
+        read_until_closed_or(conn, 1 << 20)
+
+    server = fake_server(script)
+    proc = rcmd(f"127.0.0.1:{server.address[1]}", "-c", "true")
+    assert_tool_error(proc, ExitStatus.PROTOCOL_ERROR, b"protocol error: unknown message type 0x42")
+    assert ExitStatus.PROTOCOL_ERROR == 252
+
+
+def test_an_error_from_the_server_exits_253(fake_server):
+    def script(conn):
+        conn.sendall(HELLO_FRAME)
+        read_until_closed_or(conn, 1)
+        conn.sendall(encode_frame(encode_message(Error("out of patience"))))
+
+    server = fake_server(script)
+    proc = rcmd(f"127.0.0.1:{server.address[1]}", "-c", "true")
+    assert_tool_error(proc, ExitStatus.CONNECTION_LOST, b"out of patience")
+    assert ExitStatus.CONNECTION_LOST == 253
 
 
 def test_server_closing_mid_conversation(fake_server):
@@ -224,22 +321,37 @@ def test_garbage_instead_of_hello(fake_server):
     assert_tool_error(proc, ExitStatus.PROTOCOL_MISMATCH, b"does not speak rcmd")
 
 
+def accept_queue(listener) -> tuple[int, int]:
+    """(connections waiting in *listener*'s accept queue, its backlog), from TCP_INFO: for a
+    listening socket Linux reports them as tcpi_unacked and tcpi_sacked."""
+    import socket
+    import struct
+
+    info = listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    _, _, _, _, _, _, _, _, _rto, _ato, _snd_mss, _rcv_mss, waiting, backlog = struct.unpack_from(
+        "=8B6I", info
+    )
+    return waiting, backlog
+
+
 def test_connect_timeout():
     import socket
 
+    from conftest import wait_until
+
     listener = socket.create_server(("127.0.0.1", 0), backlog=0)
-    fillers = []
+    filler = socket.socket()
     try:
-        # Never accepted: once the accept queue is full, Linux drops new SYNs unanswered.
-        for _ in range(4):
-            filler = socket.socket()
-            filler.setblocking(False)
-            filler.connect_ex(listener.getsockname())
-            fillers.append(filler)
+        filler.setblocking(False)
+        filler.connect_ex(listener.getsockname())  # never accepted
+        # Once the accept queue holds more than the backlog, Linux drops every new SYN unanswered
+        # (it does not even count as a SYN flood): rcmd's connect can only time out.
+        wait_until(
+            lambda: accept_queue(listener)[0] > accept_queue(listener)[1], "the accept queue never filled"
+        )
         proc = rcmd(f"127.0.0.1:{listener.getsockname()[1]}", "-c", "true", "--connect-timeout", "0.5")
     finally:
-        for filler in fillers:
-            filler.close()
+        filler.close()
         listener.close()
     assert_tool_error(proc, ExitStatus.CONNECT_TIMEOUT, b"no answer within 0.5s")
 

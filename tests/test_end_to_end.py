@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import hashlib
+import math
 import os
 import random
 import signal
 import socket
+import struct
+import subprocess
 import sys
+import termios
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import children_of, frames_until_closed, wait_gone
+from conftest import children_of, frames_until_closed, run_until_timed_out, wait_gone, wait_until
 
 import rcmd
-from rcmd import CommandError, ProtocolMismatch, ServerError, Stdout, connect
+from rcmd import CommandError, NaiveClient, ServerError, Stdout, connect
 from rcmd.framing import encode_frame
-from rcmd.messages import Error, Hello, encode_message
+from rcmd.messages import Error, Hello, Run, Stdin, StdinEnd, encode_message
 
 MiB = 1 << 20
 
@@ -54,11 +60,27 @@ def test_commands_on_one_connection_run_in_order(server):
         assert [client.run(f"echo {i}").stdout for i in range(20)] == [b"%d\n" % i for i in range(20)]
 
 
-def test_200_mib_arrives_intact_while_server_memory_stays_bounded(server):
+def pipe_is_full_or_gone(pid: int) -> bool:
+    """True once process *pid* has filled its stdout pipe (it is blocked on it: nobody is
+    reading) or has exited. Looks at the pipe through /proc, without reading from it."""
+    try:
+        fd = os.open(f"/proc/{pid}/fd/1", os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return True  # exited: it wrote everything
+    try:
+        queued = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0]
+        return queued >= fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+    finally:
+        os.close(fd)
+
+
+def test_200_mib_arrives_intact_while_server_memory_stays_bounded(server_factory, tmp_path):
+    server = server_factory()  # its own: the peak memory of a shared server says nothing
     # Random bytes (every value, no text structure), made the same way on both ends.
+    pid_file = tmp_path / "pid"
     command = (
-        f"{sys.executable} -c 'import random,sys; r=random.Random(7); w=sys.stdout.buffer.write; "
-        "[w(r.randbytes(1<<20)) for _ in range(200)]'"
+        f'{sys.executable} -c \'import os,random,sys; open("{pid_file}", "w").write(str(os.getpid())); '
+        "r=random.Random(7); w=sys.stdout.buffer.write; [w(r.randbytes(1<<20)) for _ in range(200)]'"
     )
     expected = hashlib.sha256()
     generator = random.Random(7)
@@ -73,9 +95,15 @@ def test_200_mib_arrives_intact_while_server_memory_stays_bounded(server):
             for event in events:
                 if isinstance(event, Stdout):
                     if size == 0:
-                        # Stall the reader so the command outruns it: without backpressure
-                        # the server would now buffer the whole output.
-                        time.sleep(1.0)
+                        # Stop reading until the command is blocked on its full pipe: every
+                        # buffer between it and us is full. Without backpressure the server
+                        # would instead read on, holding the whole output, and the command
+                        # would finish.
+                        pid = int(pid_file.read_text())
+                        wait_until(
+                            functools.partial(pipe_is_full_or_gone, pid),
+                            "the command neither blocked nor ended",
+                        )
                     received.update(event.data)
                     size += len(event.data)
         assert events.exit.returncode == 0
@@ -104,6 +132,22 @@ def test_stdout_and_stderr_are_read_concurrently(server):
 def test_command_without_stdin_reads_eof(server):
     with connect(*server.address) as client:
         assert client.run("cat; echo after", timeout=30).stdout == b"after\n"
+
+
+def test_a_command_without_input_never_reads_the_servers_own_stdin(server_factory):
+    # The other servers start with stdin=/dev/null, which would hide a command inheriting
+    # the server's stdin: this one has a pipe that stays open, as a terminal would.
+    server = server_factory(stdin=subprocess.PIPE)
+    with connect(*server.address) as client:
+        result = client.run("cat", timeout=60)  # would block on the open pipe until killed
+        assert (result.returncode, result.timed_out, result.stdout) == (0, False, b"")
+        assert client.run("wc -c").stdout.strip() == b"0"
+        assert client.run("cat", input=b"given").stdout == b"given"  # input still arrives
+    naive = server_factory("--framing", "naive", stdin=subprocess.PIPE)
+    with NaiveClient.connect(*naive.address) as client:
+        client.send_command("cat; echo after-cat")
+        assert client.wait_buffered(len(b"after-cat\n")) == len(b"after-cat\n")
+        assert client.recv_reply() == b"after-cat\n"
 
 
 @pytest.mark.parametrize(
@@ -160,9 +204,7 @@ def test_cd_sticks_per_connection(server, tmp_path):
 
 def test_timeout_kills_the_whole_process_group(server):
     with connect(*server.address) as client:
-        with client.stream("sleep 1000 & echo $! $$; wait", timeout=0.5) as events:
-            pids = read_pids(events)
-            exit = events.wait()
+        pids, exit = run_until_timed_out(client, "sleep 1000 & echo $! $$; wait")
         assert exit.timed_out
         assert exit.signal == signal.SIGTERM
         assert exit.returncode == -signal.SIGTERM
@@ -173,9 +215,7 @@ def test_timeout_kills_the_whole_process_group(server):
 
 def test_a_command_ignoring_sigterm_is_killed(server):
     with connect(*server.address) as client:
-        with client.stream("trap '' TERM; sleep 1000 & echo $! $$; wait; wait", timeout=0.5) as events:
-            pids = read_pids(events)
-            exit = events.wait()
+        pids, exit = run_until_timed_out(client, "trap '' TERM; sleep 1000 & echo $! $$; wait; wait")
     assert exit.timed_out
     assert exit.signal == signal.SIGKILL
     for pid in pids:
@@ -242,7 +282,9 @@ def test_every_pipe_and_process_of_every_command_is_released(server, tmp_path):
         events.cancel()
         assert events.wait().cancelled
     assert client.run("sleep 1000 & echo $!").returncode == 0  # left a child behind
-    assert client.run("true", cwd=str(tmp_path / "missing")).returncode == 127
+    cannot_start = client.run("true", cwd=str(tmp_path / "missing"))
+    assert cannot_start.returncode == 127
+    assert b"cannot run command" in cannot_start.stderr
     closed_on_the_server(server, client)
     gone_mid_command = connect(*server.address)
     read_pids(gone_mid_command.stream("echo $$; sleep 1000"))
@@ -265,13 +307,6 @@ def test_fifty_clients_at_once_each_get_exactly_their_own_output(server):
     for i, result in results:
         assert result.stdout == b"".join(b"%d:%d\n" % (i, n) for n in range(1, 3001))
         assert result.stderr == b"end-%d\n" % i
-
-
-def test_command_that_cannot_start_reports_127(server, tmp_path):
-    with connect(*server.address) as client:
-        result = client.run("true", cwd=str(tmp_path / "missing"))
-    assert result.returncode == 127
-    assert b"cannot run command" in result.stderr
 
 
 def test_env_and_cwd_apply_to_one_command(server, tmp_path):
@@ -312,16 +347,40 @@ def test_bad_input_gets_a_reason_and_others_are_still_served(server, data, reaso
         assert client.run("echo fine").stdout == b"fine\n"
 
 
+@pytest.mark.parametrize("timeout", [0, -1.0, math.inf, math.nan], ids=["0", "negative", "inf", "nan"])
+def test_a_run_timeout_that_is_not_positive_and_finite_is_refused_with_a_reason(server, timeout):
+    with connect(*server.address) as client:
+        with pytest.raises(ServerError, match="RUN field 'timeout' must be a positive number of seconds"):
+            client.run("echo never", timeout=timeout)
+    with connect(*server.address) as client:  # the server goes on
+        assert client.run("echo fine", timeout=30).stdout == b"fine\n"
+
+
+def test_stdin_after_stdin_end_is_a_protocol_error(server):
+    # PROTOCOL.md section 4: STDIN "not after STDIN_END". Sent while the command runs (it
+    # sleeps), so it is not the late input of section 4.4, which is dropped silently.
+    data = b"".join(
+        encode_frame(encode_message(m))
+        for m in (Hello(), Run("echo $$; exec sleep 1000", stdin=True), StdinEnd(), Stdin(b"late"))
+    )
+    messages = raw_conversation(server.address, data)
+    assert isinstance(messages[0], Hello)
+    assert messages[-1] == Error("STDIN without an open stdin (RUN had stdin=false, or it ended)")
+    pids = [int(m.data) for m in messages if isinstance(m, Stdout)]
+    assert all(wait_gone(pid) for pid in pids)  # the command does not outlive its connection
+    with connect(*server.address) as client:
+        with client.stream("cat", stdin=True) as events:
+            events.close_stdin()
+            with pytest.raises(ValueError, match="stdin is not open"):
+                events.write_stdin(b"late")  # the client refuses to send it at all
+            assert events.wait().returncode == 0
+
+
 def test_truncated_frame_then_close_is_logged_and_harmless(server):
     messages = raw_conversation(server.address, encode_frame(encode_message(Hello()))[:-3])
     assert isinstance(messages[0], Hello)
     with connect(*server.address) as client:
         assert client.run("echo fine").stdout == b"fine\n"
-
-
-def test_prefixed_client_to_a_naive_server_is_told_so(naive_server):
-    with pytest.raises(ProtocolMismatch, match="naive"):
-        connect(*naive_server.address, connect_timeout=1.0)
 
 
 # -------------------------------------------------------------- server lifecycle

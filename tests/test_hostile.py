@@ -8,6 +8,7 @@ exactly. Every input is a real TCP connection to the real server.
 from __future__ import annotations
 
 import itertools
+import re
 import socket
 import threading
 from pathlib import Path
@@ -18,8 +19,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rcmd import connect
-from rcmd.framing import encode_frame
-from rcmd.messages import Cancel, Exit, Hello, Run, Stderr, Stdin, StdinEnd, Stdout, encode_message
+from rcmd.framing import CLOSED, NEED_DATA, LengthPrefixFramer, encode_frame
+from rcmd.messages import (
+    AuthOk,
+    Cancel,
+    Error,
+    Exit,
+    Hello,
+    Run,
+    Stderr,
+    Stdin,
+    StdinEnd,
+    Stdout,
+    decode_message,
+    encode_message,
+)
 
 EXAMPLES = 500  # per strategy (five of them; the authentication one has its own count)
 HOSTILE = settings(
@@ -34,8 +48,18 @@ def target(server_factory, tmp_path_factory):
     secret = tmp_path_factory.mktemp("hostile") / "secret"
     secret.write_text(SECRET)
     secret.chmod(0o600)
+    # The authenticating server runs every command through a shell that first leaves a mark,
+    # and logs at info, which records every command before it starts: either shows any
+    # command that ran, whatever it was.
+    marker = secret.parent / "a-command-ran"
+    shell = secret.parent / "witness-shell"
+    shell.write_text(f'#!/bin/sh\necho "$@" >> {marker}\nexec /bin/sh "$@"\n')
+    shell.chmod(0o755)
     server = server_factory("--handshake-timeout", "2", "--log-level", "warning")
-    auth = server_factory("--handshake-timeout", "2", "--log-level", "warning", "--secret-file", str(secret))
+    auth = server_factory(
+        "--handshake-timeout", "2", "--log-level", "info", "--secret-file", str(secret), "--shell", str(shell)
+    )
+    auth.marker = marker
     baseline = {s: s.memory_kib() for s in (server, auth)}
     yield server, auth
     for s in (server, auth):
@@ -73,6 +97,31 @@ def attack(address, data: bytes, *, new_source: bool = False) -> bytes:
     return received
 
 
+def server_messages(reply: bytes) -> list:
+    """*reply* as rcmd messages: it must be whole frames of valid messages, HELLO first, only
+    what a server may send, and nothing after an ERROR (the sender's last message)."""
+    framer = LengthPrefixFramer()
+    framer.receive_data(reply)
+    framer.receive_data(b"")
+    messages = []
+    while (frame := framer.next_frame()) is not CLOSED:
+        assert frame is not NEED_DATA
+        messages.append(decode_message(frame))
+    assert messages, "the server did not even send its HELLO"
+    assert isinstance(messages[0], Hello)
+    assert not any(isinstance(m, Hello) for m in messages[1:])
+    assert all(isinstance(m, (Stdout, Stderr, Exit, Error, AuthOk)) for m in messages[1:]), messages
+    assert not any(isinstance(m, Error) for m in messages[:-1]), messages
+    return messages
+
+
+def refused_before_any_command(reply: bytes) -> None:
+    """The server sent its HELLO and then, at most, one ERROR: nothing ran."""
+    messages = server_messages(reply)
+    assert len(messages) <= 2, messages
+    assert all(isinstance(m, Error) for m in messages[1:]), messages
+
+
 HARMLESS_COMMANDS = st.sampled_from(["true", "echo hostile", "sleep 5", "cat", "exit 3"])
 VALID_MESSAGES = st.one_of(
     st.builds(Hello, protocol=st.integers(0, 3)),
@@ -93,20 +142,22 @@ def frames(messages) -> bytes:
 @HOSTILE
 @given(st.binary(max_size=4096))
 def test_garbage(target, data):
-    attack(target[0].address, data)
+    refused_before_any_command(attack(target[0].address, data))
 
 
 @HOSTILE
 @given(st.binary(max_size=2048))
 def test_garbage_after_a_valid_hello(target, data):
-    attack(target[0].address, HELLO + data)
+    # Random bytes never make a RUN's JSON body: nothing runs, whatever frames they form.
+    refused_before_any_command(attack(target[0].address, HELLO + data))
 
 
 @HOSTILE
 @given(st.integers((1 << 20) + 1, (1 << 32) - 1), st.binary(max_size=256), st.booleans())
 def test_huge_length_prefixes(target, length, tail, after_hello):
     reply = attack(target[0].address, (HELLO if after_hello else b"") + length.to_bytes(4, "big") + tail)
-    assert b"exceeds the maximum" in reply
+    refused_before_any_command(reply)
+    assert "exceeds the maximum" in server_messages(reply)[-1].reason
 
 
 @HOSTILE
@@ -116,14 +167,19 @@ def test_huge_length_prefixes(target, length, tail, after_hello):
 )
 def test_unknown_message_types(target, kind, body):
     reply = attack(target[0].address, HELLO + encode_frame(bytes([kind]) + body))
-    assert b"unknown message type" in reply
+    refused_before_any_command(reply)
+    assert server_messages(reply)[-1].reason.startswith(f"unknown message type 0x{kind:02x}")
 
 
 @HOSTILE
 @given(st.lists(VALID_MESSAGES, max_size=8), st.integers(0, 64))
 def test_messages_in_any_order_and_truncated(target, messages, cut):
     data = frames(messages)
-    attack(target[0].address, data[: max(0, len(data) - cut)])
+    reply = server_messages(attack(target[0].address, data[: max(0, len(data) - cut)]))
+    runs = sum(isinstance(m, Run) for m in messages)
+    assert sum(isinstance(m, Exit) for m in reply) <= runs  # no EXIT without a RUN
+    if runs == 0:
+        assert all(isinstance(m, Error) for m in reply[1:]), reply  # no RUN: no output either
 
 
 AUTH_EXAMPLES = 40  # each failure is answered after a delay (0.25 s for a new address)
@@ -133,8 +189,24 @@ AUTH_EXAMPLES = 40  # each failure is answered after a delay (0.25 s for a new a
 @given(st.lists(VALID_MESSAGES, min_size=1, max_size=6), st.binary(max_size=64))
 def test_commands_before_authentication(target, messages, mac_garbage):
     hello = Hello(nonce="ab" * 32, mac=(mac_garbage.hex() + "00" * 32)[:64])
-    reply = attack(target[1].address, frames([hello, *messages]), new_source=True)
-    assert b"hostile" not in reply  # no command ran: its output would say so
+    auth = target[1]
+    logged = len(auth.log())
+    reply = attack(auth.address, frames([hello, *messages]), new_source=True)
+    assert server_messages(reply)[1:] == [Error("authentication failed")]
+    # Whatever command it was: it was not started (the log records each one before it
+    # starts) and did not run (the shell marks each command it runs).
+    assert not re.search(r": (run|cd) ", auth.log()[logged:]), auth.log()[logged:]
+    assert not auth.marker.exists(), auth.marker.read_text()
+
+
+def test_the_witnesses_see_a_command_that_does_run(target):
+    """The two checks above can fail: an authenticated command leaves both marks."""
+    auth = target[1]
+    with connect(*auth.address, secret=SECRET) as client:
+        assert client.run("true").returncode == 0
+    assert re.search(r": run 'true'", auth.log())
+    assert "-c true" in auth.marker.read_text()
+    auth.marker.unlink()  # for the tests that run after this one
 
 
 def test_thousands_of_connections_opened_and_dropped_while_an_honest_client_works(target):

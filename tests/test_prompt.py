@@ -7,7 +7,7 @@ import re
 
 import pexpect
 import pytest
-from conftest import CLIENT_ARGV, wait_gone
+from conftest import CLIENT_ARGV, SplitOutput, wait_gone
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
 UP = "\x1b[A"
@@ -130,11 +130,14 @@ def test_ctrl_c_at_the_prompt_clears_the_line(server, terminal_env):
     child.expect("never-run")
     child.sendintr()
     expect_prompt(child)
-    child.sendline("echo ran")
-    child.expect("ran\r\n")
+    # Printed "42-ran" is never typed, so the first match is the output. Had Ctrl-C left the
+    # line in place, the command would be "echo never-runecho $((6*7))-ran", printing
+    # "never-runecho 42-ran".
+    child.sendline("echo $((6*7))-ran")
+    child.expect(r"([^\r\n]*)42-ran\r\n")
+    assert ANSI.sub("", child.match.group(1)) == ""
     child.sendline("exit")
     child.expect(pexpect.EOF)
-    assert "never-run\r\n" not in ANSI.sub("", child.before or "")
 
 
 def test_naive_prompt_warns_and_shows_the_bug(naive_server, terminal_env):
@@ -145,8 +148,12 @@ def test_naive_prompt_warns_and_shows_the_bug(naive_server, terminal_env):
     child.expect("naive " + ESC + r"127\.0\.0\.1:")
     child.sendline("echo hi")  # answered with the next 1024 bytes of seq: the lesson
     child.expect(r"\r\n(2[89]\d|[3-5]\d\d)\r\n")
-    leave_with_ctrl_d(child, "naive " + ESC + r"127\.0\.0\.1:")
-    assert "\r\nhi\r\n" not in ANSI.sub("", child.before or "")
+    shown = child.before + child.after
+    child.expect("naive " + ESC + r"127\.0\.0\.1:")  # the prompt after the reply
+    shown += child.before  # all that was shown between the two prompts
+    assert "\r\nhi\r\n" not in ANSI.sub("", shown)
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
 
 
 def test_piped_stdin_has_no_prompt_and_no_colour(server):
@@ -202,3 +209,14 @@ def test_a_line_of_spaces_is_not_kept_in_history(server, terminal_env, tmp_path)
     leave_with_ctrl_d(child, prompt_pattern())
     history = (tmp_path / "data" / "rcmd" / "history").read_text()
     assert [line for line in history.splitlines() if line.startswith("+")] == ["+echo kept-$((1+1))"]
+
+
+def test_a_character_split_between_two_messages_shows_whole(gbk_server, terminal_env, tmp_path):
+    split = SplitOutput(tmp_path, r"\326", r"\320\316\304\n")  # half of 中, then the rest of 中文
+    child = spawn(gbk_server, terminal_env)
+    expect_prompt(child)
+    child.sendline(split.command)
+    split.release()
+    child.expect("\n" + ESC + "中文\r\n")  # the whole line, after the terminal's own sequences
+    assert "\ufffd" not in child.before
+    leave_with_ctrl_d(child, prompt_pattern())

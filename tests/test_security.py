@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import threading
 
 import pytest
-from conftest import SERVER_ARGV, frames_until_closed, wait_gone
+from conftest import SERVER_ARGV, frames_until_closed, run_until_timed_out, wait_gone
 
 from rcmd import AuthenticationError, ServerError, connect
 from rcmd.auth import new_nonce
 from rcmd.framing import NEED_DATA, LengthPrefixFramer, encode_frame
-from rcmd.messages import AuthOk, Error, Hello, Run, decode_message, encode_message
+from rcmd.messages import AuthOk, Error, Exit, Hello, Run, Stdout, decode_message, encode_message
 from rcmd.server import InsecureBindError, ServerConfig
 
 SECRET = "correct horse battery staple 1234"
@@ -143,10 +144,18 @@ def test_bind_policy():
         ServerConfig(host="0.0.0.0", framing="naive")
     with pytest.raises(ValueError, match="naive framing has no handshake"):  # no secret overrides it
         ServerConfig(host="0.0.0.0", framing="naive", secret=SECRET.encode())
-    assert ServerConfig(host="0.0.0.0", secret=SECRET.encode()).secret  # with a secret: fine
-    assert ServerConfig(host="0.0.0.0", insecure_no_auth=True)  # overridden, loudly (the CLI warns)
-    assert ServerConfig(host="::1")
-    assert ServerConfig(host="127.0.0.2")
+    # Each of these is accepted: constructing it raises nothing.
+    ServerConfig(host="0.0.0.0", secret=SECRET.encode())  # with a secret: fine
+    ServerConfig(host="0.0.0.0", insecure_no_auth=True)  # overridden, loudly (the CLI warns)
+    ServerConfig(host="::1")
+    ServerConfig(host="localhost", framing="naive")
+
+
+def test_any_loopback_address_is_served_without_a_secret(server_factory):
+    server = server_factory("--host", "127.0.0.2")  # all of 127/8 is this machine
+    assert server.address[0] == "127.0.0.2"
+    with connect(*server.address) as client:
+        assert client.run("echo loopback").stdout == b"loopback\n"
 
 
 def test_naive_framing_refuses_a_secret_it_could_not_use(tmp_path):
@@ -205,8 +214,9 @@ def test_max_connections_refuses_with_a_reason(server_factory):
     first, second = connect(*server.address), connect(*server.address)
     with pytest.raises(ServerError, match="too many connections: the server takes 2 at once"):
         connect(*server.address)
+    port = first._sock.getsockname()[1]
     first.close()
-    server.wait_for_log(r"disconnected")
+    server.wait_for_log(rf":{port} disconnected")  # this one, once the server has let it go
     with connect(*server.address) as third:
         assert third.run("echo room").stdout == b"room\n"
     second.close()
@@ -233,28 +243,52 @@ def test_max_commands_makes_the_next_command_wait_for_a_slot(server_factory, tmp
     b.close()
 
 
-def test_default_command_timeout(server_factory):
+def test_default_command_timeout(server_factory, tmp_path):
     server = server_factory("--command-timeout", "0.3")
-    with connect(*server.address) as client:
-        result = client.run("sleep 100")
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    with connect(*server.address) as own, connect(*server.address) as default:
+        # A command with its own, longer timeout, running (blocked on the gate) first...
+        long = own.stream(f"cat {gate}", timeout=60)
+        writer = os.open(gate, os.O_WRONLY)  # returns once cat has the gate open: it runs
+        # ...outlives a command that started after it and got the default 0.3 s.
+        result = default.run("sleep 100")
         assert result.timed_out
-        assert result.returncode < 0
-        assert not client.run("sleep 0", timeout=30).timed_out  # its own timeout wins
+        assert result.signal == signal.SIGTERM
+        assert result.returncode == -signal.SIGTERM
+        os.write(writer, b"done\n")
+        os.close(writer)
+        exit = long.wait()
+        assert not exit.timed_out  # its own timeout wins over the default
+        assert exit.returncode == 0
 
 
 def test_idle_timeout_closes_a_quiet_connection(server_factory):
     server = server_factory("--idle-timeout", "0.3")
-    with connect(*server.address) as client:
-        assert client.run("true").returncode == 0
-        with pytest.raises(ServerError, match=r"idle for 0\.3s"):
-            client._next_event()  # wait: the next thing the server says is why it closes
+    hello, run = (encode_frame(encode_message(m)) for m in (Hello(), Run("echo busy")))
+    with socket.create_connection(server.address, timeout=15) as sock:
+        # HELLO and RUN in one send: the connection is never idle before the command.
+        sock.sendall(hello + run)
+        messages = frames_until_closed(sock)  # then we say nothing
+    assert isinstance(messages[0], Hello)
+    assert messages[1:] == [Stdout(b"busy\n"), messages[2], Error("idle for 0.3s")]
+    assert isinstance(messages[2], Exit)
+    assert messages[2].returncode == 0  # the idle timer started after the command, not before
 
 
 def test_max_frame_size_from_a_client(server_factory):
     server = server_factory("--max-frame-size", "1000")
+    base = len(encode_message(Run("echo ")))
+    at_limit = "echo " + "x" * (1000 - base)
+    assert len(encode_message(Run(at_limit))) == 1000
     with connect(*server.address) as client:
-        with pytest.raises(ServerError, match="exceeds the maximum of 1000 bytes"):
-            client.run("echo " + "x" * 2000)
+        assert client.run(at_limit).stdout == b"x" * (1000 - base) + b"\n"  # exactly the limit: fine
+        with pytest.raises(
+            ServerError, match=r"server error: frame of 1001 bytes exceeds the maximum of 1000 bytes "
+        ):
+            client.run(at_limit + "x")
+    with connect(*server.address) as other:  # the server goes on
+        assert other.run("echo fine").stdout == b"fine\n"
 
 
 # ------------------------------------------------------------------------- faults
@@ -262,9 +296,7 @@ def test_max_frame_size_from_a_client(server_factory):
 
 def test_a_command_that_closes_stdout_but_keeps_running(server):
     with connect(*server.address) as client:
-        with client.stream("echo $$; exec 1>&-; sleep 1000", timeout=0.5) as events:
-            pid = int(next(events).data)
-            exit = events.wait()
+        [pid], exit = run_until_timed_out(client, "echo $$; exec 1>&-; sleep 1000")
     assert exit.timed_out
     assert wait_gone(pid)
 

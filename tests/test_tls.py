@@ -47,6 +47,23 @@ def test_untrusted_certificate(tls_server, certs):
         connect(*tls_server.address, tls=True)  # the system's CAs do not know trustme's
 
 
+@pytest.fixture(scope="module")
+def localhost_only_server(server_factory, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tls-localhost")
+    ca = trustme.CA()
+    ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(str(folder / "server.pem"))
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    return server_factory("--tls-cert", str(folder / "server.pem")), str(folder / "ca.pem")
+
+
+def test_the_certificate_is_checked_against_the_name_dialled(localhost_only_server):
+    server, ca = localhost_only_server  # listening on 127.0.0.1, certified for "localhost" only
+    with pytest.raises(TlsError, match="not trusted: IP address mismatch"):
+        connect("127.0.0.1", server.port, tls_ca=ca)  # a trusted CA, but not this name
+    with connect("localhost", server.port, tls_ca=ca) as client:  # /etc/hosts: loopback
+        assert client.run("echo by-name").stdout == b"by-name\n"
+
+
 def test_plaintext_client_to_a_tls_server_is_told_to_use_tls(tls_server):
     with pytest.raises(TlsError, match="this server requires TLS: connect with --tls"):
         connect(*tls_server.address)

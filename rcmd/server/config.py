@@ -6,6 +6,7 @@ import enum
 import ipaddress
 import locale
 import logging
+import math
 import os
 import ssl
 from dataclasses import dataclass, field
@@ -22,6 +23,11 @@ DEFAULT_MAX_CONNECTIONS = 128  # each costs a little memory and a file descripto
 DEFAULT_MAX_COMMANDS = 64  # processes at once, server-wide; more wait for a slot
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0  # a client that connects and says nothing is dropped
 DEFAULT_IDLE_TIMEOUT = 3600.0  # a connection with no command and no traffic for an hour
+#: The smallest --max-frame-size: a client's HELLO with authentication (a 64-digit nonce and
+#: a 64-digit proof in JSON, ~190 bytes) must fit, or no client could ever log in.
+MIN_FRAME_SIZE = 256
+#: The largest: the length prefix is an unsigned 32-bit integer.
+MAX_FRAME_SIZE = 2**32 - 1
 
 
 class Framing(str, enum.Enum):
@@ -73,6 +79,7 @@ class ServerConfig:
     cwd: str | None = None
 
     def __post_init__(self) -> None:
+        self._check_limits()
         self.framing = Framing(self.framing)
         if self.cwd is not None:
             if not os.path.isdir(self.cwd):
@@ -96,8 +103,6 @@ class ServerConfig:
             except (OSError, ssl.SSLError) as exc:
                 raise ValueError(f"cannot load the TLS certificate and key: {exc}") from None
         self.encoding = normalize_encoding(self.encoding)
-        if self.max_connections < 1 or self.max_commands < 1:
-            raise ValueError("max_connections and max_commands must be at least 1")
         if is_loopback(self.host) or self.insecure_no_auth:
             return
         if self.framing is Framing.NAIVE:
@@ -112,3 +117,23 @@ class ServerConfig:
                 "it is sent. Give a shared secret (--secret-file FILE or $RCMD_SECRET) to clients "
                 "and server, or use --host 127.0.0.1. (--insecure-no-auth overrides; don't.)"
             )
+
+    def _check_limits(self) -> None:
+        """Reject a value no connection could work with now, not on every connection later."""
+        if not MIN_FRAME_SIZE <= self.max_frame_size <= MAX_FRAME_SIZE:
+            raise ValueError(
+                f"max frame size must be between {MIN_FRAME_SIZE} and {MAX_FRAME_SIZE} bytes, "
+                f"not {self.max_frame_size}"
+            )
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be between 0 and 65535, not {self.port}")
+        for name in ("handshake_timeout", "idle_timeout", "command_timeout"):
+            seconds = getattr(self, name)
+            if seconds is not None and not (math.isfinite(seconds) and seconds >= 0):
+                raise ValueError(
+                    f"{name.replace('_', ' ')} must be a finite number of seconds >= 0, not {seconds}"
+                )
+        if self.max_connections < 1:
+            raise ValueError(f"max connections must be at least 1, not {self.max_connections}")
+        if self.max_commands < 1:
+            raise ValueError(f"max commands must be at least 1, not {self.max_commands}")
