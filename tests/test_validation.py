@@ -217,13 +217,26 @@ def test_a_run_that_cannot_be_run_is_refused_and_the_connection_goes_on(raw, bod
     assert client.reply() == [Stdout(b"ok\n"), Exit(0, cwd=client.hello.cwd)]
 
 
-def test_a_missing_cwd_still_gets_127(raw, tmp_path):
+CANNOT_START = {
+    "missing cwd": ({"cwd": "/nonexistent/rcmd"}, b"No such file or directory"),
+    "cwd a file": ({"cwd": "/etc/passwd"}, b"Not a directory"),
+    "cwd too long": ({"cwd": "x" * 5000}, b"File name too long"),
+    "command over 128 KiB": ({"command": "echo " + "a" * 200_000}, b"Argument list too long"),
+    "env value over 128 KiB": ({"env": {"A": "b" * 200_000}}, b"Argument list too long"),
+}
+
+
+@pytest.mark.parametrize(("fields", "reason"), CANNOT_START.values(), ids=CANNOT_START.keys())
+def test_a_command_that_cannot_start_still_gets_127_and_it_goes_on(raw, fields, reason):
     client = raw()
-    client.send(encode_message(Run("true", cwd=str(tmp_path / "missing"))))
+    client.send(encode_message(Run(**{"command": "true", **fields})))
     stderr, exit = client.reply()
     assert isinstance(stderr, Stderr)
-    assert b"No such file or directory" in stderr.data
+    assert stderr.data.startswith(b"rcmd: cannot run command in ")
+    assert reason in stderr.data
     assert exit == Exit(127, cwd=client.hello.cwd)
+    client.send(encode_message(Run("echo ok")))
+    assert client.reply() == [Stdout(b"ok\n"), Exit(0, cwd=client.hello.cwd)]
 
 
 # ------------------------------------------------------------ the client checks before sending

@@ -289,7 +289,12 @@ class PrefixedSession:
     async def _spawn(self, run: Run) -> RunningCommand | None:
         cwd = os.path.join(self.cwd, os.path.expanduser(run.cwd)) if run.cwd else self.cwd
         env = {**os.environ, **run.env} if run.env else None  # None: ours, as it is
-        log.info("%s: run %r", self.peer, run.command)
+        shown = (
+            run.command
+            if len(run.command) <= 500
+            else f"{run.command[:500]}... ({len(run.command)} characters)"
+        )
+        log.info("%s: run %r", self.peer, shown)  # not a whole 1 MiB line in the log
         slots = self.server.command_slots
         if not await self._acquire_slot(slots):  # at most --max-commands at once, server-wide
             return None
