@@ -1,6 +1,7 @@
 """How long the server's event loop spends on one RUN before it spawns: cd detection, then
 everything (decode, checks, cd detection). Before: parse_cd with shlex.split; after: the
-linear grammar of docs/PROTOCOL.md section 5.
+linear grammar of docs/PROTOCOL.md section 5. Then RUN bodies made of JSON structure, whose
+json.loads alone takes longer than any command line.
 
     python benchmarks/parse_cd.py           # the shlex column stops at 256 KiB (seconds each)
     python benchmarks/parse_cd.py --full    # and runs at 1 MiB too (tens of seconds)
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from rcmd.errors import RemoteProtocolError
 from rcmd.messages import decode_message
 from rcmd.server.cd import parse_cd
 
@@ -80,6 +82,29 @@ def main() -> None:
             new = best_of(parse_cd, command, 5)
             whole = best_of(handle_run, payload, 5)
             print(f"{shape:<16} {size // KiB:>5} KiB {ms(old):>16} {ms(new):>16} {ms(whole):>12}", flush=True)
+    hostile_table()
+
+
+#: Bodies that are all JSON structure, for the decode figures: the cost of json.loads grows
+#: with the number of values, not only with the bytes.
+HOSTILE_BODIES: dict[str, bytes] = {
+    "300,000 empty lists": b'{"command":"x","later":[' + b",".join([b"[]"] * 349_000) + b"]}",
+    "500,000 integers": b'{"command":"x","later":[' + b",".join([b"1"] * 524_000) + b"]}",
+    "1 MiB of [ in a command": json.dumps({"command": "echo " + "[" * ((1 << 20) - 20)}).encode(),
+}
+
+
+def hostile_table() -> None:
+    print(f"\n{'RUN body (1 MiB)':<26} {'json.loads':>12} {'whole RUN':>12}")
+    for name, body in HOSTILE_BODIES.items():
+        payload = b"\x02" + body
+        parse = best_of(json.loads, body, 3)
+        try:
+            whole = best_of(handle_run, payload, 3)
+        except RemoteProtocolError as exc:
+            print(f"{name:<26} {ms(parse):>12} rejected: {exc}")
+            continue
+        print(f"{name:<26} {ms(parse):>12} {ms(whole):>12}", flush=True)
 
 
 if __name__ == "__main__":

@@ -398,17 +398,21 @@ def _finite_float(token: str) -> float:
     return value
 
 
-def _depth(obj: Any) -> int:
-    """How deeply *obj* nests (a scalar: 0), without recursion."""
-    deepest, stack = 0, [(obj, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            item = list(item.values())
-        if isinstance(item, list):
-            deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in item)
-    return deepest
+def _too_deep(obj: dict[str, Any] | list[Any]) -> bool:
+    """Whether *obj* nests deeper than MAX_JSON_DEPTH: level by level, without recursion,
+    and in comprehensions (a body of 300,000 empty lists takes 60 ms, against 150 ms for
+    json.loads to build them; a body with few containers, microseconds)."""
+    level: list[Any] = [obj]
+    for _ in range(MAX_JSON_DEPTH):
+        level = [
+            child
+            for item in level
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, (dict, list))
+        ]
+        if not level:
+            return False
+    return True
 
 
 def _parse_json_body(cls: type[Message], body: bytes) -> dict[str, Any]:
@@ -422,11 +426,11 @@ def _parse_json_body(cls: type[Message], body: bytes) -> dict[str, Any]:
         raise RemoteProtocolError(too_deep) from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise RemoteProtocolError(f"{name} body is not UTF-8 JSON: {exc}") from None
-    # Counting brackets is quick and bounds the depth; only a body with many is walked.
-    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _depth(obj) > MAX_JSON_DEPTH:
-        raise RemoteProtocolError(too_deep)
     if not isinstance(obj, dict):
         raise RemoteProtocolError(f"{name} body must be a JSON object, got {type(obj).__name__}")
+    # Counting brackets is quick and bounds the depth: only a body with many is walked.
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _too_deep(obj):
+        raise RemoteProtocolError(too_deep)
     fields: dict[str, Any] = {}
     for key, spec in SCHEMA[cls].items():
         if key not in obj:

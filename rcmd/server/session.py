@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import logging
 import os
 import sys
@@ -375,10 +376,16 @@ class PrefixedSession:
             self._lost_peer()
 
 
+#: The file system encoding is UTF-8 (as it is in Python's UTF-8 mode, and in any UTF-8 locale).
+_FS_ENCODES_ALL_TEXT = codecs.lookup(sys.getfilesystemencoding()).name == "utf-8"
+
+
 def _unencodable(run: Run) -> str | None:
     """Which part of *run* the file system encoding cannot carry (argv, environment and
     paths are bytes: os.fsencode), or None. Only a server whose locale is not UTF-8 meets
     this, e.g. "中文" under LC_ALL=C with Python's UTF-8 mode off."""
+    if _FS_ENCODES_ALL_TEXT:
+        return None  # UTF-8 encodes all text, and Run.refusal() has refused what is not
     parts = {"'command'": [run.command], "'cwd'": [run.cwd or ""], "env": [*run.env, *run.env.values()]}
     for name, values in parts.items():
         try:
