@@ -184,8 +184,15 @@ class Connection:
     # --------------------------------------------------------------------------- sending
 
     def send(self, message: Message) -> bytes:
-        """The framed bytes for *message*, after checking we may send it now."""
+        """The framed bytes for *message*, after checking we may send it now.
+
+        Raises LocalProtocolError for a message the conversation does not allow now, and
+        TypeError or ValueError for one whose fields break the schema (encode_message_parts:
+        e.g. a RUN with a NUL in its command). Either way nothing changes: the connection
+        is as it was, and the caller may send something else.
+        """
         kind = message.TYPE
+        type_byte, body = encode_message_parts(message)  # checked before any state changes
         if kind is MessageType.ERROR:
             if self._error_sent:
                 raise LocalProtocolError("an ERROR was sent already")
@@ -212,7 +219,6 @@ class Connection:
                 raise LocalProtocolError(f"cannot send {kind.name} while {self.phase.value}")
             self._check_stdin(kind, message, LocalProtocolError)
             self._set_phase(after)
-        type_byte, body = encode_message_parts(message)
         return b"".join((frame_header(1 + len(body)), type_byte, body))  # the body copied once
 
     def _check_stdin(self, kind: MessageType, message: Message, error: type[Exception]) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import logging
 import os
+import sys
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import __version__
@@ -21,6 +23,7 @@ from ..auth import (
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..framing import NEED_DATA, Status
 from ..messages import (
+    REFUSED,
     AuthOk,
     Cancel,
     Error,
@@ -170,6 +173,10 @@ class PrefixedSession:
                 await self._authenticate(event)
             return
         if isinstance(event, Run):
+            reason = event.refusal() or _unencodable(event)
+            if reason is not None:
+                await self._refuse(reason)
+                return
             target = parse_cd(event.command)
             if target is not None:
                 await self._change_directory(target)
@@ -259,6 +266,12 @@ class PrefixedSession:
 
     # -------------------------------------------------------------------------- commands
 
+    async def _refuse(self, reason: str) -> None:
+        """A well-formed RUN we cannot run as given: say why, and the connection goes on."""
+        log.info("%s: refused: %s", self.peer, reason)
+        await self.send(Stderr(f"rcmd: refused: {reason}\n".encode(self.config.encoding, "replace")))
+        await self.send(Exit(REFUSED, cwd=self.cwd))
+
     async def _change_directory(self, target: str) -> None:
         """The ``cd`` builtin: each command is its own process, so the session keeps cwd."""
         try:
@@ -269,7 +282,7 @@ class PrefixedSession:
             await self.send(Exit(1, cwd=self.cwd))
             return
         if target == "-":
-            await self.send(Stdout((new_cwd + "\n").encode(self.config.encoding, "replace")))
+            await self.send(Stdout(os.fsencode(new_cwd) + b"\n"))  # its bytes, as the shell prints them
         self.previous_cwd, self.cwd = self.cwd, new_cwd
         log.info("%s: cd %s", self.peer, new_cwd)
         await self.send(Exit(0, cwd=self.cwd))
@@ -277,7 +290,12 @@ class PrefixedSession:
     async def _spawn(self, run: Run) -> RunningCommand | None:
         cwd = os.path.join(self.cwd, os.path.expanduser(run.cwd)) if run.cwd else self.cwd
         env = {**os.environ, **run.env} if run.env else None  # None: ours, as it is
-        log.info("%s: run %r", self.peer, run.command)
+        shown = (
+            run.command
+            if len(run.command) <= 500
+            else f"{run.command[:500]}... ({len(run.command)} characters)"
+        )
+        log.info("%s: run %r", self.peer, shown)  # not a whole 1 MiB line in the log
         slots = self.server.command_slots
         if not await self._acquire_slot(slots):  # at most --max-commands at once, server-wide
             return None
@@ -356,6 +374,27 @@ class PrefixedSession:
                 await self.writer.drain()
         except (ConnectionError, OSError):
             self._lost_peer()
+
+
+#: The file system encoding is UTF-8 (as it is in Python's UTF-8 mode, and in any UTF-8 locale).
+_FS_ENCODES_ALL_TEXT = codecs.lookup(sys.getfilesystemencoding()).name == "utf-8"
+
+
+def _unencodable(run: Run) -> str | None:
+    """Which part of *run* the file system encoding cannot carry (argv, environment and
+    paths are bytes: os.fsencode), or None. Only a server whose locale is not UTF-8 meets
+    this, e.g. "中文" under LC_ALL=C with Python's UTF-8 mode off."""
+    if _FS_ENCODES_ALL_TEXT:
+        return None  # UTF-8 encodes all text, and Run.refusal() has refused what is not
+    parts = {"'command'": [run.command], "'cwd'": [run.cwd or ""], "env": [*run.env, *run.env.values()]}
+    for name, values in parts.items():
+        try:
+            for value in values:
+                os.fsencode(value)
+        except UnicodeEncodeError:
+            encoding = sys.getfilesystemencoding()
+            return f"{name} cannot be encoded in the server's file system encoding ({encoding})"
+    return None
 
 
 async def _within(future: asyncio.Future[Any], seconds: float | None) -> bool:
