@@ -349,10 +349,11 @@ def test_bad_input_gets_a_reason_and_others_are_still_served(server, data, reaso
 
 @pytest.mark.parametrize("timeout", [0, -1.0, math.inf, math.nan], ids=["0", "negative", "inf", "nan"])
 def test_a_run_timeout_that_is_not_positive_and_finite_is_refused_with_a_reason(server, timeout):
+    # The client checks what the server would refuse and sends nothing (the server's own ERROR
+    # for such a RUN, sent raw, is in test_validation.py); the connection stays usable.
     with connect(*server.address) as client:
-        with pytest.raises(ServerError, match="RUN field 'timeout' must be a positive number of seconds"):
+        with pytest.raises(ValueError, match="'timeout'"):
             client.run("echo never", timeout=timeout)
-    with connect(*server.address) as client:  # the server goes on
         assert client.run("echo fine", timeout=30).stdout == b"fine\n"
 
 
