@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import codecs
 import enum
+import math
 import socket
 import sys
 
@@ -98,7 +99,7 @@ def rcmd_main(
         codecs.lookup(encoding if encoding != "auto" else "utf-8")
     except LookupError:
         raise typer.BadParameter(f"unknown encoding {encoding!r}", param_hint="--encoding") from None
-    if timeout is not None and timeout <= 0:
+    if timeout is not None and not (0 < timeout < math.inf):
         raise typer.BadParameter("must be positive", param_hint="--timeout")
     if framing is Framing.NAIVE and secret_file is not None:
         raise _fail(ExitStatus.USAGE, "naive framing has no handshake: a secret cannot be used with it")

@@ -256,4 +256,9 @@ def run_one(
 
     if not isinstance(client, Client):
         return run_naive(client, command, stdout, stderr)
-    return run_command(client, command, timeout, stdout, stderr, color=color, show_status=show_status)
+    try:
+        return run_command(client, command, timeout, stdout, stderr, color=color, show_status=show_status)
+    except ValueError as exc:  # refused before sending (a NUL byte, say): nothing reached the server
+        stderr.write(f"rcmd: cannot send this command: {exc}\n")
+        stderr.flush()
+        return ExitStatus.USAGE

@@ -404,3 +404,27 @@ def test_naive_framing_with_a_secret_file_is_refused(tmp_path):
     proc = rcmd("127.0.0.1:9", "--framing", "naive", "--secret-file", str(secret), "-c", "true")
     assert proc.returncode == ExitStatus.USAGE
     assert b"naive framing has no handshake" in proc.stderr
+
+
+def test_a_command_the_client_refuses_is_reported_not_a_traceback(server):
+    # A NUL byte cannot be in a command line (PROTOCOL.md §7): the client refuses it before
+    # sending, says why, exits 2, and the next line still runs on the same connection.
+    proc = subprocess.run(
+        [*CLIENT_ARGV, f"127.0.0.1:{server.port}"],
+        input=b"echo a\0b\necho next\n",
+        capture_output=True,
+        timeout=60,
+    )
+    assert b"Traceback" not in proc.stderr
+    assert b"rcmd: cannot send this command" in proc.stderr
+    assert proc.stdout == b"next\n"
+
+
+def test_an_infinite_timeout_is_a_usage_error(server):
+    proc = subprocess.run(
+        [*CLIENT_ARGV, f"127.0.0.1:{server.port}", "--timeout", "inf", "-c", "true"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert b"--timeout" in proc.stderr
