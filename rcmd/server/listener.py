@@ -186,6 +186,7 @@ class Server:
                 return None
         accepted = Accepted(peer, asyncio.get_running_loop().time(), task)
         self._accepted[accepted] = None
+        log.debug("%s accepted (%d connections)", peer, live + 1)
         return accepted
 
     def _release(self, accepted: Accepted) -> None:
