@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import socket
 import ssl
@@ -92,10 +93,11 @@ class Server:
 
     def __init__(self, config: ServerConfig | None = None, **options: Any) -> None:
         self.config = config if config is not None else ServerConfig(**options)
-        self._server: asyncio.Server | _TlsListener | None = None
+        self._server: _Listener | None = None
         self._sessions: set[Session] = set()
         self._accepted: dict[Accepted, None] = {}  # in order of accept
         self._evicted = 0  # of those, how many are closing to make room
+        self._handshaking: dict[Accepted, None] = {}  # of those, not through the handshake yet
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         self._previous_handler: Any = None
@@ -113,12 +115,7 @@ class Server:
         loop = asyncio.get_running_loop()
         self._previous_handler = loop.get_exception_handler()
         loop.set_exception_handler(self._loop_exception)
-        if self.config.tls is not None:
-            self._server = await _TlsListener.start(self)
-        else:
-            self._server = await asyncio.start_server(
-                self._accept, self.config.host, self.config.port, reuse_address=True, limit=READ_SIZE
-            )
+        self._server = await _Listener.start(self)
         host, port = self.address
         log.info("listening on %s:%d (framing %s)", host, port, self.config.framing.value)
 
@@ -165,56 +162,44 @@ class Server:
 
     def _admit(self, peer: str, task: asyncio.Task[None] | None) -> Accepted | None:
         """Count a socket just accepted, making room for it if the server is full; None if
-        there is none to make (every connection runs a command) and it must be refused."""
+        there is none to make (every connection runs a command) and it must be refused.
+
+        O(1) unless the server is full of authenticated connections: then it looks for the
+        one idle the longest among them.
+        """
         config = self.config
         live = len(self._accepted) - self._evicted
-        if live >= min(config.max_startups, config.max_connections):
-            handshaking = [a for a in self._accepted if not a.evicted and a.stage is Stage.HANDSHAKE]
-            victim: Accepted | None = None
-            if len(handshaking) >= config.max_startups or live >= config.max_connections:
-                victim = handshaking[0] if handshaking else None  # in order of accept: the oldest
-            if victim is None and live >= config.max_connections:
-                idle = [a for a in self._accepted if not a.evicted and a.stage is Stage.IDLE]
-                victim = min(idle, key=lambda a: a.last_active, default=None)
-            if victim is not None:
-                self._evicted += 1
-                victim.evict(EVICT_REASONS[victim.stage])
-            elif live >= config.max_connections:
+        victim: Accepted | None = None
+        if self._handshaking and (
+            len(self._handshaking) >= config.max_startups or live >= config.max_connections
+        ):
+            victim = next(iter(self._handshaking))  # in order of accept: the oldest
+        elif live >= config.max_connections:
+            idle = [a for a in self._accepted if not a.evicted and a.stage is Stage.IDLE]
+            victim = min(idle, key=lambda a: a.last_active, default=None)
+            if victim is None:
                 log.warning(
                     "%s refused: %d connections, each running a command (--max-connections)", peer, live
                 )
                 return None
+        if victim is not None:
+            self._evicted += 1
+            self._handshaking.pop(victim, None)
+            victim.evict(EVICT_REASONS[Stage.HANDSHAKE if victim.session is None else victim.stage])
         accepted = Accepted(peer, asyncio.get_running_loop().time(), task)
         self._accepted[accepted] = None
+        self._handshaking[accepted] = None
         log.debug("%s accepted (%d connections)", peer, live + 1)
         return accepted
 
     def _release(self, accepted: Accepted) -> None:
+        self._handshaking.pop(accepted, None)
         if accepted in self._accepted:
             del self._accepted[accepted]
             if accepted.evicted:
                 self._evicted -= 1
 
     # ------------------------------------------------------------------------ serving
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """asyncio.start_server's callback: a plain TCP connection, just accepted."""
-        task = asyncio.current_task()
-        assert task is not None
-        peer = _peer_name(writer)
-        accepted = None if self._closing else self._admit(peer, task)
-        if accepted is None:
-            if not self._closing and self.config.framing is Framing.PREFIXED:
-                reason = f"too many connections: the server takes {self.config.max_connections} at once"
-                writer.write(encode_frame(encode_message(Error(reason))))
-            await _close(writer)
-            return
-        self._tasks.add(task)
-        try:
-            await self._serve(reader, writer, accepted)
-        finally:
-            self._release(accepted)
-            self._tasks.discard(task)
 
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, accepted: Accepted
@@ -226,8 +211,10 @@ class Server:
                 from ..naive import NaiveSession
 
                 session: Session = NaiveSession(self.config, reader, writer, peer)
+                self._handshaking.pop(accepted, None)  # it has no handshake
             else:
                 session = PrefixedSession(self, reader, writer, peer)
+                session.on_handshake_done = functools.partial(self._handshaking.pop, accepted, None)
             accepted.session = session
             self._sessions.add(session)
             log.info("%s connected", peer)
@@ -260,41 +247,54 @@ TLS_HANDSHAKE_RECORD = 0x16
 PLAINTEXT_TO_TLS = "this server requires TLS: connect with --tls (and --tls-ca FILE for a private CA)"
 
 
-class _TlsListener:
-    """Accepts TCP, checks that the client starts TLS, then hands the stream to Server._accept.
+class _Listener:
+    """Accepts TCP itself, one connection per turn of the event loop, for plain and TLS alike.
 
-    Plain asyncio.start_server(ssl=...) would leave a plaintext client waiting in silence
-    until the handshake timed out; this tells it, in rcmd's own plaintext framing, to use TLS.
+    Not asyncio.start_server: it accepts up to 100 connections in one go, each one's setup
+    queued ahead of the clients already being served, and it cannot tell a plaintext client
+    of a TLS server to use TLS (that client would wait in silence for the handshake timeout).
     Offers what Server needs of an asyncio Server: sockets, close, wait_closed, serve_forever.
     """
 
-    def __init__(self, server: Server, listener: socket.socket) -> None:
+    def __init__(self, server: Server, sockets: list[socket.socket]) -> None:
         self.server = server
-        self.sockets = [listener]
+        self.sockets = sockets
         self._closed = asyncio.Event()
-        self._task = asyncio.ensure_future(self._accept_loop())
-        self._task.add_done_callback(_log_death)
+        self._tasks = [asyncio.ensure_future(self._accept_loop(listener)) for listener in sockets]
+        for task in self._tasks:
+            task.add_done_callback(_log_death)
 
     @classmethod
-    async def start(cls, server: Server) -> _TlsListener:
+    async def start(cls, server: Server) -> _Listener:
+        """Listen on every address *host* names (as start_server does); port 0 picks one
+        free port for the first, and the others share it."""
         config = server.config
-        # The name is resolved off the loop (getaddrinfo can wait on DNS); the first answer wins.
+        # Resolved off the loop: getaddrinfo can wait on DNS.
         infos = await asyncio.get_running_loop().getaddrinfo(
             config.host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
-        family, _, _, _, sockaddr = infos[0]
-        listener = socket.create_server(sockaddr[:2], family=family, backlog=128)
-        listener.setblocking(False)
-        return cls(server, listener)
+        sockets: list[socket.socket] = []
+        port = config.port
+        try:
+            for family, address in dict.fromkeys((info[0], info[4][0]) for info in infos):
+                listener = socket.create_server((address, port), family=family, backlog=128)
+                listener.setblocking(False)
+                sockets.append(listener)
+                port = listener.getsockname()[1]
+        except OSError:
+            for listener in sockets:
+                listener.close()
+            raise
+        return cls(server, sockets)
 
-    async def _accept_loop(self) -> None:
+    async def _accept_loop(self, listener: socket.socket) -> None:
         """Accept for ever. Out of descriptors (EMFILE) or memory, pause with backoff and go
         on: the connections being served free theirs, and then accepting resumes."""
         loop = asyncio.get_running_loop()
         retry = ACCEPT_RETRY_MIN
         while True:
             try:
-                conn, address = await loop.sock_accept(self.sockets[0])
+                conn, address = await loop.sock_accept(listener)
             except OSError as exc:
                 if exc.errno not in OUT_OF_RESOURCES:
                     log.info("accept failed: %s", exc)  # e.g. ECONNABORTED: that one is gone
@@ -308,17 +308,48 @@ class _TlsListener:
                 log.warning("accepting connections again")
                 retry = ACCEPT_RETRY_MIN
             self._start(conn, "{}:{}".format(*address[:2]))
+            # One accept per turn: a flood of connects waits behind the clients being served.
+            await asyncio.sleep(0)
 
     def _start(self, conn: socket.socket, peer: str) -> None:
         server = self.server
-        accepted = server._admit(peer, None)
+        accepted = None if server._closing else server._admit(peer, None)
         if accepted is None:
-            conn.close()  # it expects TLS: a plaintext reason would not be read
+            if (
+                not server._closing
+                and server.config.tls is None
+                and server.config.framing is Framing.PREFIXED
+            ):
+                reason = f"too many connections: the server takes {server.config.max_connections} at once"
+                try:
+                    conn.send(encode_frame(encode_message(Error(reason))))  # non-blocking, and small
+                except OSError:
+                    pass
+            conn.close()  # a TLS client would not read a plaintext reason
             return
-        task = asyncio.ensure_future(self._start_tls(conn, accepted))
+        opening = self._start_tls(conn, accepted) if server.config.tls else self._start_plain(conn, accepted)
+        task = asyncio.ensure_future(opening)
         accepted.task = task
         server._tasks.add(task)
         task.add_done_callback(server._tasks.discard)
+
+    async def _start_plain(self, conn: socket.socket, accepted: Accepted) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=READ_SIZE)
+        protocol = asyncio.StreamReaderProtocol(reader)
+        try:
+            try:
+                transport, _ = await loop.connect_accepted_socket(lambda: protocol, conn)
+            except OSError as exc:
+                log.info("%s: connection lost at once: %s", accepted.peer, exc)
+                conn.close()
+                return
+            writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+            await self.server._serve(reader, writer, accepted)
+        except Exception:  # a bug: logged, and the listener goes on
+            log.exception("%s: connection failed", accepted.peer)
+        finally:
+            self.server._release(accepted)
 
     async def _start_tls(self, conn: socket.socket, accepted: Accepted) -> None:
         """Check the client starts TLS, do the handshake, serve it. Every way out is logged
@@ -362,8 +393,10 @@ class _TlsListener:
             self.server._release(accepted)
 
     def close(self) -> None:
-        self._task.cancel()
-        self.sockets[0].close()
+        for task in self._tasks:
+            task.cancel()
+        for listener in self.sockets:
+            listener.close()
         self._closed.set()
 
     async def wait_closed(self) -> None:
@@ -400,10 +433,3 @@ def _log_death(task: asyncio.Task[None]) -> None:
 def _set_once(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
-
-
-def _peer_name(writer: asyncio.StreamWriter) -> str:
-    peer = writer.get_extra_info("peername")
-    if isinstance(peer, tuple):
-        return f"{peer[0]}:{peer[1]}"
-    return str(peer)

@@ -6,6 +6,7 @@ import asyncio
 import enum
 import logging
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import __version__
@@ -91,6 +92,8 @@ class PrefixedSession:
         self._shutdown_reason: str | None = None
         self._ended = asyncio.Event()  # set by shutdown() and by losing the peer
         self.last_active = asyncio.get_running_loop().time()  # the listener closes the quietest first
+        #: Called once, when the handshake is done: the listener stops counting it as a startup.
+        self.on_handshake_done: Callable[[], None] | None = None
 
     @property
     def stage(self) -> Stage:
@@ -185,6 +188,9 @@ class PrefixedSession:
                     return
                 await self._handle(event)
                 if self.conn.phase is Phase.IDLE and self.command is None:
+                    if self.on_handshake_done is not None:
+                        self.on_handshake_done()
+                        self.on_handshake_done = None
                     self._arm_timer(self.config.idle_timeout, "idle for {:g}s")
 
     async def _handle(self, event: Message) -> None:
