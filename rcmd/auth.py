@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import os
 import stat
 from collections.abc import Mapping
@@ -96,6 +97,20 @@ def load_secret(
             "e.g. python3 -c 'import secrets; print(secrets.token_hex(32))'"
         )
     return secret
+
+
+def throttle_key(host: str) -> str:
+    """What the throttle counts failures by: an IPv4 address, or an IPv6 /64, since one
+    machine is usually given a whole /64 and can send from any address in it."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 class FailureThrottle:

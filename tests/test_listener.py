@@ -17,7 +17,7 @@ import trustme
 from conftest import frames_until_closed
 
 from rcmd import ServerError, connect
-from rcmd.auth import FailureThrottle
+from rcmd.auth import FailureThrottle, throttle_key
 from rcmd.framing import NEED_DATA, LengthPrefixFramer
 from rcmd.messages import Error, Hello, decode_message
 from rcmd.server import Server, ServerConfig
@@ -220,3 +220,10 @@ def test_throttle_forgets_only_with_time():
     assert not hasattr(throttle, "succeeded")  # nothing but time resets the count
     assert throttle.failed("10.0.0.1", now=50.0 + 299) == 8.0
     assert throttle.failed("10.0.0.1", now=349.0 + 301) == 0.25
+
+
+def test_throttle_counts_an_ipv6_machine_by_its_slash_64():
+    assert throttle_key("2001:db8:1:2:aaaa::1") == throttle_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert throttle_key("::ffff:10.0.0.1") == throttle_key("10.0.0.1") == "10.0.0.1"
+    assert throttle_key("fe80::1%eth0") == "fe80::/64"
+    assert throttle_key("not an address") == "not an address"

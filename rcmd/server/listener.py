@@ -76,7 +76,7 @@ class Accepted:
         if self.session is not None:
             self.session.shutdown(reason)
         elif self.task is not None:
-            self.task.cancel()  # still in TLS: nothing can be said in plaintext
+            self.task.cancel()  # not started yet (in TLS, nothing can be said in plaintext)
 
 
 class Server:

@@ -19,6 +19,7 @@ from ..auth import (
     new_nonce,
     proofs_match,
     server_proof,
+    throttle_key,
 )
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..framing import NEED_DATA, Status
@@ -227,7 +228,7 @@ class PrefixedSession:
         assert self.config.secret is not None
         throttle = self.server.throttle
         loop = asyncio.get_running_loop()
-        address = self.peer.rsplit(":", 1)[0]
+        address = throttle_key(self.peer.rsplit(":", 1)[0])
         while (wait := throttle.wait(address, loop.time())) > 0:
             if not await self._sleep_unless_ended(wait):
                 return
