@@ -1,6 +1,6 @@
 """A hostile soak on loopback: does one client stall the others, and does anything pile up?
 
-    python benchmarks/soak.py --quick          # about 40 s
+    python benchmarks/soak.py --quick          # about 40 s (10 s of attack)
     python benchmarks/soak.py                  # a few minutes at most
     python benchmarks/soak.py --server-path DIR   # the server from another checkout's code
 
