@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import os
 import stat
 from collections.abc import Mapping
@@ -98,13 +99,40 @@ def load_secret(
     return secret
 
 
-class FailureThrottle:
-    """Slows down repeated authentication failures from one address.
+def throttle_key(host: str) -> str:
+    """What the throttle counts failures by: an IPv4 address, or an IPv6 /64, since one
+    machine is usually given a whole /64 and can send from any address in it."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
-    ``delay(address)`` after a failure: 0.25 s for the first, doubling each time, at most
-    ``max_delay``; an address with no failure for ``forget_after`` seconds starts over.
+
+class FailureThrottle:
+    """Slows authentication guesses from one address to a trickle, for ever.
+
+    After a failure the address is *locked* for a delay: 0.25 s after the first, doubling
+    with each further failure, at most ``max_delay``. While it is locked, ``wait()`` says how
+    long until it is not, and the server checks no proof from that address, whatever
+    connection it comes on: parallel connections queue behind the same lock, so the guess
+    rate per address stays under one per delay (one per 8 s once it is reached), and a
+    guess cannot be answered early by coming in on a fresh connection.
+
+    A success does not clear the count (someone who knows the secret, or shares the address
+    with someone who does, must not reset an attacker's count): failures are forgotten only
+    after ``forget_after`` seconds with none. The exponent is capped, so no count overflows.
+    At most ``max_addresses`` are remembered; beyond that the one quiet the longest goes.
     ``now`` is passed in, so this stays free of clocks and is testable with numbers.
     """
+
+    #: 2 ** 64 * base is far past any max_delay: a larger exponent changes nothing, and
+    #: would overflow a float after 1,024 failures.
+    MAX_EXPONENT = 64
 
     def __init__(
         self,
@@ -115,18 +143,29 @@ class FailureThrottle:
     ) -> None:
         self.base, self.max_delay, self.forget_after = base, max_delay, forget_after
         self.max_addresses = max_addresses
-        self._failures: dict[str, tuple[int, float]] = {}
+        #: address -> (failures, time of the last one, locked until); oldest failure first.
+        self._failures: dict[str, tuple[int, float, float]] = {}
+
+    def delay(self, failures: int) -> float:
+        """How long the *failures*-th failure in a row locks its address."""
+        if failures <= 0:
+            return 0.0
+        return min(self.base * 2.0 ** min(failures - 1, self.MAX_EXPONENT), self.max_delay)
+
+    def wait(self, address: str, now: float) -> float:
+        """Seconds until a proof from *address* may be checked; 0.0: now."""
+        entry = self._failures.get(address)
+        return max(0.0, entry[2] - now) if entry is not None else 0.0
 
     def failed(self, address: str, now: float) -> float:
-        """Record a failure; return how long to wait before answering it."""
-        count, last = self._failures.get(address, (0, now))
+        """Record a failure; return how long it locks *address* (and how long to wait
+        before answering it)."""
+        count, last, _ = self._failures.pop(address, (0, now, now))
         if now - last > self.forget_after:
             count = 0
-        count += 1
-        if len(self._failures) >= self.max_addresses and address not in self._failures:
-            self._failures.pop(next(iter(self._failures)))  # bounded: forget the oldest
-        self._failures[address] = (count, now)
-        return float(min(self.base * 2 ** (count - 1), self.max_delay))
-
-    def succeeded(self, address: str) -> None:
-        self._failures.pop(address, None)
+        count = min(count + 1, self.MAX_EXPONENT + 1)  # the delay stops growing long before
+        while len(self._failures) >= self.max_addresses:
+            self._failures.pop(next(iter(self._failures)))  # bounded: forget the quietest
+        delay = self.delay(count)
+        self._failures[address] = (count, now, now + delay)
+        return delay

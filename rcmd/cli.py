@@ -210,7 +210,14 @@ def server_main(
     cwd: str | None = typer.Option(
         None, "--cwd", help="Directory commands start in (default: the directory the server starts in)."
     ),
-    max_connections: int = typer.Option(128, help="Connections at once; more are refused with a reason."),
+    max_connections: int = typer.Option(
+        128,
+        help="Connections at once, counted from accept. When full, the oldest connection still in "
+        "its handshake, else the one idle the longest, is closed (with a reason) to make room.",
+    ),
+    max_startups: int = typer.Option(
+        64, help="Connections still in their handshake at once; past this the oldest is closed."
+    ),
     max_commands: int = typer.Option(64, help="Commands running at once, server-wide; more wait for a slot."),
     handshake_timeout: float = typer.Option(
         10.0, help="Seconds a new connection has to finish the handshake."
@@ -264,6 +271,7 @@ def server_main(
             secret=secret,
             insecure_no_auth=insecure_no_auth,
             max_connections=max_connections,
+            max_startups=max_startups,
             max_commands=max_commands,
             handshake_timeout=handshake_timeout or None,
             idle_timeout=idle_timeout or None,

@@ -55,9 +55,8 @@ def test_secret_from_the_environment(server_factory):
         assert client.run("echo env").stdout == b"env\n"
 
 
-def test_a_wrong_secret_is_refused_logged_and_slowed(auth_server):
-    with connect(*auth_server.address, secret=SECRET):
-        pass  # a success clears this address's failures, whatever ran before
+def test_a_wrong_secret_is_refused_logged_and_slowed(server_factory, secret_file):
+    auth_server = server_factory("--secret-file", str(secret_file))  # no failures from before
     for _ in range(3):
         with pytest.raises(AuthenticationError, match="refused us: authentication failed"):
             connect(*auth_server.address, secret="the wrong secret, long enough")
@@ -71,7 +70,7 @@ def test_a_wrong_secret_is_refused_logged_and_slowed(auth_server):
         )
     ]
     assert delays[-3:] == [0.25, 0.5, 1.0]
-    with connect(*auth_server.address, secret=SECRET) as client:  # success resets the count
+    with connect(*auth_server.address, secret=SECRET) as client:  # once the last delay is over
         assert client.run("true").returncode == 0
 
 
@@ -212,6 +211,9 @@ def test_connect_reads_rcmd_secret_as_the_cli_does(auth_server, server, naive_se
 def test_max_connections_refuses_with_a_reason(server_factory):
     server = server_factory("--max-connections", "2")
     first, second = connect(*server.address), connect(*server.address)
+    for client in (first, second):  # busy: a connection running a command is never closed for room
+        client.stream("sleep 60")
+    server.wait_for_log(r"run 'sleep 60'[\s\S]*run 'sleep 60'")
     with pytest.raises(ServerError, match="too many connections: the server takes 2 at once"):
         connect(*server.address)
     port = first._sock.getsockname()[1]

@@ -20,6 +20,9 @@ log = logging.getLogger("rcmd.server")
 
 #: Defaults for the limits, each an option of rcmd-server.
 DEFAULT_MAX_CONNECTIONS = 128  # each costs a little memory and a file descriptor
+#: Connections not through the handshake yet (TLS, HELLO, proof): they cost memory and cannot be
+#: told apart from an attack, so past this many the oldest is closed (OpenSSH's MaxStartups).
+DEFAULT_MAX_STARTUPS = 64
 DEFAULT_MAX_COMMANDS = 64  # processes at once, server-wide; more wait for a slot
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0  # a client that connects and says nothing is dropped
 DEFAULT_IDLE_TIMEOUT = 3600.0  # a connection with no command and no traffic for an hour
@@ -68,6 +71,7 @@ class ServerConfig:
     secret: bytes | None = field(default=None, repr=False)
     insecure_no_auth: bool = False
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_startups: int = DEFAULT_MAX_STARTUPS
     max_commands: int = DEFAULT_MAX_COMMANDS
     handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
@@ -137,3 +141,5 @@ class ServerConfig:
             raise ValueError(f"max connections must be at least 1, not {self.max_connections}")
         if self.max_commands < 1:
             raise ValueError(f"max commands must be at least 1, not {self.max_commands}")
+        if self.max_startups < 1:
+            raise ValueError(f"max startups must be at least 1, not {self.max_startups}")

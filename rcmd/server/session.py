@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import enum
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import __version__
@@ -19,6 +21,7 @@ from ..auth import (
     new_nonce,
     proofs_match,
     server_proof,
+    throttle_key,
 )
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..framing import NEED_DATA, Status
@@ -48,6 +51,15 @@ log = logging.getLogger("rcmd.server")
 
 #: How much one read from a client takes.
 READ_SIZE = 256 * 1024
+
+
+class Stage(enum.Enum):
+    """What a connection is doing, as the listener sees it when it must make room: it closes
+    connections in this order, oldest first within each."""
+
+    HANDSHAKE = "handshake"  # accepted, not yet through the TLS and rcmd handshakes
+    IDLE = "idle"  # authenticated (or no secret), no command
+    BUSY = "busy"  # a command runs or waits for a slot: never closed to make room
 
 
 class Session(Protocol):
@@ -83,6 +95,18 @@ class PrefixedSession:
         self._peer_gone = False
         self._shutdown_reason: str | None = None
         self._ended = asyncio.Event()  # set by shutdown() and by losing the peer
+        self.last_active = asyncio.get_running_loop().time()  # the listener closes the quietest first
+        #: Called once, when the handshake is done: the listener stops counting it as a startup.
+        self.on_handshake_done: Callable[[], None] | None = None
+
+    @property
+    def stage(self) -> Stage:
+        phase = self.conn.phase
+        if phase is Phase.IDLE and self.command is None:
+            return Stage.IDLE
+        if phase is Phase.RUNNING or self.command is not None:
+            return Stage.BUSY
+        return Stage.HANDSHAKE  # HANDSHAKE, AUTHENTICATING, or CLOSED (on its way out)
 
     # ---------------------------------------------------------------------------- output
 
@@ -110,6 +134,7 @@ class PrefixedSession:
         if not self._peer_gone:
             self._peer_gone = True
             self._ended.set()
+            self._arm_timer(None, "")
             if self.command is not None:
                 log.info("%s: client gone, killing its command", self.peer)
                 self.command.kill()
@@ -145,10 +170,12 @@ class PrefixedSession:
                 await asyncio.gather(self.command_task, return_exceptions=True)
             if self._shutdown_reason is not None:
                 await self._fail(self._shutdown_reason)
+            self._arm_timer(None, "")  # a timer left armed would keep this session alive for its length
 
     async def _read_loop(self) -> None:
         while not self._ending():
             data = await self.reader.read(READ_SIZE)
+            self.last_active = asyncio.get_running_loop().time()
             if not self._first_bytes:
                 self._first_bytes = data[:2]
             self.conn.receive_data(data)
@@ -165,6 +192,9 @@ class PrefixedSession:
                     return
                 await self._handle(event)
                 if self.conn.phase is Phase.IDLE and self.command is None:
+                    if self.on_handshake_done is not None:
+                        self.on_handshake_done()
+                        self.on_handshake_done = None
                     self._arm_timer(self.config.idle_timeout, "idle for {:g}s")
 
     async def _handle(self, event: Message) -> None:
@@ -195,36 +225,61 @@ class PrefixedSession:
             self.command.terminate()
 
     async def _authenticate(self, hello: Hello) -> None:
-        """Check the client's proof; prove ourselves in AUTH_OK, or fail slowly."""
+        """Check the client's proof; prove ourselves in AUTH_OK, or fail slowly.
+
+        No proof is checked while the client's address is locked by an earlier failure
+        (rcmd.auth.FailureThrottle): parallel connections from one address take turns, so
+        they guess no faster than one. The handshake deadline still runs while it waits.
+        """
         assert self._nonce is not None
         assert self.config.secret is not None
+        throttle = self.server.throttle
+        loop = asyncio.get_running_loop()
+        address = throttle_key(self.peer.rsplit(":", 1)[0])
+        while (wait := throttle.wait(address, loop.time())) > 0:
+            if not await self._sleep_unless_ended(wait):
+                return
+        # From here to failed() nothing awaits: the check and its record are one step.
         client_nonce = decode_hex(hello.nonce, NONCE_SIZE)
         mac = decode_hex(hello.mac, PROOF_SIZE)
-        address = self.peer.rsplit(":", 1)[0]
         if (
             client_nonce is None
             or mac is None
             or not proofs_match(client_proof(self.config.secret, self._nonce, client_nonce), mac)
         ):
-            delay = self.server.throttle.failed(address, asyncio.get_running_loop().time())
+            delay = throttle.failed(address, loop.time())
             log.warning("%s: authentication failed (answering in %.2fs)", self.peer, delay)
             self._arm_timer(None, "")
-            await asyncio.sleep(delay)  # repeated failures from one address get slower
+            await self._sleep_unless_ended(delay)  # repeated failures from one address get slower
             await self._fail("authentication failed")
             return
-        self.server.throttle.succeeded(address)
         log.info("%s: authenticated", self.peer)
         await self.send(AuthOk(server_proof(self.config.secret, self._nonce, client_nonce).hex()))
 
+    async def _sleep_unless_ended(self, seconds: float) -> bool:
+        """Sleep *seconds*; False at once if the session ends first (shutdown, lost peer)."""
+        try:
+            await asyncio.wait_for(self._ended.wait(), seconds)
+        except asyncio.TimeoutError:
+            return True
+        return False
+
     def _arm_timer(self, seconds: float | None, reason: str) -> None:
-        """(Re)start the one deadline a session has: handshake, or idle. None or 0: none."""
+        """(Re)start the one deadline a session has: handshake, or idle. None or 0: none.
+
+        A session that is ending arms nothing: the handle would keep it (and its buffers)
+        alive for the whole timeout after its client has gone.
+        """
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if seconds:
-            self._timer = asyncio.get_running_loop().call_later(seconds, self._expire, reason.format(seconds))
+        loop = asyncio.get_running_loop()
+        self.last_active = loop.time()
+        if seconds and not self._ending():
+            self._timer = loop.call_later(seconds, self._expire, reason.format(seconds))
 
     def _expire(self, reason: str) -> None:
+        self._timer = None
         log.info("%s: %s, closing", self.peer, reason)
         self.shutdown(reason)
 
@@ -254,8 +309,11 @@ class PrefixedSession:
         self._lost_peer()
 
     def shutdown(self, reason: str) -> None:
+        if self._shutdown_reason is not None:
+            return  # the first reason is the one the client is told
         self._shutdown_reason = reason
         self._ended.set()
+        self._arm_timer(None, "")
         if self.command is not None:
             self.command.cancelled = True
             self.command.terminate()

@@ -1,0 +1,229 @@
+"""The listener's limits against real servers: every socket counts from accept, a full server
+makes room (handshaking first, then idle), accept() out of descriptors pauses and resumes, and
+the authentication throttle, with numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import socket
+import sys
+import weakref
+
+import conftest
+import pytest
+import trustme
+from conftest import frames_until_closed
+
+from rcmd import ServerError, connect
+from rcmd.auth import FailureThrottle, throttle_key
+from rcmd.framing import NEED_DATA, LengthPrefixFramer
+from rcmd.messages import Error, Hello, decode_message
+from rcmd.server import Server, ServerConfig
+
+HANDSHAKE_EVICTED = Error("server full: closing a connection that has not finished its handshake")
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(folder / "server.pem"))
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    return folder
+
+
+def silent_connection(address) -> socket.socket:
+    """A connection that says nothing, once the server has it (its HELLO proves it)."""
+    sock = socket.create_connection(address, timeout=60)
+    framer = LengthPrefixFramer()
+    while (frame := framer.next_frame()) is NEED_DATA:
+        framer.receive_data(sock.recv(4096))
+    assert isinstance(decode_message(frame), Hello)
+    return sock
+
+
+# ------------------------------------------------------------------ making room
+
+
+def test_a_full_server_closes_a_silent_connection_to_let_an_honest_client_in(server_factory):
+    server = server_factory("--max-connections", "4")
+    silent = [silent_connection(server.address) for _ in range(4)]
+    with connect(*server.address) as client:
+        assert client.run("echo ok").stdout == b"ok\n"
+    assert frames_until_closed(silent[0]) == [HANDSHAKE_EVICTED]  # the oldest, told why
+    server.wait_for_log(r"closed to make room: server full: closing a connection that has not")
+    for sock in silent:
+        sock.close()
+
+
+def test_the_idle_connection_quiet_the_longest_goes_before_any_other(server_factory):
+    server = server_factory("--max-connections", "2")
+    first, second = connect(*server.address), connect(*server.address)
+    assert first.run("true").returncode == 0  # now the second is the quieter
+    with connect(*server.address) as third:
+        assert third.run("echo in").stdout == b"in\n"
+        with pytest.raises(ServerError, match="server full: closing idle connection"):
+            second._next_event()
+        assert first.run("echo still").stdout == b"still\n"
+    first.close()
+    second.close()
+
+
+def test_past_max_startups_the_oldest_handshake_is_closed(server_factory):
+    server = server_factory("--max-startups", "2")
+    first, second, third = (silent_connection(server.address) for _ in range(3))
+    assert frames_until_closed(first) == [HANDSHAKE_EVICTED]
+    with connect(*server.address) as client:  # its own handshake closes the second
+        assert client.run("echo ok").stdout == b"ok\n"
+    assert frames_until_closed(second) == [HANDSHAKE_EVICTED]
+    third.close()
+
+
+def test_hundreds_of_silent_sockets_do_not_lock_an_honest_client_out(server_factory):
+    server = server_factory("--handshake-timeout", "600", "--log-level", "info")
+    silent = [socket.create_connection(server.address, timeout=60) for _ in range(300)]
+    try:
+        with connect(*server.address, connect_timeout=60) as client:  # refused at once before
+            assert client.run("echo ok").stdout == b"ok\n"
+    finally:
+        for sock in silent:
+            sock.close()
+
+
+def test_stalled_tls_handshakes_count_from_accept(server_factory, certs):
+    server = server_factory(
+        "--tls-cert", str(certs / "server.pem"), "--max-connections", "3", "--handshake-timeout", "600"
+    )
+    stalled = []
+    for n in range(1, 4):
+        sock = socket.create_connection(server.address, timeout=60)
+        sock.sendall(b"\x16\x03\x01")  # the start of a ClientHello, and no more
+        stalled.append(sock)
+        server.wait_for_log(rf"accepted \({n} connections\)")
+    with connect(*server.address, tls_ca=str(certs / "ca.pem")) as client:
+        assert client.run("echo ok").stdout == b"ok\n"
+    try:
+        assert stalled[0].recv(100) == b""  # closed to make room (no plaintext reason mid-TLS)
+    except ConnectionResetError:
+        pass
+    server.wait_for_log(r"closed during the TLS handshake")
+    for sock in stalled:
+        sock.close()
+
+
+# ------------------------------------------------------------------ accept() out of descriptors
+
+#: The server's own descriptors are about 10: this leaves a few for connections.
+FD_LIMIT = 24
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_accept_out_of_descriptors_pauses_then_serves_again(server_factory, certs, monkeypatch, tls):
+    limited = f"import resource; resource.setrlimit(resource.RLIMIT_NOFILE, ({FD_LIMIT}, {FD_LIMIT}))"
+    entry = "from rcmd.cli import server_entry; server_entry()"
+    monkeypatch.setattr(conftest, "SERVER_ARGV", [sys.executable, "-c", f"{limited}; {entry}"])
+    args = ["--handshake-timeout", "600", "--log-level", "info"]
+    server = server_factory(*args, *(["--tls-cert", str(certs / "server.pem")] if tls else []))
+    holders = []
+    try:
+        for _ in range(FD_LIMIT + 6):
+            sock = socket.create_connection(server.address, timeout=60)
+            sock.sendall(b"\x16" if tls else b"")  # TLS: held in the handshake, not told off
+            holders.append(sock)
+        server.wait_for_log(r"Too many open files")
+    finally:
+        for sock in holders:
+            sock.close()
+    options = {"tls_ca": str(certs / "ca.pem")} if tls else {}
+    with connect(*server.address, connect_timeout=30, **options) as client:
+        assert client.run("echo back").stdout == b"back\n"
+    assert server.proc.poll() is None
+    assert "Traceback" not in server.log()
+
+
+def test_tls_clients_that_reset_leave_no_unhandled_exception(server_factory, certs):
+    server = server_factory("--tls-cert", str(certs / "server.pem"))
+    linger_zero = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # close() sends RST
+    for n in range(40):
+        sock = socket.create_connection(server.address, timeout=60)
+        if n % 2:
+            sock.sendall(b"\x16\x03\x01\x00")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger_zero)
+        sock.close()
+    with connect(*server.address, tls_ca=str(certs / "ca.pem")) as client:
+        assert client.run("echo ok").stdout == b"ok\n"
+    server.stop()
+    log = server.log()
+    assert "never retrieved" not in log, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
+
+
+# ------------------------------------------------------------------ memory held
+
+
+def test_a_client_gone_mid_command_leaves_no_session_alive():
+    """The idle timer was re-armed as the killed command ended, and kept the session (and its
+    buffers) alive for the whole --idle-timeout after its client had gone."""
+
+    async def scenario() -> object | None:
+        server = Server(ServerConfig(port=0, idle_timeout=3600.0))
+        await server.start()
+        try:
+            client = await asyncio.to_thread(connect, *server.address)
+            await asyncio.to_thread(client.stream, "sleep 60")
+            while not any(getattr(s, "command", None) for s in server._sessions):
+                await asyncio.sleep(0.01)  # a condition, checked: the command runs
+            session = weakref.ref(next(iter(server._sessions)))
+            await asyncio.to_thread(client.close)
+            while server._sessions or server._tasks:
+                await asyncio.sleep(0.01)  # a condition: the session has ended
+            gc.collect()
+            return session()  # checked while the loop runs: closing it drops its timers
+        finally:
+            await server.close()
+
+    assert asyncio.run(scenario()) is None
+
+
+# ------------------------------------------------------------------ the throttle, with numbers
+
+
+def test_throttle_survives_ten_thousand_failures_with_a_capped_delay():
+    throttle = FailureThrottle(base=0.25, max_delay=8.0, forget_after=300.0)
+    now = 0.0
+    for _ in range(10_000):
+        delay = throttle.failed("10.0.0.1", now)
+        now += 1.0  # one a second: never quiet for 300 s, so never forgiven
+    assert delay == 8.0
+
+
+def test_throttle_locks_the_address_so_parallel_guesses_take_turns():
+    throttle = FailureThrottle(base=0.25, max_delay=8.0)
+    assert throttle.wait("10.0.0.1", now=0.0) == 0.0
+    now, checked = 0.0, []
+    for _ in range(10):  # each guess is checked only when wait() says 0
+        now += throttle.wait("10.0.0.1", now)
+        checked.append(now)
+        throttle.failed("10.0.0.1", now)
+    assert checked == [0.0, 0.25, 0.75, 1.75, 3.75, 7.75, 15.75, 23.75, 31.75, 39.75]
+    guesses_in_the_last_minute = sum(1 for t in checked if t > checked[-1] - 60)
+    assert guesses_in_the_last_minute == 10  # at most 0.25+0.5+1+2+4 s, then one per 8 s
+    assert throttle.wait("10.0.0.2", now) == 0.0  # per address
+
+
+def test_throttle_forgets_only_with_time():
+    throttle = FailureThrottle(base=0.25, max_delay=8.0, forget_after=300.0)
+    for t in range(6):
+        throttle.failed("10.0.0.1", now=float(t * 10))
+    assert not hasattr(throttle, "succeeded")  # nothing but time resets the count
+    assert throttle.failed("10.0.0.1", now=50.0 + 299) == 8.0
+    assert throttle.failed("10.0.0.1", now=349.0 + 301) == 0.25
+
+
+def test_throttle_counts_an_ipv6_machine_by_its_slash_64():
+    assert throttle_key("2001:db8:1:2:aaaa::1") == throttle_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert throttle_key("::ffff:10.0.0.1") == throttle_key("10.0.0.1") == "10.0.0.1"
+    assert throttle_key("fe80::1%eth0") == "fe80::/64"
+    assert throttle_key("not an address") == "not an address"
