@@ -102,7 +102,10 @@ def test_unknown_fields_are_ignored_for_forward_compatibility():
         (b'\x02{"command":"x","timeout":0}', "RUN field 'timeout' must be a positive number of seconds"),
         (b'\x02{"command":"x","timeout":-0.0}', "RUN field 'timeout' must be a positive number of seconds"),
         (b'\x02{"command":"x","timeout":NaN}', "RUN field 'timeout' must be a positive number of seconds"),
-        (b'\x02{"command":"x","timeout":Infinity}', "RUN field 'timeout' must be a positive number of seconds"),
+        (
+            b'\x02{"command":"x","timeout":Infinity}',
+            "RUN field 'timeout' must be a positive number of seconds",
+        ),
         (b'\x02{"command":"x","timeout":true}', "RUN field 'timeout' has the wrong type (bool)"),
         (b'\x12{"returncode":true}', "EXIT field 'returncode' has the wrong type (bool)"),
         (b'\x12{"returncode":1.5}', "EXIT field 'returncode' has the wrong type (float)"),
