@@ -1,6 +1,8 @@
 # make demo: set up .venv with rcmd alone (no test tools) and run the side-by-side demo.
 # make test: set up .venv with the test and lint tools, run every test, print branch coverage.
 # make lint: ruff (lint and format) and mypy (strict), as CI runs them before the tests.
+# make mutate: mutation testing (mutmut) of the sans-I/O core against its bytes-only tests; fails
+#   under 90% of mutants killed. 2 to 3 minutes on 2 busy cores, so not in CI.
 # Set-up downloads packages from the package index the first time (and when pyproject.toml changes).
 PYTHON ?= python3
 VENV   := .venv
@@ -22,6 +24,10 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.created
 	$(PIP) -e '.[test,lint]'
 	touch $@
 
+$(VENV)/.installed-mutate: pyproject.toml $(VENV)/.created
+	$(PIP) -e '.[test,mutate]'
+	touch $@
+
 test: $(VENV)/.installed-test
 	rm -f .coverage .coverage.*
 	$(BIN)/python -m coverage run -m pytest
@@ -29,15 +35,21 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m coverage report
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check rcmd tests demos benchmarks
-	$(BIN)/ruff format --check rcmd tests demos benchmarks
+	$(BIN)/ruff check rcmd tests demos benchmarks scripts
+	$(BIN)/ruff format --check rcmd tests demos benchmarks scripts
 	$(BIN)/mypy
 
 demo: $(VENV)/.installed-demo
 	$(BIN)/python demos/compare_modes.py
 
+# From scratch each time: mutmut's own cache does not notice every change to the tests.
+mutate: $(VENV)/.installed-mutate
+	rm -rf mutants
+	$(BIN)/mutmut run
+	$(BIN)/python scripts/mutation_report.py --fail-under 90
+
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench.py
 
 clean:
-	rm -rf $(VENV) .venv-* .pytest_cache .hypothesis .mypy_cache .ruff_cache .coverage .coverage.* rcmd.egg-info build
+	rm -rf $(VENV) .venv-* mutants .pytest_cache .hypothesis .mypy_cache .ruff_cache .coverage .coverage.* rcmd.egg-info build
