@@ -22,6 +22,7 @@ from rcmd.server.cd import parse_cd, resolve_cd
         ("cd 'my dir'", "my dir"),
         ("cd -", "-"),
         ("cd ~/x", "~/x"),
+        ("cd XX", "XX"),
         # Anything else goes to the shell as written: its cd lasts for the one command.
         ("cd a b", None),
         ("cd a b c", None),
