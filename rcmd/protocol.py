@@ -94,12 +94,14 @@ class Connection:
         self.their_role = _S if our_role is _C else _C
         self._max_frame_size = max_frame_size
         self._framer = LengthPrefixFramer(min(max_frame_size, HANDSHAKE_MAX_FRAME_SIZE))
-        self._our_hello: Hello | None = None
+        # "no mutate": each mutant of these two lines is equivalent (make mutate). Only the truth of
+        # _our_hello is read, so "" acts as None; RUN sets _stdin_open before anything reads it.
+        self._our_hello: Hello | None = None  # pragma: no mutate
         self.phase = Phase.HANDSHAKE
         self.their_hello: Hello | None = None
         self._hello_sent = False
         self._error_sent = False
-        self._stdin_open = False  # the running command takes STDIN messages
+        self._stdin_open = False  # pragma: no mutate (the running command takes STDIN messages)
         self._failure: RemoteProtocolError | None = None
 
     @property

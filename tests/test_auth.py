@@ -1,5 +1,8 @@
 """rcmd.auth with bytes and numbers only: proofs, secrets, the failure throttle."""
 
+import hashlib
+import hmac
+
 import pytest
 
 from rcmd.auth import (
@@ -27,6 +30,19 @@ def test_proofs_bind_the_secret_both_nonces_and_the_direction():
     assert proof != server_proof(SECRET, ns, nc)  # cannot be reflected back as the server's
 
 
+def test_proofs_are_the_hmacs_docs_protocol_md_specifies():
+    """Section 4a, byte for byte: another implementation computes the same proofs."""
+    ns, nc = bytes(range(32)), bytes(range(32, 64))
+
+    def spec(label: bytes) -> bytes:
+        return hmac.new(SECRET, label + ns + nc, hashlib.sha256).digest()
+
+    assert client_proof(SECRET, ns, nc) == spec(b"rcmd-auth-v1 client proof\0")
+    assert server_proof(SECRET, ns, nc) == spec(b"rcmd-auth-v1 server proof\0")
+    assert server_proof(SECRET, ns, nc) != server_proof(SECRET, nc, ns)  # order matters
+    assert not proofs_match(client_proof(SECRET, ns, nc), client_proof(SECRET, ns, nc)[:-1] + b"\0")
+
+
 def test_nonces_are_fresh():
     assert len({new_nonce() for _ in range(100)}) == 100
 
@@ -52,6 +68,23 @@ def test_secret_from_a_file_drops_the_newline(tmp_path):
     assert load_secret(path, environ={}) == SECRET
 
 
+@pytest.mark.parametrize(
+    ("contents", "secret"),
+    [
+        (SECRET + b"\r\n", SECRET),
+        (SECRET + b"\n\n", SECRET),
+        (SECRET + b" \t\n", SECRET + b" \t"),  # only line ends are dropped: spaces are the secret's
+        (SECRET + b"XX\n", SECRET + b"XX"),
+        (b" " + SECRET, b" " + SECRET),
+    ],
+)
+def test_only_trailing_line_ends_are_dropped_from_a_secret_file(tmp_path, contents, secret):
+    path = tmp_path / "secret"
+    path.write_bytes(contents)
+    path.chmod(0o600)
+    assert load_secret(str(path), environ={"RCMD_SECRET": "ignored when a file is given"}) == secret
+
+
 def test_secret_file_readable_by_others_is_refused(tmp_path):
     path = tmp_path / "secret"
     path.write_bytes(SECRET)
@@ -60,9 +93,27 @@ def test_secret_file_readable_by_others_is_refused(tmp_path):
         load_secret(path, environ={})
 
 
-def test_short_secret_is_refused(tmp_path):
-    with pytest.raises(SecretError, match="use at least 16 random"):
+HINT = "e.g. python3 -c 'import secrets; print(secrets.token_hex(32))'"
+
+
+def test_short_secret_is_refused_saying_where_it_came_from(tmp_path):
+    with pytest.raises(SecretError) as info:
         load_secret(None, environ={"RCMD_SECRET": "hunter2"})
+    assert str(info.value) == f"the secret in $RCMD_SECRET is 7 bytes; use at least 16 random ones, {HINT}"
+    path = tmp_path / "secret"
+    path.write_bytes(b"x" * 15 + b"\n")
+    path.chmod(0o600)
+    with pytest.raises(SecretError) as info:
+        load_secret(path, environ={})
+    assert str(info.value) == f"the secret in {path} is 15 bytes; use at least 16 random ones, {HINT}"
+
+
+def test_sixteen_bytes_is_just_enough():
+    assert load_secret(None, environ={"RCMD_SECRET": "x" * 16}) == b"x" * 16
+    assert load_secret(None, environ={"RCMD_SECRET": "中" * 6}) == "中".encode() * 6  # 18 bytes
+    with pytest.raises(SecretError, match="is 15 bytes"):
+        load_secret(None, environ={"RCMD_SECRET": "x" * 15})
+    assert load_secret(None, environ={"RCMD_SECRET": ""}) is None  # set but empty: no secret
 
 
 def test_secret_from_the_environment_and_none():
@@ -89,3 +140,25 @@ def test_throttle_memory_is_bounded():
     for i in range(1000):
         throttle.failed(f"10.0.{i // 256}.{i % 256}", now=0.0)
     assert len(throttle._failures) == 100
+
+
+def test_throttle_defaults():
+    """0.25 s, doubling to at most 8 s, forgotten after 5 quiet minutes, 10,000 addresses."""
+    throttle = FailureThrottle()
+    t0 = 1_000_000.0  # a monotonic clock is far from 0
+    delays = [throttle.failed("a", now=t0 + i) for i in range(7)]
+    assert delays == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
+    assert throttle.failed("a", now=t0 + 6 + 300.0) == 8.0  # exactly 300 s: still remembered
+    assert throttle.failed("a", now=t0 + 6 + 600.5) == 0.25  # 300.5 s quiet: forgiven
+    for i in range(10_000):
+        throttle.failed(f"b{i}", now=t0)
+    assert len(throttle._failures) == 10_000
+    assert "a" not in throttle._failures  # the oldest went first
+
+
+def test_throttle_remembers_at_real_clock_values():
+    throttle = FailureThrottle(forget_after=10.0)
+    assert throttle.failed("a", now=5000.0) == 0.25
+    assert throttle.failed("a", now=5009.0) == 0.5
+    assert throttle.failed("a", now=5019.0) == 1.0  # 10 s since the last: not more than 10
+    assert throttle.failed("a", now=5029.5) == 0.25

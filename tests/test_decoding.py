@@ -18,10 +18,14 @@ def test_every_split_point_decodes_correctly(encoding):
         assert decoder.decode(data[:cut]) + decoder.decode(data[cut:]) + decoder.flush() == text
 
 
-def test_per_chunk_decoding_is_what_breaks():
-    data = "中".encode()
-    broken = data[:1].decode("utf-8", "replace") + data[1:].decode("utf-8", "replace")
-    assert "\ufffd" in broken  # the bug the incremental decoder avoids
+def test_a_character_split_between_chunks_survives_where_per_chunk_decoding_breaks_it():
+    data = "中".encode()  # 3 bytes
+    decoder = StreamDecoder("utf-8")
+    assert [decoder.decode(data[:1]), decoder.decode(data[1:2]), decoder.decode(data[2:])] == ["", "", "中"]
+    assert decoder.flush() == ""
+    # What Fabric does, a fresh decoder per chunk: the character is lost, each byte a U+FFFD.
+    per_chunk = "".join(StreamDecoder("utf-8").decode(chunk, final=True) for chunk in (data[:1], data[1:]))
+    assert per_chunk == "\ufffd" * 3
 
 
 @given(st.text(), st.lists(st.integers(0, 400), max_size=8))
@@ -55,6 +59,35 @@ def test_a_character_cut_off_at_the_end_becomes_a_replacement():
     decoder = StreamDecoder("utf-8")
     assert decoder.decode("中".encode()[:2]) == ""
     assert decoder.flush() == "\ufffd"
+
+
+def test_final_decode_ends_the_stream():
+    decoder = StreamDecoder("utf-8")
+    assert decoder.decode("中".encode()[:2], final=True) == "\ufffd"
+    assert decoder.decode(b"ok") == "ok"  # nothing of the cut character was kept
+
+
+@pytest.mark.parametrize(
+    ("errors", "expected"), [("replace", "a\ufffd"), ("backslashreplace", "a\\xff"), ("ignore", "a")]
+)
+def test_both_output_streams_use_the_error_handler_asked_for(errors, expected):
+    decoder = OutputDecoder("utf-8", errors) if errors != "replace" else OutputDecoder("utf-8")
+    assert decoder.stdout.decode(b"a\xff", final=True) == expected
+    assert decoder.stderr.decode(b"a\xff", final=True) == expected
+
+
+def test_strict_output_decoder_raises_on_both_streams():
+    decoder = OutputDecoder("utf-8", "strict")
+    for stream in (decoder.stdout, decoder.stderr):
+        with pytest.raises(UnicodeDecodeError):
+            stream.decode(b"\xff")
+
+
+@pytest.mark.parametrize(("name", "canonical"), [("UTF8", "utf-8"), ("GBK", "gbk"), ("latin-1", "iso8859-1")])
+def test_decoders_report_the_canonical_encoding_name(name, canonical):
+    assert StreamDecoder(name).encoding == canonical
+    decoder = OutputDecoder(name)
+    assert decoder.encoding == decoder.stdout.encoding == decoder.stderr.encoding == canonical
 
 
 @pytest.mark.parametrize(

@@ -18,13 +18,15 @@ from rcmd.framing import (
 
 
 def drain(framer):
-    """Every frame the framer can give now, and the status it stopped on."""
+    """Every frame the framer can give now, and the status it stopped on. Bounded: a framer
+    that gives frames forever fails the test rather than hanging it."""
     frames = []
-    while True:
+    for _ in range(10_000):
         frame = framer.next_frame()
         if frame in (NEED_DATA, CLOSED):
             return frames, frame
         frames.append(frame)
+    raise AssertionError(f"no end to the frames: {frames[:3]}...")
 
 
 def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -156,8 +158,47 @@ def test_garbage_gives_frames_or_a_clear_error_never_a_hang(garbage, cuts):
 def test_data_after_eof_is_a_bug():
     framer = LengthPrefixFramer()
     framer.receive_data(b"")
-    with pytest.raises(RuntimeError):
+    framer.receive_data(b"")  # a second EOF is harmless
+    with pytest.raises(RuntimeError) as info:
         framer.receive_data(b"x")
+    assert str(info.value) == "receive_data() after EOF"
+
+
+@pytest.mark.parametrize("size", [1, 2, 1 << 20, 0xFFFFFFFF])
+def test_max_frame_size_limits_that_are_allowed(size):
+    framer = LengthPrefixFramer(max_frame_size=size)
+    assert framer.max_frame_size == size
+    framer.receive_data(encode_frame(b"x") + encode_frame(b""))
+    assert drain(framer) == ([b"x", b""], NEED_DATA)
+
+
+@pytest.mark.parametrize("size", [-1, 0, 0x1_0000_0000])
+def test_max_frame_size_limits_that_are_refused(size):
+    with pytest.raises(ValueError, match=r"^max_frame_size must be between 1 and 2\*\*32 - 1$"):
+        LengthPrefixFramer(max_frame_size=size)
+
+
+@pytest.mark.parametrize(("limit", "announced"), [(1, 2), (1024, 1025), (1 << 20, (1 << 20) + 1)])
+def test_one_byte_over_the_limit_is_refused_with_the_exact_reason(limit, announced):
+    framer = LengthPrefixFramer(max_frame_size=limit)
+    framer.receive_data(frame_header(announced))
+    with pytest.raises(FrameTooLarge) as info:
+        framer.next_frame()
+    assert str(info.value) == (
+        f"frame of {announced} bytes exceeds the maximum of {limit} bytes "
+        "(is the peer speaking another protocol, e.g. naive framing?)"
+    )
+    assert framer.buffered == 4  # nothing was taken from the stream
+
+
+def test_split_frames_of_zero_and_one_byte():
+    framer = LengthPrefixFramer()
+    framer.receive_data(encode_frame(b"") + encode_frame(b"\x07") + encode_frame(b"\x10ab"))
+    assert framer.next_frame_split() == (None, b"")
+    assert framer.next_frame_split() == (7, b"")
+    assert framer.next_frame_split() == (0x10, b"ab")
+    assert framer.next_frame_split() is NEED_DATA
+    assert framer.buffered == 0
 
 
 # ------------------------------------------------------------------- the naive reader
@@ -180,6 +221,18 @@ def test_naive_long_reply_tail_becomes_the_next_reply():
     second = framer.next_frame()
     assert second == first_reply[1024:2048]  # command 2 "answers" with command 1's middle
     assert b"reply to command 2" not in second
+
+
+@pytest.mark.parametrize("size", [-1, 0])
+def test_naive_recv_size_must_be_positive(size):
+    with pytest.raises(ValueError, match=r"^recv_size must be positive$"):
+        NaiveFramer(recv_size=size)
+
+
+def test_naive_recv_size_of_one_byte():
+    framer = NaiveFramer(recv_size=1)
+    framer.receive_data(b"ab")
+    assert [framer.next_frame(), framer.next_frame(), framer.next_frame()] == [b"a", b"b", NEED_DATA]
 
 
 @given(payloads=st.lists(st.binary(min_size=1, max_size=3000), min_size=2, max_size=5))

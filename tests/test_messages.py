@@ -28,6 +28,9 @@ ROUND_TRIPS = [
     (Hello(software="rcmd 0.1.0", encoding="gbk", cwd="/srv"), None),
     (Run("ls -l"), b'\x02{"command":"ls -l","env":{},"stdin":false}'),
     (Run("echo 中文", cwd="/tmp", env={"LANG": "C"}, timeout=2.5, stdin=True), None),
+    # Text goes out as UTF-8, not as \u escapes: a peer in another language reads it as it is.
+    (Run("echo 中文"), '\x02{"command":"echo 中文","env":{},"stdin":false}'.encode()),
+    (Error("没有"), '\x7f{"reason":"没有"}'.encode()),
     (Stdin(b"data\x00\xff"), b"\x03data\x00\xff"),
     (StdinEnd(), b"\x04"),
     (Cancel(), b"\x05"),
@@ -86,27 +89,49 @@ def test_unknown_fields_are_ignored_for_forward_compatibility():
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [
-        (b"", "empty payload"),
+        (b"", "empty payload: every message starts with a type byte"),
         (b"\x42", "unknown message type 0x42"),
-        (b"\x04x", "STDIN_END takes no body"),
-        (b"\x02not json", "not UTF-8 JSON"),
-        (b"\x02\xff\xfe", "not UTF-8 JSON"),
-        (b"\x02[1]", "must be a JSON object"),
-        (b"\x02{}", "lacks the required field 'command'"),
-        (b'\x02{"command":5}', "'command' has the wrong type"),
-        (b'\x02{"command":"x","env":{"A":1}}', "must map strings to strings"),
-        (b'\x02{"command":"x","timeout":-1}', "positive number"),
-        (b'\x02{"command":"x","timeout":NaN}', "NaN is not JSON"),
-        (b'\x12{"returncode":true}', "'returncode' has the wrong type"),
-        (b'\x12{"returncode":1.5}', "'returncode' has the wrong type"),
-        (b'\x01{"protocol":"1"}', "'protocol' has the wrong type"),
-        (b'\x7f{"reason":null}', "'reason' has the wrong type"),
+        (b"\x00", "unknown message type 0x00"),
+        (b"\x04x", "STDIN_END takes no body, got 1 bytes"),
+        (b"\x05ab", "CANCEL takes no body, got 2 bytes"),
+        (b"\x02not json", "RUN body is not UTF-8 JSON: ..."),
+        (b"\x02\xff\xfe", "RUN body is not UTF-8 JSON: ..."),
+        (b"\x02[1]", "RUN body must be a JSON object, got list"),
+        (b"\x12null", "EXIT body must be a JSON object, got NoneType"),
+        (b"\x02{}", "RUN lacks the required field 'command'"),
+        (b'\x02{"command":5}', "RUN field 'command' has the wrong type (int)"),
+        (b'\x02{"command":"x","stdin":1}', "RUN field 'stdin' has the wrong type (int)"),
+        (b'\x02{"command":"x","env":[]}', "RUN field 'env' has the wrong type (list)"),
+        (b'\x02{"command":"x","env":{"A":1}}', "RUN field 'env' must map strings to strings"),
+        (b'\x02{"command":"x","timeout":-1}', "RUN field 'timeout' must be a positive number of seconds"),
+        (b'\x02{"command":"x","timeout":0}', "RUN field 'timeout' must be a positive number of seconds"),
+        (b'\x02{"command":"x","timeout":-0.0}', "RUN field 'timeout' must be a positive number of seconds"),
+        (b'\x02{"command":"x","timeout":NaN}', "RUN body: NaN is not JSON"),
+        (b'\x02{"command":"x","timeout":Infinity}', "RUN body: Infinity is not JSON"),
+        (b'\x02{"command":"x","timeout":true}', "RUN field 'timeout' has the wrong type (bool)"),
+        (b'\x12{"returncode":true}', "EXIT field 'returncode' has the wrong type (bool)"),
+        (b'\x12{"returncode":1.5}', "EXIT field 'returncode' has the wrong type (float)"),
+        (b'\x12{"returncode":0,"signal":"9"}', "EXIT field 'signal' has the wrong type (str)"),
+        (b'\x01{"protocol":"1"}', "HELLO field 'protocol' has the wrong type (str)"),
+        (b'\x01{"software":"x"}', "HELLO lacks the required field 'protocol'"),
+        (b'\x7f{"reason":null}', "ERROR field 'reason' has the wrong type (NoneType)"),
         (b"\x06{}", "AUTH_OK lacks the required field 'mac'"),
     ],
 )
 def test_malformed_payloads_say_what_is_wrong(payload, reason):
-    with pytest.raises(RemoteProtocolError, match=reason):
+    """The reason goes back to the peer in an ERROR: it is part of the contract, word for word
+    (a reason ending in "..." goes on with the JSON parser's own words)."""
+    with pytest.raises(RemoteProtocolError) as info:
         decode_message(payload)
+    if reason.endswith("..."):
+        assert str(info.value).startswith(reason[:-3])
+    else:
+        assert str(info.value) == reason
+
+
+@pytest.mark.parametrize("timeout", [1e-9, 0.5, 1, 2.5, 86_400])
+def test_any_positive_finite_timeout_is_accepted(timeout):
+    assert decode_message(b'\x02{"command":"x","timeout":%r}' % timeout) == Run("x", timeout=timeout)
 
 
 @given(st.binary(min_size=1))

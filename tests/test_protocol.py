@@ -3,15 +3,17 @@
 import pytest
 
 from rcmd.errors import LocalProtocolError, RemoteProtocolError
-from rcmd.framing import CLOSED, NEED_DATA, encode_frame
+from rcmd.framing import CLOSED, NEED_DATA, encode_frame, frame_header
 from rcmd.messages import Cancel, Error, Exit, Hello, Run, Stderr, Stdin, StdinEnd, Stdout, encode_message
 from rcmd.protocol import Connection, Phase, Role
 
 
 def events(conn):
+    """Every message the connection can give now (bounded: an endless stream fails, not hangs)."""
     out = []
     while (event := conn.next_event()) not in (NEED_DATA, CLOSED):
         out.append(event)
+        assert len(out) < 1000, f"no end to the events: {out[:3]}..."
     return out
 
 
@@ -207,3 +209,285 @@ def test_auth_ok_only_from_a_server_that_asked():
     client.receive_data(encode_frame(encode_message(AuthOk("44" * 32))))
     with pytest.raises(RemoteProtocolError, match="AUTH_OK is not allowed while idle"):
         client.next_event()
+
+
+# ------------------------------------------------------- every transition, both directions
+
+from rcmd.errors import ProtocolError  # noqa: E402
+from rcmd.messages import Message, MessageType  # noqa: E402
+from rcmd.protocol import TRANSITIONS  # noqa: E402
+
+C, S = Role.CLIENT, Role.SERVER
+
+#: The order of docs/PROTOCOL.md, written out here rather than read from the code under test.
+EXPECTED_TRANSITIONS = {
+    (C, MessageType.RUN): (Phase.IDLE, Phase.RUNNING),
+    (C, MessageType.STDIN): (Phase.RUNNING, Phase.RUNNING),
+    (C, MessageType.STDIN_END): (Phase.RUNNING, Phase.RUNNING),
+    (C, MessageType.CANCEL): (Phase.RUNNING, Phase.RUNNING),
+    (S, MessageType.STDOUT): (Phase.RUNNING, Phase.RUNNING),
+    (S, MessageType.STDERR): (Phase.RUNNING, Phase.RUNNING),
+    (S, MessageType.EXIT): (Phase.RUNNING, Phase.IDLE),
+    (S, MessageType.AUTH_OK): (Phase.AUTHENTICATING, Phase.IDLE),
+}
+
+#: One message of each type that the transition table governs (HELLO and ERROR are apart).
+SAMPLES: dict[MessageType, Message] = {
+    MessageType.RUN: Run("cat", stdin=True),
+    MessageType.STDIN: Stdin(b"x"),
+    MessageType.STDIN_END: StdinEnd(),
+    MessageType.CANCEL: Cancel(),
+    MessageType.STDOUT: Stdout(b"x"),
+    MessageType.STDERR: Stderr(b"x"),
+    MessageType.EXIT: Exit(0),
+    MessageType.AUTH_OK: AuthOk("44" * 32),
+}
+LATE = {MessageType.STDIN, MessageType.STDIN_END, MessageType.CANCEL}
+PHASES_AFTER_HELLO = [Phase.AUTHENTICATING, Phase.IDLE, Phase.RUNNING]
+
+
+def pair_in(phase: Phase) -> dict[Role, Connection]:
+    """A client and a server, both in *phase*, wired together with bytes."""
+    if phase is Phase.AUTHENTICATING:
+        client, server = auth_handshake()
+    else:
+        client, server = handshake()
+    if phase is Phase.RUNNING:
+        server.receive_data(client.send(Run("cat", stdin=True)))
+        assert events(server) == [Run("cat", stdin=True)]
+    assert client.phase is server.phase is phase
+    return {C: client, S: server}
+
+
+def raised(exc_type: type[ProtocolError], call) -> str:
+    with pytest.raises(exc_type) as info:
+        call()
+    return str(info.value)
+
+
+def test_the_transition_table_is_the_documented_one():
+    assert TRANSITIONS == EXPECTED_TRANSITIONS
+    assert set(SAMPLES) == {kind for _, kind in EXPECTED_TRANSITIONS}
+
+
+@pytest.mark.parametrize("phase", PHASES_AFTER_HELLO, ids=lambda p: p.value)
+@pytest.mark.parametrize("kind", list(SAMPLES), ids=lambda k: k.name)
+@pytest.mark.parametrize("sender", [C, S], ids=lambda r: r.value)
+def test_every_message_received_in_every_phase(sender, kind, phase):
+    """Allowed exactly where the table says, and the phase moves as it says; refused with the
+    reason otherwise, except client input crossing an EXIT, which a server drops."""
+    receiver = pair_in(phase)[S if sender is C else C]
+    message = SAMPLES[kind]
+    receiver.receive_data(encode_frame(encode_message(message)))
+    rule = EXPECTED_TRANSITIONS.get((sender, kind))
+    if rule is None:
+        reason = raised(RemoteProtocolError, receiver.next_event)
+        assert reason == f"a {sender.value} may not send {kind.name}"
+        assert receiver.phase is Phase.CLOSED
+    elif rule[0] is phase:
+        assert events(receiver) == [message]
+        assert receiver.phase is rule[1]
+    elif sender is C and phase is Phase.IDLE and kind in LATE:
+        assert events(receiver) == []  # dropped: sent before the client saw the EXIT
+        assert receiver.phase is Phase.IDLE
+    else:
+        reason = raised(RemoteProtocolError, receiver.next_event)
+        assert reason == f"{kind.name} is not allowed while {phase.value}"
+        assert receiver.phase is Phase.CLOSED
+
+
+@pytest.mark.parametrize("phase", PHASES_AFTER_HELLO, ids=lambda p: p.value)
+@pytest.mark.parametrize("kind", list(SAMPLES), ids=lambda k: k.name)
+@pytest.mark.parametrize("sender", [C, S], ids=lambda r: r.value)
+def test_every_message_sent_in_every_phase(sender, kind, phase):
+    conn = pair_in(phase)[sender]
+    message = SAMPLES[kind]
+    rule = EXPECTED_TRANSITIONS.get((sender, kind))
+    if rule is None:
+        reason = raised(LocalProtocolError, lambda: conn.send(message))
+        assert reason == f"a {sender.value} may not send {kind.name}"
+        assert conn.phase is phase  # our own mistake does not close the connection
+    elif rule[0] is phase:
+        assert conn.send(message) == encode_frame(encode_message(message))
+        assert conn.phase is rule[1]
+    else:
+        reason = raised(LocalProtocolError, lambda: conn.send(message))
+        assert reason == f"cannot send {kind.name} while {phase.value}"
+        assert conn.phase is phase
+
+
+@pytest.mark.parametrize("kind", list(SAMPLES), ids=lambda k: k.name)
+@pytest.mark.parametrize("receiver_role", [C, S], ids=lambda r: r.value)
+def test_anything_before_the_peers_hello_is_refused(receiver_role, kind):
+    receiver = Connection(receiver_role)
+    receiver.receive_data(encode_frame(encode_message(SAMPLES[kind])))
+    reason = raised(RemoteProtocolError, receiver.next_event)
+    peer = "server" if receiver_role is C else "client"
+    assert reason == f"expected HELLO first, got {kind.name} (is the peer an rcmd {peer}?)"
+    assert raised(RemoteProtocolError, receiver.next_event) == f"connection already failed: {reason}"
+
+
+@pytest.mark.parametrize("kind", list(SAMPLES), ids=lambda k: k.name)
+@pytest.mark.parametrize("role", [C, S], ids=lambda r: r.value)
+def test_nothing_but_hello_or_error_before_our_hello(role, kind):
+    conn = Connection(role)
+    assert raised(LocalProtocolError, lambda: conn.send(SAMPLES[kind])) == f"send HELLO before {kind.name}"
+    conn.send(Error("bye"))  # ERROR may go out at any time
+    assert conn.phase is Phase.CLOSED
+
+
+@pytest.mark.parametrize("kind", list(SAMPLES), ids=lambda k: k.name)
+@pytest.mark.parametrize("role", [C, S], ids=lambda r: r.value)
+def test_between_the_two_hellos_only_a_client_run_may_go(role, kind):
+    conn = Connection(role)
+    conn.send(Hello())
+    assert conn.phase is Phase.HANDSHAKE
+    message = SAMPLES[kind]
+    if (role, kind) == (C, MessageType.RUN):
+        assert conn.send(message) == encode_frame(encode_message(message))
+        assert conn.phase is Phase.RUNNING
+    elif (role, kind) in EXPECTED_TRANSITIONS:
+        assert (
+            raised(LocalProtocolError, lambda: conn.send(message))
+            == f"cannot send {kind.name} while handshake"
+        )
+    else:
+        assert (
+            raised(LocalProtocolError, lambda: conn.send(message))
+            == f"a {role.value} may not send {kind.name}"
+        )
+
+
+@pytest.mark.parametrize("role", [C, S], ids=lambda r: r.value)
+def test_hello_goes_once_each_way(role):
+    conn = pair_in(Phase.IDLE)[role]
+    assert raised(LocalProtocolError, lambda: conn.send(Hello())) == "HELLO was sent already"
+    conn.receive_data(encode_frame(encode_message(Hello())))
+    assert raised(RemoteProtocolError, conn.next_event) == "a second HELLO"
+
+
+# ---------------------------------------------------------------------- after an ERROR
+
+
+@pytest.mark.parametrize("phase", PHASES_AFTER_HELLO, ids=lambda p: p.value)
+def test_after_sending_error_only_the_peers_error_means_anything(phase):
+    conns = pair_in(phase)
+    server, client = conns[S], conns[C]
+    server.send(Error("shutting down"))
+    assert server.phase is Phase.CLOSED
+    assert raised(LocalProtocolError, lambda: server.send(Error("again"))) == "an ERROR was sent already"
+    for message in (Stdout(b"x"), Exit(0), AuthOk("44" * 32), Hello()):
+        reason = raised(LocalProtocolError, lambda m=message: server.send(m))
+        assert reason == f"cannot send {message.TYPE.name}: the connection is closed"
+    # What the client sent before it read our ERROR is dropped, in any order, without failing.
+    server.receive_data(
+        encode_frame(encode_message(Run("ls")))
+        + encode_frame(encode_message(Stdin(b"x")))
+        + encode_frame(encode_message(Hello()))
+        + encode_frame(encode_message(Error("bye too")))
+    )
+    assert events(server) == [Error("bye too")]
+    client.send(Error("client gives up too"))  # each end may send its own ERROR once
+
+
+def test_after_receiving_error_further_messages_are_dropped():
+    client, server = handshake()
+    client.receive_data(
+        server.send(Error("shutting down"))
+        + encode_frame(encode_message(Stdout(b"x")))
+        + encode_frame(encode_message(Exit(0)))
+    )
+    assert events(client) == [Error("shutting down")]
+    client.send(Error("ok"))
+    assert raised(LocalProtocolError, lambda: client.send(Error("twice"))) == "an ERROR was sent already"
+
+
+# --------------------------------------------------------------------------------- stdin
+
+STDIN_CLOSED = "without an open stdin (RUN had stdin=false, or it ended)"
+
+
+def test_stdin_without_an_open_stdin_is_refused_from_the_peer():
+    client, server = handshake()
+    server.receive_data(client.send(Run("ls")))  # stdin=False
+    server.receive_data(encode_frame(encode_message(Stdin(b"x"))))
+    assert events_until_error(server) == ([Run("ls")], f"STDIN {STDIN_CLOSED}")
+
+
+def events_until_error(conn):
+    """The messages before the RemoteProtocolError, and its reason (fails if none is raised)."""
+    got = []
+    try:
+        while (event := conn.next_event()) not in (NEED_DATA, CLOSED):
+            got.append(event)
+    except RemoteProtocolError as exc:
+        return got, str(exc)
+    raise AssertionError(f"no RemoteProtocolError after {got}")
+
+
+@pytest.mark.parametrize("after_end", [Stdin(b"x"), StdinEnd()], ids=lambda m: m.TYPE.name)
+def test_stdin_closes_at_stdin_end_on_both_ends(after_end):
+    client, server = handshake()
+    server.receive_data(
+        client.send(Run("cat", stdin=True)) + client.send(Stdin(b"a")) + client.send(StdinEnd())
+    )
+    assert events(server) == [Run("cat", stdin=True), Stdin(b"a"), StdinEnd()]
+    reason = f"{after_end.TYPE.name} {STDIN_CLOSED}"
+    assert raised(LocalProtocolError, lambda: client.send(after_end)) == reason
+    server.receive_data(encode_frame(encode_message(after_end)))
+    assert raised(RemoteProtocolError, server.next_event) == reason
+
+
+def test_each_run_says_afresh_whether_stdin_is_open():
+    client, server = handshake()
+    server.receive_data(client.send(Run("cat", stdin=True)) + client.send(StdinEnd()))
+    assert events(server) == [Run("cat", stdin=True), StdinEnd()]
+    client.receive_data(server.send(Exit(0)))
+    assert events(client) == [Exit(0)]
+    server.receive_data(client.send(Run("cat", stdin=True)) + client.send(Stdin(b"b")))  # open again
+    assert events(server) == [Run("cat", stdin=True), Stdin(b"b")]
+    client.receive_data(server.send(Exit(0)))
+    assert events(client) == [Exit(0)]
+    server.receive_data(client.send(Run("true")))
+    assert events(server) == [Run("true")]
+    with pytest.raises(LocalProtocolError, match="STDIN_END without an open stdin"):
+        client.send(StdinEnd())
+
+
+# -------------------------------------------------------------------- the frame-size limit
+
+
+def test_the_limit_stays_small_until_the_peer_is_authenticated():
+    client, server = auth_handshake()
+    assert client.max_frame_size == server.max_frame_size == HANDSHAKE_MAX_FRAME_SIZE
+    assert client.auth_required
+    assert server.auth_required
+    client.receive_data(server.send(AuthOk("44" * 32)))
+    assert events(client) == [AuthOk("44" * 32)]
+    assert client.max_frame_size == server.max_frame_size == 1 << 20
+
+
+def test_without_authentication_the_limit_rises_after_the_hellos():
+    client, server = handshake()
+    assert not client.auth_required
+    assert not server.auth_required
+    assert client.max_frame_size == server.max_frame_size == 1 << 20
+    client.receive_data(encode_frame(encode_message(Stdout(b"x"))))  # not RUNNING: refused,
+    with pytest.raises(RemoteProtocolError):  # but after the hellos, not as too large
+        client.next_event()
+
+
+def test_a_configured_limit_below_the_handshake_limit_holds_from_the_start():
+    conn = Connection(Role.SERVER, max_frame_size=100)
+    assert conn.max_frame_size == 100
+    conn.receive_data(frame_header(101))
+    assert "exceeds the maximum of 100 bytes" in raised(RemoteProtocolError, conn.next_event)
+
+
+def test_handshake_limit_exactly():
+    server = Connection(Role.SERVER)
+    server.receive_data(frame_header(HANDSHAKE_MAX_FRAME_SIZE) + b"\x01")
+    assert server.next_event() is NEED_DATA  # 8192 is allowed: the frame waits for its bytes
+    server = Connection(Role.SERVER)
+    server.receive_data(frame_header(HANDSHAKE_MAX_FRAME_SIZE + 1))
+    assert raised(RemoteProtocolError, server.next_event).startswith("frame of 8193 bytes exceeds")

@@ -1,0 +1,77 @@
+"""mutmut on the transports (server, client, CLI), whose tests run rcmd in subprocesses.
+
+Not part of `make mutate`: each mutant runs real servers, so a module takes tens of minutes.
+
+mutmut learns which tests reach a function by recording calls in the test process, and runs
+each mutant against those tests only. A server started as a subprocess records nothing, so
+every server mutant would come out "no tests". This wraps mutmut's stats collection so that
+every mutated function counts as reached by every selected test: each mutant then runs the
+whole selection, stopping at the first failure (a survivor costs the whole selection).
+The subprocesses do run the mutant: the tests run from mutants/, which Python puts first on
+a child's path, and the child inherits MUTANT_UNDER_TEST.
+
+    python scripts/mutmut_transports.py --mutate rcmd/server/command.py --tests tests/test_end_to_end.py
+    python scripts/mutation_report.py --module rcmd.server.command
+
+It replaces mutants/ (make mutate starts it afresh too). Relies on mutmut 3.8's internals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import mutmut.__main__ as mutmut_main
+from mutmut.configuration import config
+from mutmut.state import state
+from mutmut.utils.format_utils import mangled_name_from_mutant_name
+from mutmut.workers.isolation import get_mutant_runner
+
+
+def mutated_functions() -> set[str]:
+    """The functions mutmut made mutants of, as its stats name them."""
+    names = set()
+    for meta in Path("mutants").rglob("*.py.meta"):
+        for key in json.loads(meta.read_text())["exit_code_by_key"]:
+            names.add(mangled_name_from_mutant_name(key))
+    return names
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mutate", action="append", required=True, help="a file (or glob) to mutate")
+    parser.add_argument("--tests", action="append", required=True, help="a test file or node id to run")
+    parser.add_argument("--max-children", type=int, default=2)
+    args = parser.parse_args()
+
+    shutil.rmtree("mutants", ignore_errors=True)
+    config().only_mutate = args.mutate
+    config().pytest_add_cli_args_test_selection = args.tests
+
+    def runner_reaching_everything(*a: Any, **kw: Any) -> Any:
+        runner = get_mutant_runner(*a, **kw)
+        collect = runner.collect_stats
+
+        def collect_stats(tests: Iterable[str] | None) -> int:
+            code = collect(tests)
+            every_test = set(state().duration_by_test)
+            for name in mutated_functions():
+                state().tests_by_mangled_function_name[name] |= every_test
+            return code
+
+        runner.collect_stats = collect_stats  # type: ignore[method-assign]
+        return runner
+
+    setattr(mutmut_main, "get_mutant_runner", runner_reaching_everything)  # noqa: B010 - not exported
+    sys.argv = ["mutmut", "run", "--max-children", str(args.max_children)]
+    mutmut_main.cli()  # exits
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
