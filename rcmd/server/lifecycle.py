@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ..process import tracker
 from .config import ServerConfig
 from .listener import Server
 
@@ -22,6 +23,8 @@ async def serve(config: ServerConfig, *, on_ready: Callable[[str, int], None] | 
     """
     server = Server(config)
     await server.start()
+    # This process is the server's alone: it may become the subreaper of its commands.
+    log.info("%s", tracker.start(subreaper=True))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -34,6 +37,7 @@ async def serve(config: ServerConfig, *, on_ready: Callable[[str, int], None] | 
     await stop.wait()
     log.info("signal received: stopping")
     await server.close()
+    tracker.close()  # what commands left outside their groups, and the watchdog
 
 
 class BackgroundServer:
