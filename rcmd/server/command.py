@@ -77,7 +77,7 @@ class RunningCommand:
         _set_once(self.stopping)
         killed = kill_tree(self.process)
         if killed:
-            log.info("killed %d process(es) of command %d outside its group", killed, self.process.number)
+            log.info("command %d: %d process(es) found by its cookie, killed", self.process.number, killed)
 
     def finished(self) -> None:
         if self._escalation is not None:
