@@ -22,9 +22,9 @@ async def serve(config: ServerConfig, *, on_ready: Callable[[str, int], None] | 
     *on_ready* is called with the bound (host, port) once it listens.
     """
     server = Server(config)
-    await server.start()
     # This process is the server's alone: it may become the subreaper of its commands.
     log.info("%s", tracker.start(subreaper=True))
+    await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
