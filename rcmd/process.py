@@ -347,10 +347,8 @@ class ProcessTracker:
         return f"{self.server_id}-{number}"
 
     def started(self) -> int:
-        """A new command's number, live until ended(); starts the watchdog on first use."""
+        """A new command's number, live until ended()."""
         self._ensure_id()
-        if self._watchdog is None:
-            self._start_watchdog()
         self._next += 1
         self.live.add(self._next)
         return self._next
@@ -388,9 +386,11 @@ class ProcessTracker:
         return killed
 
     def start(self, *, subreaper: bool) -> str:
-        """Set up for a server: the watchdog, and the subreaper if asked (the server's own
-        process: it changes where orphans of anything the process starts go). Returns a
-        sentence saying which mechanisms are active, for the log."""
+        """Set up for a server process (rcmd-server calls it): the watchdog, and the
+        subreaper if asked (it changes where orphans of anything the process starts go).
+        Without it (BackgroundServer, spawn() alone) cookies and sweeps still work, but a
+        killed process leaves its commands running. Returns a sentence for the log
+        saying which mechanisms are active."""
         self._ensure_id()
         if self._watchdog is None:
             self._start_watchdog()

@@ -35,11 +35,10 @@ CUT_WAIT = 1.0
 #: What the client is told when that happens.
 OUTPUT_CUT_NOTE = b"rcmd: output cut: processes left by the command kept it open\n"
 #: While a command does not read its stdin, up to this much more input is taken from the
-#: client and held, so a CANCEL or a hang-up behind it is still seen. Past it the client is
-#: not read until the command reads (TCP's backpressure, as before), so a CANCEL behind
-#: more unread input than this, the socket buffers and the pipe hold waits for the command.
-#: As much as a connection may hold of output on its way out (4 chunks): per connection,
-#: and only while its command does not read its stdin.
+#: client and held, so a CANCEL or a hang-up behind it is still seen: as much as a
+#: connection may hold of output on its way out (4 chunks). Past it the client is not read
+#: until the command reads (TCP's backpressure), so a CANCEL behind more unread input than
+#: this, the socket buffers and the pipe hold waits for the command to read or end.
 STDIN_BACKLOG = 4 * OUTPUT_CHUNK_SIZE
 #: At most this many chunks are forwarded per wake-up, while the client's socket takes
 #: each whole: fewer trips through the event loop, and other connections still get a turn.

@@ -195,7 +195,7 @@ class PrefixedSession:
         elif isinstance(event, Cancel) and self.command is not None:
             log.info("%s: cancel", self.peer)
             self.command.cancelled = True
-            self.command.terminate()  # after its output has ended too: then kills what is left
+            self.command.terminate()  # if the shell has exited already, kills what it left
 
     async def _authenticate(self, hello: Hello) -> None:
         """Check the client's proof; prove ourselves in AUTH_OK, or fail slowly."""
