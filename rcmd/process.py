@@ -55,8 +55,9 @@ COOKIE_VARIABLE = "RCMD_COMMAND_ID"
 #: Scan-and-kill rounds before giving up on a tree that keeps forking: a process that has
 #: been sent SIGKILL forks no more, so each round can only find children forked before it.
 KILL_ROUNDS = 20
-#: After a command ends, what it left outside its group is swept this much later, at most
-#: one scan of /proc (about 1 ms per 100 processes) per this interval however many end.
+#: After a command ends leaving processes, what it left outside its group is swept this
+#: much later, at most one scan of /proc (about 1 ms per 100 processes) per this interval
+#: however many end.
 SWEEP_DELAY = 0.5
 #: On shutdown, how long the watchdog has to do its last sweep and exit.
 WATCHDOG_EXIT_WAIT = 5.0
@@ -358,6 +359,8 @@ class ProcessTracker:
         if number not in self.live:
             return
         self.live.discard(number)
+        if self.subreaper and not self._has_orphans():
+            return  # nothing outlived its parent: nothing can have escaped (see _has_orphans)
         if self._sweep is None:
             try:
                 loop = asyncio.get_running_loop()
@@ -419,6 +422,26 @@ class ProcessTracker:
             kill_marked(self.prefix)
             self.reap_orphans()
         self._stop_watchdog()
+
+    def _has_orphans(self) -> bool:
+        """Whether we have a child that is not a live command's shell (nor the watchdog).
+
+        As subreaper, once a command's shell has exited every process it left is either
+        such a child of ours or a descendant of one, so no such child means nothing to
+        sweep: a normal command costs this (one small read per server thread), not a scan.
+        True when it cannot be told (no /proc/PID/task/TID/children).
+        """
+        me = os.getpid()
+        try:
+            for tid in os.listdir(f"/proc/{me}/task"):
+                with open(f"/proc/{me}/task/{tid}/children", "rb") as children:
+                    pids = children.read().split()
+                for pid in map(int, pids):
+                    if pid not in self.leaders and (self._watchdog is None or pid != self._watchdog.pid):
+                        return True
+        except OSError:
+            return True
+        return False
 
     def reap_orphans(self) -> None:
         """Reap exited orphans (we are their subreaper), never a live command's shell: its
