@@ -31,10 +31,12 @@ import contextlib
 import logging
 import os
 import secrets
+import select
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 
 log = logging.getLogger("rcmd.server")
@@ -61,6 +63,9 @@ KILL_ROUNDS = 20
 SWEEP_DELAY = 0.5
 #: On shutdown, how long the watchdog has to do its last sweep and exit.
 WATCHDOG_EXIT_WAIT = 5.0
+#: At shutdown, how long each round of killed orphans may take to die (their own orphans
+#: come to the server only then, for the next round).
+ORPHAN_DEATH_WAIT = 1.0
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -420,8 +425,49 @@ class ProcessTracker:
             self._sweep = None
         if self._owner_pid == os.getpid():
             kill_marked(self.prefix)
+            if self.subreaper:
+                self._kill_orphans()
             self.reap_orphans()
         self._stop_watchdog()
+
+    def _kill_orphans(self) -> None:
+        """SIGKILL every child of ours but the watchdog, in rounds (their orphans come to us
+        in turn): at shutdown, when every command has ended, these are what they left,
+        found even without a cookie (``env -i``) as long as they outlived their parent."""
+        killed: set[int] = set()
+        for _ in range(KILL_ROUNDS):
+            try:
+                found = set(self._children()) - self.leaders - killed
+            except OSError:
+                return
+            if self._watchdog is not None:
+                found.discard(self._watchdog.pid)
+            if not found:
+                break
+            pidfds = []
+            for pid in found:
+                with contextlib.suppress(OSError):
+                    pidfds.append(os.pidfd_open(pid))  # our child: its pid is not reused unreaped
+                    signal.pidfd_send_signal(pidfds[-1], signal.SIGKILL)
+            _wait_dead(pidfds, ORPHAN_DEATH_WAIT)  # their children come to us only then
+            for pidfd in pidfds:
+                os.close(pidfd)
+            killed |= found
+        if killed:
+            log.info("killed %d orphan(s) at shutdown", len(killed))
+
+    def _children(self) -> Iterator[int]:
+        """Our children, from /proc/PID/task/TID/children (OSError where there is none)."""
+        me = os.getpid()
+        for tid in os.listdir(f"/proc/{me}/task"):
+            children = os.open(f"/proc/{me}/task/{tid}/children", os.O_RDONLY)
+            try:
+                listed = os.read(children, 1 << 16)  # plain reads: this is per command
+            finally:
+                os.close(children)
+            if len(listed) == 1 << 16:
+                raise OSError("too many children to list")
+            yield from map(int, listed.split())
 
     def _has_orphans(self) -> bool:
         """Whether we have a child that is not a live command's shell (nor the watchdog).
@@ -431,23 +477,11 @@ class ProcessTracker:
         sweep: a normal command costs this (one small read per server thread), not a scan.
         True when it cannot be told (no /proc/PID/task/TID/children).
         """
-        me = os.getpid()
+        watchdog = self._watchdog.pid if self._watchdog is not None else None
         try:
-            for tid in os.listdir(f"/proc/{me}/task"):
-                children = os.open(f"/proc/{me}/task/{tid}/children", os.O_RDONLY)
-                try:
-                    listed = os.read(children, 1 << 16)  # plain reads: this is per command
-                finally:
-                    os.close(children)
-                if len(listed) == 1 << 16:
-                    return True  # thousands of children: not only live shells, surely
-                pids = listed.split()
-                for pid in map(int, pids):
-                    if pid not in self.leaders and (self._watchdog is None or pid != self._watchdog.pid):
-                        return True
+            return any(pid not in self.leaders and pid != watchdog for pid in self._children())
         except OSError:
             return True
-        return False
 
     def reap_orphans(self) -> None:
         """Reap exited orphans (we are their subreaper), never a live command's shell: its
@@ -530,6 +564,15 @@ def watchdog_main() -> None:
         except OSError:
             break
     kill_marked(f"{server_id}-".encode())
+
+
+def _wait_dead(pidfds: list[int], seconds: float) -> None:
+    """Wait until every process of *pidfds* has exited, or *seconds* have passed."""
+    deadline = time.monotonic() + seconds
+    waiting = list(pidfds)
+    while waiting and (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select(waiting, [], [], left)
+        waiting = [pidfd for pidfd in waiting if pidfd not in ready]
 
 
 def _become_subreaper() -> bool:

@@ -72,6 +72,8 @@ ESCAPES = {
     "nohup": "nohup sh -c 'echo nohup $$ >&3; exec sleep 600 3>&-' 3>&1 >/dev/null 2>&1 &",
     "daemon": f"{PYTHON} -c '{_DAEMON}'",
 }
+#: A process the cookie cannot find (a clean environment, out of the group) holding stdout.
+UNREACHABLE = "echo shell $$; setsid env -i sh -c 'echo unreachable $$; exec sleep 600' &"
 ESCAPING = "echo shell $$\n" + "\n".join(ESCAPES.values()) + "\n"
 KINDS = {"shell", *ESCAPES}
 
@@ -278,7 +280,7 @@ def test_output_held_by_a_process_out_of_reach_is_cut_and_exit_still_comes(serve
     """A process with a clean environment that left the group cannot be found: the reply
     must not wait for it. (It is not killed: the test kills it, and the README says so.)"""
     conversation = Conversation(server.address)
-    conversation.send(Run("echo shell $$; setsid env -i sh -c 'echo unreachable $$; exec sleep 600' &"))
+    conversation.send(Run(UNREACHABLE))
     pids = Pids()
     try:
         exit = until_exit(conversation, pids)
@@ -288,6 +290,25 @@ def test_output_held_by_a_process_out_of_reach_is_cut_and_exit_still_comes(serve
     assert exit is not None
     assert exit.returncode == 0
     assert b"rcmd: output cut" in pids.stderr
+
+
+def test_a_process_out_of_reach_of_the_cookie_dies_at_shutdown(server_factory):
+    """Without the cookie it cannot be told whose it is, but as an orphan it is the
+    server's child (subreaper): when the server stops, every command is over, so it dies."""
+    server = server_factory()
+    conversation = Conversation(server.address)
+    conversation.send(Run(UNREACHABLE))
+    pids = Pids()
+    try:
+        exit = until_exit(conversation, pids)
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(REPLY_WAIT) == 0
+    finally:
+        survivors = pids.survivors()
+        conversation.close()
+    assert exit is not None
+    assert b"rcmd: output cut" in pids.stderr
+    assert survivors == [], "a process outlived its server's shutdown"
 
 
 def stdin_the_command_does_not_read(conversation: Conversation) -> Pids:
