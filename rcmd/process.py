@@ -334,6 +334,7 @@ class ProcessTracker:
         self.subreaper = False
         self._base_env: dict[str, str] | None = None
         self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_loop: asyncio.AbstractEventLoop | None = None
         self._watchdog: subprocess.Popen[bytes] | None = None
         self._watchdog_pipe: int | None = None
 
@@ -369,13 +370,14 @@ class ProcessTracker:
         self.live.discard(number)
         if self.subreaper and not self._has_orphans():
             return  # nothing outlived its parent: nothing can have escaped (see _has_orphans)
-        if self._sweep is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self.sweep()
-                return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.sweep()
+            return
+        if self._sweep is None or self._sweep_loop is not loop:  # none due, or on a loop gone
             self._sweep = loop.call_later(SWEEP_DELAY, self.sweep)
+            self._sweep_loop = loop
 
     def environment(self, number: int, env: Mapping[str, str] | None) -> dict[str, str]:
         """*env* (None: the server's own) with the command's cookie. The server's own is
@@ -389,7 +391,7 @@ class ProcessTracker:
     def sweep(self) -> int:
         """Kill every process carrying a cookie of a command that has ended; how many."""
         self._sweep = None
-        live = {self.cookie(number).encode() for number in self.live}
+        live = {self.cookie(number).encode() for number in list(self.live)}  # servers in threads
         killed = kill_marked(self.prefix, lambda cookie: cookie not in live)
         if killed:
             log.info("killed %d process(es) left behind by ended commands", killed)

@@ -273,6 +273,20 @@ def test_server_killed_its_watchdog_kills_every_process(server_factory):
         conversation.close()
 
 
+def test_without_the_subreaper_what_a_command_left_is_swept():
+    """A BackgroundServer (a thread in someone else's process) is no subreaper: a daemon a
+    command left is found by its cookie alone, in the sweep after the command ends."""
+    from rcmd import connect
+    from rcmd.server import BackgroundServer
+
+    with BackgroundServer() as background, connect(*background.address) as client:
+        result = client.run(ESCAPES["daemon"])
+        pids = Pids()
+        pids.feed(Stdout(result.stdout))
+        assert "daemon" in pids.pidfds
+        assert pids.survivors() == [], "the daemon outlived its command"
+
+
 # ------------------------------------------------------------ output held open, stdin
 
 

@@ -70,6 +70,7 @@ class BackgroundServer:
                 ready.set()
             self._loop.run_forever()
             self._loop.run_until_complete(self._server.close())
+            tracker.sweep()  # now, not after a delay on a loop about to close
             self._loop.close()
 
         self._thread = threading.Thread(target=main, name="rcmd-server", daemon=True)
