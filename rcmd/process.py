@@ -64,6 +64,9 @@ KILL_ROUNDS = 20
 #: much later, at most one scan of /proc (about 1 ms per 100 processes) per this interval
 #: however many end.
 SWEEP_DELAY = 0.5
+#: Where killing may block (the watchdog, shutdown), scans are this far apart, until one
+#: finds nothing: a process caught mid-exec, whose environment reads empty, is seen next.
+SETTLE = 0.02
 #: On shutdown, how long the watchdog has to do its last sweep and exit.
 WATCHDOG_EXIT_WAIT = 5.0
 #: At shutdown, how long each round of killed orphans may take to die (their own orphans
@@ -237,10 +240,12 @@ def kill_tree(child: Child) -> int:
     return killed
 
 
-def marked_processes(prefix: bytes) -> Iterator[tuple[int, bytes]]:
+def marked_processes(prefix: bytes, unseen: list[int] | None = None) -> Iterator[tuple[int, bytes]]:
     """(pid, cookie) of each process of our user whose cookie starts with *prefix*.
 
-    A scan of /proc: O(processes). A zombie's environment reads empty, so it is not found.
+    A scan of /proc: O(processes). A zombie's or a kernel thread's environment reads empty,
+    and so does, for a moment, that of a process in the middle of an exec: the pids of
+    those last are added to *unseen*, if given, to be looked at again.
     """
     uid = os.getuid()
     me = os.getpid()
@@ -259,31 +264,59 @@ def marked_processes(prefix: bytes) -> Iterator[tuple[int, bytes]]:
                 if entry.stat().st_uid != uid:
                     continue
                 cookie = _cookie_of(pid)
+                if cookie == b"" and unseen is not None and _execing(pid):
+                    unseen.append(pid)
             except OSError:
                 continue  # gone meanwhile, or not ours to read
-            if cookie is not None and cookie.startswith(prefix):
+            if cookie and cookie.startswith(prefix):
                 yield pid, cookie
 
 
-def kill_marked(prefix: bytes, wanted: Callable[[bytes], bool] = lambda cookie: True) -> int:
-    """SIGKILL every process whose cookie starts with *prefix* and is *wanted*, scanning
-    again until a scan finds none that was not already killed (at most KILL_ROUNDS).
-    Returns how many were killed."""
+def kill_marked(
+    prefix: bytes, wanted: Callable[[bytes], bool] = lambda cookie: True, *, settle: float = 0.0
+) -> int:
+    """SIGKILL every process whose cookie starts with *prefix* and is *wanted*; how many.
+
+    Scans again until a scan finds none that was not already killed (at most KILL_ROUNDS).
+    With *settle*, rounds are that far apart and go on until a scan finds no process at
+    all, nor any caught in the middle of an exec (whose environment reads empty for a
+    moment): this may block for up to KILL_ROUNDS * settle, so it is for the watchdog and
+    shutdown. The server's event loop relies instead on the sweep after a command ends.
+    """
     killed: set[int] = set()
     for _ in range(KILL_ROUNDS):
-        found = {pid for pid, cookie in marked_processes(prefix) if wanted(cookie)}
+        unseen: list[int] = []
+        found = {
+            pid for pid, cookie in marked_processes(prefix, unseen if settle else None) if wanted(cookie)
+        }
         for pid in found:
             _kill_if_marked(pid, prefix, wanted)
-        if found <= killed:  # only the dying, whose memory is not yet released
+        if settle:
+            if not found and not unseen:
+                break
+            time.sleep(settle)
+        elif found <= killed:  # only the dying, whose memory is not yet released
             break
         killed |= found
     return len(killed)
 
 
+def _execing(pid: int) -> bool:
+    """Whether *pid*, whose environment reads empty, may be in the middle of an exec:
+    neither a zombie nor a kernel thread (PF_KTHREAD in the flags of /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat", "rb") as stat:
+        fields = stat.read().rsplit(b")", 1)[1].split()
+    state, flags = fields[0], int(fields[6])
+    return state not in (b"Z", b"X") and not flags & 0x00200000
+
+
 def _cookie_of(pid: int) -> bytes | None:
-    """The value of COOKIE_VARIABLE in *pid*'s initial environment, or None."""
+    """The value of COOKIE_VARIABLE in *pid*'s initial environment; None if it has none,
+    b"" if its environment reads empty."""
     with open(f"/proc/{pid}/environ", "rb") as environ:
         data = environ.read()
+    if not data:
+        return b""  # a zombie, a kernel thread, or a process in the middle of an exec
     key = COOKIE_VARIABLE.encode() + b"="
     if data.startswith(key):
         start = len(key)
@@ -395,6 +428,9 @@ class ProcessTracker:
         killed = kill_marked(self.prefix, lambda cookie: cookie not in live)
         if killed:
             log.info("killed %d process(es) left behind by ended commands", killed)
+            # Once more, later: one caught mid-exec (its environment empty) is seen then.
+            with contextlib.suppress(RuntimeError):
+                self._sweep = asyncio.get_running_loop().call_later(SWEEP_DELAY, self.sweep)
         self.reap_orphans()
         return killed
 
@@ -429,7 +465,7 @@ class ProcessTracker:
             self._sweep.cancel()
             self._sweep = None
         if self._owner_pid == os.getpid():
-            kill_marked(self.prefix)
+            kill_marked(self.prefix, settle=SETTLE)
             if self.subreaper:
                 self._kill_orphans()
             self.reap_orphans()
@@ -568,7 +604,7 @@ def watchdog_main() -> None:
             continue
         except OSError:
             break
-    kill_marked(f"{server_id}-".encode())
+    kill_marked(f"{server_id}-".encode(), settle=SETTLE)
 
 
 def _wait_dead(pidfds: list[int], seconds: float) -> None:
