@@ -290,7 +290,8 @@ def test_every_pipe_and_process_of_every_command_is_released(server, tmp_path):
     read_pids(gone_mid_command.stream("echo $$; sleep 1000"))
     closed_on_the_server(server, gone_mid_command)
     assert open_descriptors(pid) == baseline
-    assert children_of(pid) == set()
+    watchdog = int(server.wait_for_log(r"watchdog pid (\d+)").group(1))  # lives as long as the server
+    assert children_of(pid) == {watchdog}
 
 
 def test_fifty_clients_at_once_each_get_exactly_their_own_output(server):

@@ -1,4 +1,4 @@
-"""One running command: its process group, its timeout and kill, and its output on the way out."""
+"""One running command: its processes, its timeout and kill, its input and its output."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import asyncio
 import logging
 import os
 import signal
+from collections import deque
 from typing import TYPE_CHECKING
 
 from ..messages import (
     Stderr,
     Stdout,
 )
-from ..process import OUTPUT_CHUNK_SIZE, Child, signal_group
+from ..process import OUTPUT_CHUNK_SIZE, Child, kill_tree, signal_group
 
 log = logging.getLogger("rcmd.server")
 
@@ -22,9 +23,23 @@ if TYPE_CHECKING:
 
 #: After SIGTERM (cancel, timeout, shutdown), how long a command's group has before SIGKILL.
 TERM_GRACE = 2.0
+#: After SIGKILL, how long the shell may take to be gone before the reply goes without its
+#: status (a process stuck in the kernel, in state D, dies only when the kernel lets it).
+KILL_WAIT = 5.0
 #: After a command's shell exits, how long processes it left behind may keep its output
-#: pipes open before the group is killed (``cmd &`` would otherwise hold the reply open).
+#: pipes open before they are killed (``cmd &`` would otherwise hold the reply open).
 LINGER = 1.0
+#: After those are killed, how long the pipes may stay open (held by a process the kill
+#: could not find) before the server closes its ends and sends EXIT anyway.
+CUT_WAIT = 1.0
+#: What the client is told when that happens.
+OUTPUT_CUT_NOTE = b"rcmd: output cut: processes left by the command kept it open\n"
+#: While a command does not read its stdin, up to this much more input is taken from the
+#: client and held, so a CANCEL or a hang-up behind it is still seen: as much as a
+#: connection may hold of output on its way out (4 chunks). Past it the client is not read
+#: until the command reads (TCP's backpressure), so a CANCEL behind more unread input than
+#: this, the socket buffers and the pipe hold waits for the command to read or end.
+STDIN_BACKLOG = 4 * OUTPUT_CHUNK_SIZE
 #: At most this many chunks are forwarded per wake-up, while the client's socket takes
 #: each whole: fewer trips through the event loop, and other connections still get a turn.
 BURST = 4
@@ -33,32 +48,123 @@ CANNOT_RUN = 127
 
 
 class RunningCommand:
-    """One started process group and why it was killed, if it was."""
+    """One started command, why it was stopped if it was, and its stdin on the way in.
+
+    ``stopping`` is set once it is to end early (cancel, timeout, lost client, shutdown):
+    from then on every wait for it is bounded.
+    """
 
     def __init__(self, process: Child) -> None:
         self.process = process
         self.timed_out = False
         self.cancelled = False
+        self.stopping = asyncio.get_running_loop().create_future()
+        self.stdin = StdinFeeder(process) if process.stdin is not None else None
         self._escalation: asyncio.TimerHandle | None = None
 
     def terminate(self) -> None:
-        """SIGTERM the group now, SIGKILL it after TERM_GRACE if the shell has not exited."""
+        """SIGTERM the group now, kill every process of the command after TERM_GRACE if the
+        shell has not exited (at once if it has: only what it left is still there)."""
+        _set_once(self.stopping)
         if self.process.returncode is not None:
-            signal_group(self.process)  # the shell is gone; clear anything it left
+            self.kill()
             return
         signal_group(self.process, signal.SIGTERM)
         if self._escalation is None:
             loop = asyncio.get_running_loop()
-            self._escalation = loop.call_later(TERM_GRACE, signal_group, self.process)
+            self._escalation = loop.call_later(TERM_GRACE, self.kill)
 
     def kill(self) -> None:
-        signal_group(self.process)
+        """SIGKILL every process of the command: its group, and all that carry its cookie."""
+        _set_once(self.stopping)
+        killed = kill_tree(self.process)
+        if killed:
+            log.info("command %d: %d process(es) found by its cookie, killed", self.process.number, killed)
 
     def finished(self) -> None:
         if self._escalation is not None:
             self._escalation.cancel()
-        signal_group(self.process)  # nothing of the command outlives it
-        self.process.close()
+        if self.stdin is not None:
+            self.stdin.close()
+        signal_group(self.process)  # nothing of the command outlives it: the group now,
+        self.process.close()  # what left the group in the next sweep
+
+
+class StdinFeeder:
+    """Writes the client's input to a command's stdin, in order, from a bounded queue.
+
+    The connection's read loop hands input over with put() and goes on reading, so a CANCEL
+    or a hang-up is seen whatever the command is doing; it waits (room()) only once
+    STDIN_BACKLOG bytes are queued. None in the queue stands for the end of input.
+    """
+
+    def __init__(self, process: Child) -> None:
+        self.process = process
+        self.queued = 0
+        self._queue: deque[bytes | None] = deque()
+        self._more = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._task: asyncio.Task[None] | None = None  # started by the first input
+
+    def put(self, data: bytes | None) -> None:
+        """Queue *data* (None: end of input). Input after the end, or after the command
+        closed its stdin, goes nowhere."""
+        if self.process.stdin is None:
+            return
+        self._queue.append(data)
+        self.queued += len(data) if data else 0
+        if self.queued > STDIN_BACKLOG:
+            self._room.clear()
+        self._more.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._feed())
+
+    async def room(self) -> None:
+        """Wait until the queue is back under STDIN_BACKLOG."""
+        await self._room.wait()
+
+    @property
+    def full(self) -> bool:
+        return not self._room.is_set()
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self._drop()
+
+    def _drop(self) -> None:
+        self._queue.clear()
+        self.queued = 0
+        self._room.set()
+
+    async def _feed(self) -> None:
+        process = self.process
+        while True:
+            await self._more.wait()
+            while self._queue:
+                data = self._queue[0]
+                if data is None:
+                    process.close_stdin()
+                    self._drop()
+                    return
+                try:
+                    await process.write_stdin(data)
+                except OSError:  # EPIPE: the command wants no more input
+                    process.close_stdin()
+                    self._drop()
+                    return
+                self._queue.popleft()
+                self.queued -= len(data)
+                if self.queued <= STDIN_BACKLOG:
+                    self._room.set()
+            self._more.clear()
+
+
+def _set_once(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class OutputForwarder:

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ..process import tracker
 from .config import ServerConfig
 from .listener import Server
 
@@ -21,6 +22,8 @@ async def serve(config: ServerConfig, *, on_ready: Callable[[str, int], None] | 
     *on_ready* is called with the bound (host, port) once it listens.
     """
     server = Server(config)
+    # This process is the server's alone: it may become the subreaper of its commands.
+    log.info("%s", tracker.start(subreaper=True))
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -34,6 +37,7 @@ async def serve(config: ServerConfig, *, on_ready: Callable[[str, int], None] | 
     await stop.wait()
     log.info("signal received: stopping")
     await server.close()
+    tracker.close()  # what commands left outside their groups, and the watchdog
 
 
 class BackgroundServer:
@@ -71,6 +75,7 @@ class BackgroundServer:
                 ready.set()
             self._loop.run_forever()
             self._loop.run_until_complete(self._server.close())
+            tracker.sweep()  # now, not after a delay on a loop about to close
             self._loop.close()
 
         self._thread = threading.Thread(target=main, name="rcmd-server", daemon=True)

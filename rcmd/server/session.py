@@ -7,6 +7,7 @@ import codecs
 import enum
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -42,7 +43,16 @@ from ..messages import (
 from ..process import spawn
 from ..protocol import Connection, Phase, Role
 from .cd import parse_cd, resolve_cd
-from .command import CANNOT_RUN, LINGER, OutputForwarder, RunningCommand
+from .command import (
+    CANNOT_RUN,
+    CUT_WAIT,
+    KILL_WAIT,
+    LINGER,
+    OUTPUT_CUT_NOTE,
+    TERM_GRACE,
+    OutputForwarder,
+    RunningCommand,
+)
 
 if TYPE_CHECKING:
     from .listener import Server
@@ -222,7 +232,7 @@ class PrefixedSession:
         elif isinstance(event, Cancel) and self.command is not None:
             log.info("%s: cancel", self.peer)
             self.command.cancelled = True
-            self.command.terminate()
+            self.command.terminate()  # if the shell has exited already, kills what it left
 
     async def _authenticate(self, hello: Hello) -> None:
         """Check the client's proof; prove ourselves in AUTH_OK, or fail slowly.
@@ -284,21 +294,20 @@ class PrefixedSession:
         self.shutdown(reason)
 
     async def _write_stdin(self, event: Stdin | StdinEnd) -> None:
-        """Pass stdin on; while the command does not read it, we stop reading the client."""
+        """Pass stdin on through the command's queue; the read loop goes on reading (a
+        CANCEL or a hang-up must be seen whatever the command does) until STDIN_BACKLOG
+        is queued, then waits while the command does not read it."""
         command, task = self.command, self.command_task
-        if command is None or task is None or command.process.stdin is None:
-            return  # the command ended, or closed its stdin: late input goes nowhere
-        process = command.process
-        if isinstance(event, StdinEnd):
-            process.close_stdin()
-            return
-        write = asyncio.ensure_future(process.write_stdin(event.data))
-        await asyncio.wait({write, task}, return_when=asyncio.FIRST_COMPLETED)
-        if not write.done():
-            write.cancel()  # the command ended without reading it all
-            await asyncio.wait({write})
-        elif not write.cancelled() and isinstance(write.exception(), OSError):
-            process.close_stdin()  # EPIPE: the command wants no more input
+        if command is None or task is None or command.stdin is None:
+            return  # the command ended, or takes no stdin: late input goes nowhere
+        feeder = command.stdin
+        feeder.put(event.data if isinstance(event, Stdin) else None)
+        if feeder.full:
+            room = asyncio.ensure_future(feeder.room())
+            ended = asyncio.ensure_future(self._ended.wait())
+            await asyncio.wait({room, ended, task}, return_when=asyncio.FIRST_COMPLETED)
+            room.cancel()
+            ended.cancel()
 
     async def _fail(self, reason: str) -> None:
         """Tell the client why; after this nothing more is sent and run() closes."""
@@ -388,33 +397,52 @@ class PrefixedSession:
         return True
 
     async def _supervise(self, run: Run, command: RunningCommand) -> None:
-        """Stream the command's output, enforce its timeout, reap its group, send EXIT."""
+        """Stream the command's output, enforce its timeout, kill what it leaves, send EXIT.
+
+        The command ends when its shell exits. Every wait here is bounded once the command
+        is stopping (cancel, timeout, lost client, shutdown), and output still held open
+        after the shell exits is drained for LINGER, its holders killed, then cut.
+        """
         process = command.process
         timeout = run.timeout if run.timeout is not None else (self.config.command_timeout or None)
         output = OutputForwarder(self, process)
+        cut = False
         try:
             exited = process.wait()
-            if not await _within(exited, timeout):
+            await asyncio.wait(
+                {exited, command.stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not exited.done() and not command.stopping.done():
                 log.info("%s: timed out after %ss: %r", self.peer, timeout, run.command)
                 command.timed_out = True
                 command.terminate()
-                await exited
-            # The shell is gone. Whatever it left running may hold the pipes open:
-            # give it LINGER to finish, then kill the group so the reply can end.
+            if not await _within(exited, TERM_GRACE + KILL_WAIT):
+                log.warning("%s: pid %d outlived SIGKILL; replying without it", self.peer, process.pid)
+            if command.stopping.done():
+                command.kill()  # the shell is gone: what it left goes now, not after LINGER
+            # Whatever the shell left running may hold the pipes open: give it LINGER to
+            # finish, then kill it; what still holds them then is cut off.
             if not await _within(output.done, LINGER):
                 log.info("%s: killing what %r left running", self.peer, run.command)
                 command.kill()
-                await output.done
+                if not await _within(output.done, CUT_WAIT):
+                    log.warning(
+                        "%s: output of %r cut: held open by processes not found", self.peer, run.command
+                    )
+                    cut = True
         finally:
             output.close()
             command.finished()
             self.server.command_slots.release()
             self.command = None
         code = process.returncode
-        assert code is not None
+        if code is None:
+            code = -signal.SIGKILL  # sent, not yet taken effect: the best we can report
         log.info("%s: exit %s: %r", self.peer, code, run.command)
         if self._shutdown_reason is None:
             self._arm_timer(self.config.idle_timeout, "idle for {:g}s")
+        if cut:
+            self._write(Stderr(OUTPUT_CUT_NOTE))
         await self.send(
             Exit(
                 code,
