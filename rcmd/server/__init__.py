@@ -2,8 +2,10 @@
 
 A thin transport around :class:`rcmd.protocol.Connection` (prefixed framing) or the
 deliberately broken tutorial loop (naive framing, see :mod:`rcmd.naive`). It owns the
-processes it starts: every command runs in its own process group, and the group is killed
-when the command times out, is cancelled, or its client goes away.
+processes it starts: every command runs in its own process group with a cookie in its
+environment, and everything it started (the group, and whatever carries the cookie: see
+:mod:`rcmd.process`) is killed when the command ends, times out, is cancelled, or its client
+goes away.
 
 Modules, one job each: ``config`` (options and their checks), ``listener`` (accepting,
 limits, TLS), ``session`` (one connection's protocol driver), ``command`` (one running
