@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import codecs
 import enum
+import errno
 import math
+import os
 import socket
 import sys
 
@@ -21,6 +23,7 @@ from .errors import (
     AuthenticationError,
     ConnectionClosed,
     FrameTooLarge,
+    LocalWriteError,
     ProtocolMismatch,
     RemoteProtocolError,
     ServerError,
@@ -30,7 +33,14 @@ from .trace import printer
 
 
 class Framing(str, enum.Enum):
-    AUTO = "auto"
+    AUTO = "auto"  # kept for old scripts: the same as prefixed, it never guesses naive
+    PREFIXED = "prefixed"
+    NAIVE = "naive"
+
+
+class ServerFraming(str, enum.Enum):
+    """What rcmd-server speaks: no "auto", a server is one or the other."""
+
     PREFIXED = "prefixed"
     NAIVE = "naive"
 
@@ -55,6 +65,22 @@ def _fail(status: ExitStatus, message: str) -> typer.Exit:
     return typer.Exit(status)
 
 
+def _local_write_failure(exc: LocalWriteError) -> typer.Exit:
+    """Our stdout failed. EPIPE (``rcmd -c 'seq 1 100000' | head -1``) ends quietly, as
+    ``cat`` does; anything else (a full disk) is said once, as ``cat: write error: ...``."""
+    # Python would report the broken stdout again when it flushes it at exit: point it at
+    # /dev/null first, as the Python documentation's note on SIGPIPE advises.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    if exc.errno == errno.EPIPE:
+        return typer.Exit(ExitStatus.PIPE_CLOSED)
+    return _fail(ExitStatus.WRITE_FAILED, str(exc))
+
+
 client_app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 
@@ -67,8 +93,9 @@ def rcmd_main(
         None, "-c", "--command", help="Run this one command and exit with its exit status."
     ),
     framing: Framing = typer.Option(
-        Framing.AUTO,
-        help="Wire framing the server speaks. auto: prefixed if the server says HELLO at once, else naive.",
+        Framing.PREFIXED,
+        help="Wire framing the server speaks. naive: the tutorial's broken mode, no exit status "
+        "(rcmd then exits 246). auto: the same as prefixed.",
     ),
     encoding: str = typer.Option(
         "auto",
@@ -121,14 +148,10 @@ def rcmd_main(
             trace=printer(sys.stderr, dim=wants_color(sys.stderr)) if trace else None,
         ) as client:
             if client.framing == "naive":
-                guessed = (
-                    " (no HELLO from the server: taking it for a naive one)"
-                    if framing is Framing.AUTO
-                    else ""
-                )
                 typer.echo(
-                    f"rcmd: naive framing{guessed}: each reply is whatever one recv(1024) returned; "
-                    "deliberately broken, for teaching; no exit status",
+                    "rcmd: naive framing: each reply is whatever one recv(1024) returned; "
+                    f"deliberately broken, for teaching; the exit status is unknown (rcmd exits "
+                    f"{int(ExitStatus.STATUS_UNKNOWN)})",
                     err=True,
                 )
             if command is not None:
@@ -142,6 +165,8 @@ def rcmd_main(
                 status = run_lines(client, sys.stdin, timeout, sys.stdout, sys.stderr)
     except KeyboardInterrupt:
         raise typer.Exit(ExitStatus.CANCELLED) from None
+    except LocalWriteError as exc:
+        raise _local_write_failure(exc) from None
     except AuthenticationError as exc:
         raise _fail(ExitStatus.AUTH_FAILED, str(exc)) from None
     except TlsError as exc:
@@ -184,8 +209,8 @@ def server_main(
         "127.0.0.1", help="Address to listen on. Loopback only unless --insecure-no-auth."
     ),
     port: int = typer.Option(9000, help="Port to listen on; 0 picks a free one."),
-    framing: Framing = typer.Option(
-        Framing.PREFIXED,
+    framing: ServerFraming = typer.Option(
+        ServerFraming.PREFIXED,
         help="prefixed: length-prefixed messages (correct). naive: the tutorial's bug, for teaching.",
     ),
     shell: str | None = typer.Option(
@@ -237,7 +262,7 @@ def server_main(
 
     from .framing import DEFAULT_MAX_FRAME_SIZE
     from .process import DEFAULT_SHELL
-    from .server import Framing as ServerFraming
+    from .server import Framing as ConfigFraming
     from .server import InsecureBindError, ServerConfig, is_loopback, serve
 
     levels = {
@@ -264,7 +289,7 @@ def server_main(
         config = ServerConfig(
             host=host,
             port=port,
-            framing=ServerFraming(framing.value),
+            framing=ConfigFraming(framing.value),
             shell=shell or DEFAULT_SHELL,
             encoding=encoding or locale.getpreferredencoding(False),
             max_frame_size=max_frame_size or DEFAULT_MAX_FRAME_SIZE,

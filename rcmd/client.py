@@ -8,7 +8,6 @@ prints a large output cannot deadlock the two ends against each other.
 from __future__ import annotations
 
 import mmap
-import select
 import selectors
 import signal as signal_module
 import socket
@@ -57,7 +56,7 @@ DEFAULT_PORT = 9000
 DEFAULT_CONNECT_TIMEOUT = 10.0
 #: How much one recv() takes.
 READ_SIZE = 256 * 1024
-#: framing="auto": a server that sends no HELLO within this long is taken as naive.
+#: Kept for callers that pass it: framing="auto" no longer guesses (see connect()).
 AUTO_DETECT_WAIT = 1.0
 #: Input is sent in STDIN messages of at most this size.
 STDIN_CHUNK_SIZE = 64 * 1024
@@ -515,6 +514,12 @@ class CommandStream:
         means the server cancelled the command on its own (it is shutting down)."""
         return self._cancel_sent
 
+    @property
+    def cancelling(self) -> bool:
+        """A cancel was asked for (by :meth:`cancel` or :meth:`Client.interrupt`): what
+        arrives from now on is the output that was in flight, up to the Exit."""
+        return self._cancel_sent or self.client._interrupted
+
     def cancel(self) -> None:
         """Ask the server to kill the command's process group (SIGTERM, then SIGKILL)."""
         if self.exit is None and not self._cancel_sent:
@@ -636,16 +641,15 @@ def connect(
     """Connect to an rcmd server and return a :class:`Client` (a context manager).
 
     *framing* is ``"prefixed"``, ``"naive"`` or ``"auto"``. With ``"naive"`` it returns a
-    :class:`rcmd.naive.NaiveClient`: the tutorial's reader, deliberately broken. With
-    ``"auto"`` it waits *auto_wait* seconds for the server's HELLO and returns a Client if
-    one comes, else a NaiveClient (a naive server never speaks first; nothing has been
-    sent yet, so the connection is as new).
+    :class:`rcmd.naive.NaiveClient`: the tutorial's reader, deliberately broken. ``"auto"``
+    is the same as ``"prefixed"``: it used to take a server silent for *auto_wait* seconds
+    for a naive one, but so is a web server, a stuck port or a slow HELLO, and a command
+    sent into those was reported as a success. Naive framing must be asked for.
 
     *secret* is the shared secret for a server that requires authentication; when none is
     given, $RCMD_SECRET is read, as the ``rcmd`` command does (rcmd.auth.load_secret reads
     a secret file). With a secret, the client refuses a server that does not prove it knows
-    it, and so also a naive server (no handshake): framing ``"auto"`` raises
-    AuthenticationError for a server that sends no HELLO, and an explicit secret with
+    it, and so also a naive server (no handshake): an explicit secret with
     ``framing="naive"`` is a ValueError. ``framing="naive"`` ignores $RCMD_SECRET.
 
     *tls* (or *tls_ca*, a CA file to trust instead of the system's) wraps the connection
@@ -677,14 +681,6 @@ def connect(
         if use_tls:
             sock = _start_tls(sock, host, port, tls, tls_ca)
             framing = "prefixed"  # TLS is only spoken by prefixed servers
-        if framing == "auto":
-            readable, _, _ = select.select([sock], [], [], auto_wait)
-            framing = "prefixed" if readable else "naive"
-            if framing == "naive" and secret is not None:
-                raise AuthenticationError(
-                    f"the server at {host_port(host, port)} sent no HELLO within {auto_wait:g}s: a naive "
-                    "server (no handshake) cannot prove it knows the secret, so nothing is sent to it"
-                )
         if framing == "naive":
             from .naive import NaiveClient
 

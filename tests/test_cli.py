@@ -125,24 +125,78 @@ def test_prefixed_client_to_naive_server_says_use_naive(naive_server):
     assert b"Traceback" not in proc.stderr
 
 
-def test_auto_framing_detects_a_naive_server_and_says_so(naive_server):
-    proc = rcmd(target(naive_server), "-c", "echo hi")  # --framing auto is the default
-    assert proc.returncode == 0
-    assert proc.stdout == b"hi\n"
-    assert b"taking it for a naive one" in proc.stderr
+def test_a_silent_peer_is_never_taken_for_a_naive_server(naive_server):
+    """It used to fall back to naive, send the command into the void and exit 0."""
+    for framing in ([], ["--framing", "auto"]):
+        proc = rcmd(target(naive_server), *framing, "-c", "echo hi", "--connect-timeout", "1")
+        assert proc.returncode == ExitStatus.PROTOCOL_MISMATCH
+        assert proc.stdout == b""
+        assert b"--framing naive" in proc.stderr
+
+
+def test_a_silent_port_is_an_error_not_a_success():
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # accepts, then says nothing
+        proc = rcmd(f"127.0.0.1:{listener.getsockname()[1]}", "-c", "true", "--connect-timeout", "1")
+    assert proc.returncode == ExitStatus.PROTOCOL_MISMATCH != 0
 
 
 def test_auto_framing_takes_a_prefixed_server_at_once(server):
-    proc = rcmd(target(server), "-c", "exit 9")
+    proc = rcmd(target(server), "--framing", "auto", "-c", "exit 9")
     assert proc.returncode == 9
     assert proc.stderr == b""
 
 
-def test_naive_framing_prints_the_one_recv_reply_and_warns(naive_server):
-    proc = rcmd(target(naive_server), "--framing", "naive", "-c", "echo hi")
-    assert proc.returncode == 0
+def test_naive_framing_prints_the_one_recv_reply_and_says_the_status_is_unknown(naive_server):
+    proc = rcmd(target(naive_server), "--framing", "naive", "-c", "echo hi; exit 0")
+    assert proc.returncode == ExitStatus.STATUS_UNKNOWN == 246
     assert proc.stdout == b"hi\n"
     assert b"deliberately broken" in proc.stderr
+    assert b"exit status is unknown" in proc.stderr
+
+
+def test_a_reader_that_goes_away_ends_rcmd_quietly_and_cancels_the_command(server):
+    """``rcmd -c 'seq ...' | head -1``: EPIPE is ours, not "cannot connect" with 255."""
+    proc = subprocess.run(
+        f"{' '.join(CLIENT_ARGV)} {target(server)} -c 'echo $$; exec seq 1 100000000' | head -1",
+        shell=True,
+        capture_output=True,
+        timeout=60,
+    )
+    pid = int(proc.stdout)
+    assert proc.stderr == b""
+    from conftest import wait_gone
+
+    assert wait_gone(pid)  # the remote command was cancelled, not left to print 100M lines
+
+
+def test_pipe_closed_exit_status(server):
+    read_fd, write_fd = os.pipe()
+    os.close(read_fd)  # nobody will ever read: the first write fails with EPIPE
+    try:
+        done = subprocess.run(
+            [*CLIENT_ARGV, target(server), "-c", "seq 1 1000000"],
+            stdout=write_fd,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
+    finally:
+        os.close(write_fd)
+    assert done.returncode == ExitStatus.PIPE_CLOSED == 141
+    assert done.stderr == b""
+
+
+def test_a_full_disk_is_a_local_write_error(server):
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run(
+            [*CLIENT_ARGV, target(server), "-c", "echo hello"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
+    assert proc.returncode == ExitStatus.WRITE_FAILED == 245
+    assert proc.stderr == b"rcmd: write error: No space left on device\n"
 
 
 def test_python_dash_m_rcmd_and_version():
