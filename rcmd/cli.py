@@ -18,7 +18,7 @@ import typer
 from . import __version__
 from .auth import SecretError, load_secret
 from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST, DEFAULT_PORT, connect, host_port
-from .console import ExitStatus, run_lines, wants_color
+from .console import SCRIPT_COMMAND, ExitStatus, run_lines, run_one, wants_color
 from .errors import (
     AuthenticationError,
     ConnectionClosed,
@@ -65,6 +65,14 @@ def _fail(status: ExitStatus, message: str) -> typer.Exit:
     return typer.Exit(status)
 
 
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
 def _local_write_failure(exc: LocalWriteError) -> typer.Exit:
     """Our stdout failed. EPIPE (``rcmd -c 'seq 1 100000' | head -1``) ends quietly, as
     ``cat`` does; anything else (a full disk) is said once, as ``cat: write error: ...``."""
@@ -90,7 +98,19 @@ def rcmd_main(
         None, metavar="[HOST[:PORT]]", help=f"Server to connect to (default {DEFAULT_HOST}:{DEFAULT_PORT})."
     ),
     command: str | None = typer.Option(
-        None, "-c", "--command", help="Run this one command and exit with its exit status."
+        None,
+        "-c",
+        "--command",
+        help="Run this one command and exit with its exit status. Our stdin is its stdin.",
+    ),
+    no_stdin: bool = typer.Option(
+        False, "-n", help="Give the command an empty stdin instead of ours (as ssh -n)."
+    ),
+    each_line: bool = typer.Option(
+        False,
+        "--each-line",
+        help="With piped stdin and no -c: run each line as its own command (the old way), "
+        "instead of the whole script in one remote shell.",
     ),
     framing: Framing = typer.Option(
         Framing.PREFIXED,
@@ -116,7 +136,7 @@ def rcmd_main(
     version: bool = typer.Option(False, "--version", help="Print the version and exit."),
 ) -> None:
     """Run commands on an rcmd server: one with -c, an interactive prompt on a terminal,
-    or one command per line from piped stdin."""
+    or a script from piped stdin (rcmd < script.sh), run whole by one remote shell."""
     if version:
         typer.echo(f"rcmd {__version__}")
         raise typer.Exit()
@@ -130,6 +150,9 @@ def rcmd_main(
         raise typer.BadParameter("must be positive", param_hint="--timeout")
     if framing is Framing.NAIVE and secret_file is not None:
         raise _fail(ExitStatus.USAGE, "naive framing has no handshake: a secret cannot be used with it")
+    if no_stdin and command is None:
+        raise typer.BadParameter("-n gives a command an empty stdin: use it with -c", param_hint="-n")
+    stdin_fd = None if no_stdin or not _is_open(0) else 0
     try:
         # As connect() does: the file, else $RCMD_SECRET; naive framing ignores $RCMD_SECRET.
         secret = None if framing is Framing.NAIVE else load_secret(secret_file)
@@ -156,13 +179,17 @@ def rcmd_main(
                 )
             if command is not None:
                 color = wants_color(sys.stderr)  # red stderr, as at the prompt; piped lines get none
-                status = run_lines(client, [command], timeout, sys.stdout, sys.stderr, color=color)
+                status = run_one(
+                    client, command, timeout, sys.stdout, sys.stderr, color=color, stdin_fd=stdin_fd
+                )
             elif sys.stdin.isatty():
                 from .prompt import interactive
 
                 status = interactive(client, where, timeout)
-            else:
+            elif each_line or client.framing == "naive":  # naive framing cannot carry stdin
                 status = run_lines(client, sys.stdin, timeout, sys.stdout, sys.stderr)
+            else:
+                status = run_one(client, SCRIPT_COMMAND, timeout, sys.stdout, sys.stderr, stdin_fd=0)
     except KeyboardInterrupt:
         raise typer.Exit(ExitStatus.CANCELLED) from None
     except LocalWriteError as exc:

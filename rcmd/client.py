@@ -8,6 +8,7 @@ prints a large output cannot deadlock the two ends against each other.
 from __future__ import annotations
 
 import mmap
+import os
 import selectors
 import signal as signal_module
 import socket
@@ -77,6 +78,9 @@ def host_port(host: str, port: int) -> str:
 #: long for its Exit: the server's kill takes SIGTERM, 2 s, SIGKILL, then up to 1 s for the
 #: pipes. A server silent for longer is disconnected rather than waited on for ever.
 CANCEL_WAIT = 10.0
+#: stdin_source: no more is read from the local file while this much waits to be sent, so
+#: a 1 GiB input streams through a few chunks of memory, at the pace the command reads it.
+STDIN_BACKLOG = 4 * STDIN_CHUNK_SIZE
 
 
 @dataclass(frozen=True)
@@ -184,6 +188,9 @@ class Client:
         self._interrupted = False
         self._want_write = False
         self._active: CommandStream | None = None
+        self._source: int | None = None  # stdin_source: a file descriptor to forward
+        self._source_watched = False  # registered with the selector (a pipe, a tty, a socket)
+        self._source_pollable = True  # False for a regular file: epoll refuses those
         self._closed = False
         deadline = None if hello_timeout is None else time.monotonic() + hello_timeout
         try:
@@ -311,6 +318,7 @@ class Client:
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
         stdin: bool = False,
+        stdin_source: int | None = None,
     ) -> CommandStream:
         """Start *command* and return a :class:`CommandStream` of its output as it arrives.
 
@@ -318,7 +326,10 @@ class Client:
         Use it as a context manager: leaving early cancels the command. *input* is sent
         as the whole of stdin; or, with ``stdin=True``, stdin stays open for
         :meth:`CommandStream.write_stdin` until :meth:`CommandStream.close_stdin`.
-        Without either, the command's stdin is empty.
+        Without either, the command's stdin is empty. *stdin_source*, a readable file
+        descriptor (0 for our own stdin), is forwarded as the command's stdin while its
+        output is read, as the server takes it (memory stays bounded whatever the size),
+        and its end of file is passed on: ``rcmd -c 'sha256sum' < big.iso``.
         """
         if self._closed:
             raise ConnectionClosed("the client is closed")
@@ -326,12 +337,13 @@ class Client:
             raise RuntimeError("a command is still running on this connection; finish it first")
         if isinstance(input, str):
             input = input.encode(self.encoding)
-        if input is not None and stdin:
-            raise ValueError("give input= or stdin=True, not both")
-        self._send(
-            Run(command, cwd=cwd, env=dict(env or {}), timeout=timeout, stdin=stdin or input is not None)
-        )
-        stream = self._active = CommandStream(self, command, stdin_open=stdin or input is not None)
+        if sum((input is not None, stdin, stdin_source is not None)) > 1:
+            raise ValueError("give one of input=, stdin=True and stdin_source=")
+        stdin = stdin or input is not None or stdin_source is not None
+        self._send(Run(command, cwd=cwd, env=dict(env or {}), timeout=timeout, stdin=stdin))
+        stream = self._active = CommandStream(self, command, stdin_open=stdin)
+        if stdin_source is not None:
+            self._attach_source(stdin_source)
         if input is not None:
             stream.write_stdin(input)
             stream.close_stdin()
@@ -383,6 +395,10 @@ class Client:
                 del self._outbox[:sent]
         except self._would_block:
             pass
+        except (BrokenPipeError, ConnectionResetError):
+            # The server hung up. What it said last (an ERROR, or just the close) is still
+            # to be read, and says more than EPIPE: the reads report it.
+            self._outbox.clear()
         except OSError as exc:
             raise ConnectionClosed(f"connection to the server lost: {exc}") from None
         want_write = bool(self._outbox)
@@ -412,13 +428,22 @@ class Client:
         if self._tls_sock is not None and self._tls_sock.pending():
             self._receive()  # decrypted bytes wait inside the TLS layer, where select() cannot see
             return
+        # A regular file is always readable (and epoll refuses it): read it while there is room.
+        pumped = self._source is not None and not self._source_pollable and self._source_has_room()
+        if pumped:
+            self._pump_source()
+        else:
+            self._watch_source()
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        ready = self._selector.select(timeout)
-        if not ready:
+        ready = self._selector.select(0 if pumped else timeout)
+        if not ready and not pumped:
             raise TimeoutError("timed out waiting for the server")
         for key, mask in ready:
             if key.fileobj is self._wakeup_recv:
                 self._take_interrupt()
+                continue
+            if key.fileobj is self._source:
+                self._pump_source()
                 continue
             if mask & selectors.EVENT_WRITE:
                 self._flush()
@@ -442,6 +467,59 @@ class Client:
         self._trace(f"recv {count} bytes" if count else "recv 0 bytes: the server closed the connection")
         for line in self._frame_counter.receive(self._read_view[:count]):
             self._trace(line)
+
+    # -------------------------------------------------------------- stdin from a file
+
+    def _attach_source(self, fd: int) -> None:
+        self._detach_source()  # a command that ended in an error may have left one
+        self._source = fd
+        self._source_pollable = True
+        try:
+            self._selector.register(fd, selectors.EVENT_READ)
+            self._source_watched = True
+        except PermissionError:  # a regular file (or /dev/null): always readable
+            self._source_pollable = False
+
+    def _detach_source(self) -> None:
+        if self._source is not None:
+            if self._source_watched:
+                self._selector.unregister(self._source)
+            self._source = None
+            self._source_watched = False
+
+    def _source_has_room(self) -> bool:
+        return len(self._outbox) < STDIN_BACKLOG
+
+    def _watch_source(self) -> None:
+        """Watch the source only while the outbox has room: that is the flow control."""
+        if self._source is None or not self._source_pollable:
+            return
+        want = self._source_has_room()
+        if want != self._source_watched:
+            if want:
+                self._selector.register(self._source, selectors.EVENT_READ)
+            else:
+                self._selector.unregister(self._source)
+            self._source_watched = want
+
+    def _pump_source(self) -> None:
+        """Forward one chunk of the source; at its end (or a read error), end stdin."""
+        assert self._source is not None
+        stream = self._active
+        try:
+            data = os.read(self._source, STDIN_CHUNK_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""  # EIO from a terminal that went away: as end of file
+        if stream is None or stream.exit is not None:
+            self._detach_source()
+            return
+        if data:
+            stream.write_stdin(data)
+        else:
+            self._detach_source()
+            stream.close_stdin()
 
     def _take_interrupt(self) -> None:
         try:
@@ -504,6 +582,7 @@ class CommandStream:
         event = self.client._next_event()
         if isinstance(event, Exit):
             self.exit = event
+            self.client._detach_source()
             if event.cwd is not None:
                 self.client.cwd = event.cwd
         return event  # type: ignore[return-value]

@@ -174,8 +174,11 @@ def run_command(
     *,
     color: bool = False,
     show_status: bool = False,
+    stdin_fd: int | None = None,
 ) -> int:
     """Run *command*, streaming its output; return the local exit code for it.
+
+    *stdin_fd*, if given, is forwarded as the command's stdin (else its stdin is empty).
 
     With *show_status*, a command that did not succeed gets a note after its output
     (``[exit 3]``, ``[cancelled]``), as the interactive prompt shows it. Once Ctrl-C has
@@ -186,7 +189,7 @@ def run_command(
     """
     writer = OutputWriter(client.encoding, stdout, stderr, color=color)
     dropped = 0
-    with ctrl_c_cancels(client), client.stream(command, timeout=timeout) as stream:
+    with ctrl_c_cancels(client), client.stream(command, timeout=timeout, stdin_source=stdin_fd) as stream:
         try:
             for event in stream:
                 if isinstance(event, (Stdout, Stderr)):
@@ -302,14 +305,23 @@ def run_one(
     *,
     color: bool = False,
     show_status: bool = False,
+    stdin_fd: int | None = None,
 ) -> int:
     from .client import Client
 
     if not isinstance(client, Client):
-        return run_naive(client, command, stdout, stderr)
+        return run_naive(client, command, stdout, stderr)  # naive framing has no stdin
     try:
-        return run_command(client, command, timeout, stdout, stderr, color=color, show_status=show_status)
+        return run_command(
+            client, command, timeout, stdout, stderr, color=color, show_status=show_status, stdin_fd=stdin_fd
+        )
     except ValueError as exc:  # refused before sending (a NUL byte, say): nothing reached the server
         stderr.write(f"rcmd: cannot send this command: {exc}\n")
         stderr.flush()
         return ExitStatus.USAGE
+
+
+#: ``rcmd < script.sh``: the server's own shell ($0 of ``SHELL -c``) reads the whole script
+#: from stdin, as ``ssh host < script.sh`` has the login shell do: loops, heredocs,
+#: functions and ``set -e`` work, and the exit status is the script's.
+SCRIPT_COMMAND = 'exec "$0" -s'

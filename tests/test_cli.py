@@ -6,6 +6,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 
 import pytest
 from conftest import CLIENT_ARGV, SERVER_ARGV
@@ -77,10 +78,108 @@ def test_killed_by_a_signal_exits_128_plus_n(server):
     assert proc.returncode == 128 + 9
 
 
-def test_lines_from_stdin_run_in_turn_and_the_last_status_wins(server):
-    proc = rcmd(target(server), input=b"cd /\npwd\n\necho two\nexit 3\n")
+def test_each_line_replays_lines_in_turn_and_the_last_status_wins(server):
+    proc = rcmd(target(server), "--each-line", input=b"cd /\npwd\n\necho two\nexit 3\n")
     assert proc.stdout == b"/\ntwo\n"
     assert proc.returncode == 3
+
+
+SCRIPT = b"""for i in 1 2; do
+  echo loop $i
+done
+greet() { echo "hello $1"; }
+greet fn
+cat <<EOF
+heredoc line
+EOF
+set -e
+false
+echo never
+"""
+
+
+def test_a_piped_script_runs_whole_in_one_remote_shell(server):
+    """As ``ssh host < script.sh``: not one command per line (which broke loops and heredocs);
+    its exit status is rcmd's."""
+    proc = rcmd(target(server), input=SCRIPT)
+    assert proc.stdout == b"loop 1\nloop 2\nhello fn\nheredoc line\n"
+    assert proc.returncode == 1  # set -e; false
+    proc = rcmd(target(server), input=b"cd /tmp\npwd\nexit 7\n")
+    assert (proc.stdout, proc.returncode) == (b"/tmp\n", 7)
+
+
+def test_stdin_is_the_one_shot_commands_stdin(server):
+    proc = rcmd(target(server), "-c", "wc -c", input=b"hello\n")
+    assert proc.stdout.strip() == b"6"
+
+
+def test_dash_n_gives_the_command_an_empty_stdin(server):
+    proc = rcmd(target(server), "-n", "-c", "wc -c", input=b"hello\n")
+    assert proc.stdout.strip() == b"0"
+    assert rcmd(target(server), "-n").returncode == ExitStatus.USAGE
+
+
+def test_a_command_that_ends_without_reading_stdin_ends_rcmd(server):
+    """stdin that never ends (a pipe held open) must not keep rcmd waiting after the EXIT."""
+    proc = subprocess.Popen(
+        [*CLIENT_ARGV, target(server), "-c", "echo done"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout.read() == b"done\n"
+        assert proc.wait(30) == 0
+    finally:
+        proc.kill()
+        proc.stdin.close()
+        proc.stdout.close()
+        proc.wait()
+
+
+def test_large_binary_stdin_is_streamed_byte_exact_in_bounded_memory(server, tmp_path):
+    import hashlib
+
+    size = 64 << 20
+    source = tmp_path / "in.bin"
+    with open(source, "wb") as out:
+        for _ in range(size >> 20):
+            out.write(os.urandom(1 << 20))
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    # A wrapper reports the client's peak memory: it must not hold the input.
+    wrapper = (
+        "import resource, subprocess, sys; "
+        "subprocess.run(sys.argv[1:], check=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)"
+    )
+    copy = tmp_path / "copy.bin"
+    for stdin_kind in ("file", "pipe"):
+        if stdin_kind == "file":
+            with open(source, "rb") as stdin, open(copy, "wb") as stdout:
+                proc = subprocess.run(
+                    [sys.executable, "-c", wrapper, *CLIENT_ARGV, target(server), "-c", "cat"],
+                    stdin=stdin,
+                    stdout=stdout,
+                    stderr=subprocess.PIPE,
+                    timeout=300,
+                )
+        else:
+            with open(copy, "wb") as stdout:
+                proc = subprocess.run(
+                    f"cat {source} | {sys.executable} -c '{wrapper}' {' '.join(CLIENT_ARGV)} "
+                    f"{target(server)} -c 'cat'",
+                    shell=True,
+                    stdout=stdout,
+                    stderr=subprocess.PIPE,
+                    timeout=300,
+                )
+        assert proc.returncode == 0, proc.stderr
+        peak_kib = int(proc.stderr.split()[-1])
+        assert peak_kib < 60 * 1024, f"{stdin_kind}: the client peaked at {peak_kib} KiB for 64 MiB of input"
+        assert copy.stat().st_size == size
+        assert hashlib.sha256(copy.read_bytes()).hexdigest() == digest
+    with open(source, "rb") as stdin:
+        remote = subprocess.run(
+            [*CLIENT_ARGV, target(server), "-c", "sha256sum"], stdin=stdin, capture_output=True, timeout=300
+        )
+    assert remote.stdout.split()[0].decode() == digest
 
 
 def test_connection_refused(server_factory):
