@@ -12,12 +12,13 @@ import math
 import os
 import socket
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
 from . import __version__
 from .auth import SecretError, load_secret
-from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST, DEFAULT_PORT, connect, host_port
+from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST, DEFAULT_PORT, Client, connect, host_port
 from .console import SCRIPT_COMMAND, ExitStatus, run_lines, run_one, wants_color
 from .errors import (
     AuthenticationError,
@@ -30,6 +31,9 @@ from .errors import (
     TlsError,
 )
 from .trace import printer
+
+if TYPE_CHECKING:
+    from .naive import NaiveClient
 
 
 class Framing(str, enum.Enum):
@@ -63,6 +67,14 @@ def parse_target(target: str | None) -> tuple[str, int]:
 def _fail(status: ExitStatus, message: str) -> typer.Exit:
     typer.echo(f"rcmd: {message}", err=True)
     return typer.Exit(status)
+
+
+def _pty_offered(client: Client | NaiveClient, *, quiet: bool = False) -> bool:
+    """The server can run a command on a PTY; if not, say so (unless *quiet*)."""
+    offered = isinstance(client, Client) and client.supports_pty
+    if not offered and not quiet:
+        typer.echo("rcmd: the server offers no pseudo-terminal: running without one", err=True)
+    return offered
 
 
 def _is_open(fd: int) -> bool:
@@ -105,6 +117,15 @@ def rcmd_main(
     ),
     no_stdin: bool = typer.Option(
         False, "-n", help="Give the command an empty stdin instead of ours (as ssh -n)."
+    ),
+    force_pty: bool = typer.Option(
+        False,
+        "-t",
+        help="Run -c's command on a remote pseudo-terminal (term type $TERM, our size), our "
+        "terminal raw: for python3, vi, top. stderr then comes merged into stdout.",
+    ),
+    no_pty: bool = typer.Option(
+        False, "-T", help="Never a pseudo-terminal, not even at the prompt (where it is the default)."
     ),
     each_line: bool = typer.Option(
         False,
@@ -153,6 +174,8 @@ def rcmd_main(
     if no_stdin and command is None:
         raise typer.BadParameter("-n gives a command an empty stdin: use it with -c", param_hint="-n")
     stdin_fd = None if no_stdin or not _is_open(0) else 0
+    if force_pty and no_pty:
+        raise typer.BadParameter("-t asks for a pseudo-terminal, -T refuses one: give one", param_hint="-t")
     try:
         # As connect() does: the file, else $RCMD_SECRET; naive framing ignores $RCMD_SECRET.
         secret = None if framing is Framing.NAIVE else load_secret(secret_file)
@@ -177,15 +200,21 @@ def rcmd_main(
                     f"{int(ExitStatus.STATUS_UNKNOWN)})",
                     err=True,
                 )
+            pty = force_pty and stdin_fd is not None and os.isatty(stdin_fd) and _pty_offered(client)
+            if force_pty and not pty and stdin_fd is not None and not os.isatty(stdin_fd):
+                # As ssh -t: a terminal with no keyboard behind it would only get in the way.
+                typer.echo("rcmd: pseudo-terminal not used because stdin is not a terminal", err=True)
             if command is not None:
                 color = wants_color(sys.stderr)  # red stderr, as at the prompt; piped lines get none
                 status = run_one(
-                    client, command, timeout, sys.stdout, sys.stderr, color=color, stdin_fd=stdin_fd
+                    client, command, timeout, sys.stdout, sys.stderr, color=color, stdin_fd=stdin_fd, pty=pty
                 )
             elif sys.stdin.isatty():
                 from .prompt import interactive
 
-                status = interactive(client, where, timeout)
+                status = interactive(
+                    client, where, timeout, pty=not no_pty and _pty_offered(client, quiet=True)
+                )
             elif each_line or client.framing == "naive":  # naive framing cannot carry stdin
                 status = run_lines(client, sys.stdin, timeout, sys.stdout, sys.stderr)
             else:

@@ -41,7 +41,23 @@ from .errors import (
     TlsError,
 )
 from .framing import CLOSED, DEFAULT_MAX_FRAME_SIZE, NEED_DATA
-from .messages import AuthOk, Cancel, Error, Exit, Hello, Message, Run, Stderr, Stdin, StdinEnd, Stdout
+from .messages import (
+    AuthOk,
+    Cancel,
+    Error,
+    Exit,
+    Hello,
+    Message,
+    Ping,
+    Pong,
+    PtyRequest,
+    Run,
+    Stderr,
+    Stdin,
+    StdinEnd,
+    Stdout,
+    WindowChange,
+)
 from .protocol import Connection, Role
 
 if TYPE_CHECKING:  # for annotations only: ssl is imported when TLS is used (4 ms of every start)
@@ -186,6 +202,7 @@ class Client:
         self._wakeup_send.setblocking(False)
         self._selector.register(self._wakeup_recv, selectors.EVENT_READ)
         self._interrupted = False
+        self._window_size: tuple[int, int] | None = None  # a resize to pass on, from SIGWINCH
         self._want_write = False
         self._active: CommandStream | None = None
         self._source: int | None = None  # stdin_source: a file descriptor to forward
@@ -319,6 +336,7 @@ class Client:
         env: Mapping[str, str] | None = None,
         stdin: bool = False,
         stdin_source: int | None = None,
+        pty: PtyRequest | None = None,
     ) -> CommandStream:
         """Start *command* and return a :class:`CommandStream` of its output as it arrives.
 
@@ -330,6 +348,10 @@ class Client:
         descriptor (0 for our own stdin), is forwarded as the command's stdin while its
         output is read, as the server takes it (memory stays bounded whatever the size),
         and its end of file is passed on: ``rcmd -c 'sha256sum' < big.iso``.
+
+        *pty* runs the command on a pseudo-terminal of that type and size (see
+        :attr:`supports_pty`): its output, stderr included, then all comes as Stdout, and
+        :meth:`window_changed` passes resizes on.
         """
         if self._closed:
             raise ConnectionClosed("the client is closed")
@@ -340,7 +362,7 @@ class Client:
         if sum((input is not None, stdin, stdin_source is not None)) > 1:
             raise ValueError("give one of input=, stdin=True and stdin_source=")
         stdin = stdin or input is not None or stdin_source is not None
-        self._send(Run(command, cwd=cwd, env=dict(env or {}), timeout=timeout, stdin=stdin))
+        self._send(Run(command, cwd=cwd, env=dict(env or {}), timeout=timeout, stdin=stdin, pty=pty))
         stream = self._active = CommandStream(self, command, stdin_open=stdin)
         if stdin_source is not None:
             self._attach_source(stdin_source)
@@ -348,6 +370,40 @@ class Client:
             stream.write_stdin(input)
             stream.close_stdin()
         return stream
+
+    @property
+    def supports_pty(self) -> bool:
+        """The server runs commands on a PTY when asked (its HELLO lists the extension)."""
+        return "pty" in (self.server_hello.extensions or ())
+
+    @property
+    def supports_ping(self) -> bool:
+        return "ping" in (self.server_hello.extensions or ())
+
+    def ping(self, timeout: float | None = DEFAULT_CONNECT_TIMEOUT) -> None:
+        """Send PING and wait for its PONG, between commands: proves the connection alive
+        and resets the server's idle timer. Raises ConnectionClosed, ServerError (the
+        server said why it closed, e.g. its idle timeout), or TimeoutError."""
+        if self._closed:
+            raise ConnectionClosed("the client is closed")
+        if self._active is not None and self._active.exit is None:
+            raise RuntimeError("a command is running on this connection")
+        self._send(Ping())
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not isinstance(self._next_event(deadline), Pong):
+            pass
+
+    def window_changed(self, rows: int, cols: int) -> None:
+        """The local terminal is now *rows* x *cols*: tell the running PTY command.
+
+        Safe from a SIGWINCH handler: it only notes the size and wakes the I/O loop,
+        which sends WINDOW_CHANGE before any input read after it.
+        """
+        self._window_size = (rows, cols)
+        try:
+            self._wakeup_send.send(b"\0")
+        except OSError:
+            pass
 
     def interrupt(self) -> None:
         """Cancel the running command, from a signal handler or another thread.
@@ -438,6 +494,8 @@ class Client:
         ready = self._selector.select(0 if pumped else timeout)
         if not ready and not pumped:
             raise TimeoutError("timed out waiting for the server")
+        # The wakeup first: a resize noted before some input must reach the server before it.
+        ready.sort(key=lambda item: item[0].fileobj is not self._wakeup_recv)
         for key, mask in ready:
             if key.fileobj is self._wakeup_recv:
                 self._take_interrupt()
@@ -527,6 +585,12 @@ class Client:
                 pass
         except BlockingIOError:
             pass
+        running = self._active is not None and self._active.exit is None
+        if self._window_size is not None:
+            rows, cols = self._window_size
+            self._window_size = None
+            if running and self.supports_pty:
+                self._send(WindowChange(rows, cols))
         if self._interrupted:
             self._interrupted = False
             if self._active is not None and self._active.exit is None:
@@ -580,6 +644,8 @@ class CommandStream:
         if self.exit is not None:
             raise StopIteration
         event = self.client._next_event()
+        while isinstance(event, Pong):  # the answer to a keepalive sent before this command
+            event = self.client._next_event()
         if isinstance(event, Exit):
             self.exit = event
             self.client._detach_source()

@@ -175,8 +175,12 @@ def run_command(
     color: bool = False,
     show_status: bool = False,
     stdin_fd: int | None = None,
+    pty: bool = False,
 ) -> int:
     """Run *command*, streaming its output; return the local exit code for it.
+
+    *pty* runs it on a remote pseudo-terminal with ours raw (rcmd.terminal): for
+    programs that need a terminal (python3, vi, top); stderr is then merged into stdout.
 
     *stdin_fd*, if given, is forwarded as the command's stdin (else its stdin is empty).
 
@@ -187,6 +191,18 @@ def run_command(
     Raises :class:`LocalWriteError` when the output cannot be written here; the remote
     command is then cancelled and the connection closed.
     """
+    if pty:
+        from .terminal import run_in_pty
+
+        stream, ends_with_newline = run_in_pty(client, command, timeout, stdout, stderr, stdin_fd=stdin_fd)
+        assert stream.exit is not None
+        note = describe_exit(stream.exit)
+        if show_status and note:
+            newline = "" if ends_with_newline else "\n"
+            with contextlib.suppress(OSError):
+                stderr.write(f"{newline}{DIM_RED}[{note}]{RESET}\n" if color else f"{newline}[{note}]\n")
+                stderr.flush()
+        return exit_status(stream.exit)
     writer = OutputWriter(client.encoding, stdout, stderr, color=color)
     dropped = 0
     with ctrl_c_cancels(client), client.stream(command, timeout=timeout, stdin_source=stdin_fd) as stream:
@@ -306,6 +322,7 @@ def run_one(
     color: bool = False,
     show_status: bool = False,
     stdin_fd: int | None = None,
+    pty: bool = False,
 ) -> int:
     from .client import Client
 
@@ -313,7 +330,15 @@ def run_one(
         return run_naive(client, command, stdout, stderr)  # naive framing has no stdin
     try:
         return run_command(
-            client, command, timeout, stdout, stderr, color=color, show_status=show_status, stdin_fd=stdin_fd
+            client,
+            command,
+            timeout,
+            stdout,
+            stderr,
+            color=color,
+            show_status=show_status,
+            stdin_fd=stdin_fd,
+            pty=pty,
         )
     except ValueError as exc:  # refused before sending (a NUL byte, say): nothing reached the server
         stderr.write(f"rcmd: cannot send this command: {exc}\n")

@@ -46,8 +46,13 @@ def _prompt_text(client: Client | NaiveClient, where: str) -> StyleAndTextTuples
     return [("class:host", where), ("", " "), ("class:cwd", client.cwd or "?"), ("", "> ")]
 
 
-def interactive(client: Client | NaiveClient, where: str, timeout: float | None) -> int:
-    """Read commands at a prompt until Ctrl-D, exit or quit; return the last one's status."""
+def interactive(client: Client | NaiveClient, where: str, timeout: float | None, *, pty: bool = False) -> int:
+    """Read commands at a prompt until Ctrl-D, exit or quit; return the last one's status.
+
+    With *pty* every command runs on a remote pseudo-terminal, as in an ssh session:
+    python3, vi, top and ``read`` work, ``ls`` has colours and columns, and Ctrl-C goes to
+    the remote program; stderr is then merged into stdout (not shown in red).
+    """
     from prompt_toolkit import PromptSession
     from prompt_toolkit.styles import Style
 
@@ -75,7 +80,17 @@ def interactive(client: Client | NaiveClient, where: str, timeout: float | None)
             continue  # never sent: to a naive server an empty send looks like nothing
         if command in ("exit", "quit"):
             break
-        status = run_one(client, command, timeout, sys.stdout, sys.stderr, color=color, show_status=True)
+        status = run_one(
+            client,
+            command,
+            timeout,
+            sys.stdout,
+            sys.stderr,
+            color=color,
+            show_status=True,
+            stdin_fd=0 if pty else None,
+            pty=pty,
+        )
     return status
 
 

@@ -34,13 +34,16 @@ from ..messages import (
     Exit,
     Hello,
     Message,
+    Ping,
+    Pong,
     Run,
     Stderr,
     Stdin,
     StdinEnd,
     Stdout,
+    WindowChange,
 )
-from ..process import spawn
+from ..process import Child, spawn
 from ..protocol import Connection, Phase, Role
 from .cd import parse_cd, resolve_cd
 from .command import (
@@ -53,6 +56,7 @@ from .command import (
     OutputForwarder,
     RunningCommand,
 )
+from .pty import PtyChild, spawn_pty
 
 if TYPE_CHECKING:
     from .listener import Server
@@ -61,6 +65,8 @@ log = logging.getLogger("rcmd.server")
 
 #: How much one read from a client takes.
 READ_SIZE = 256 * 1024
+#: What this server speaks beyond version 1's messages, announced in its HELLO.
+EXTENSIONS = ("pty", "ping")
 
 
 class Stage(enum.Enum):
@@ -159,6 +165,8 @@ class PrefixedSession:
                 cwd=self.cwd,
                 auth=SCHEME if self._nonce is not None else None,
                 nonce=self._nonce.hex() if self._nonce is not None else None,
+                extensions=EXTENSIONS,
+                idle_timeout=self.config.idle_timeout,
             )
         )
         self._arm_timer(self.config.handshake_timeout, "no handshake within {:g}s")
@@ -229,6 +237,12 @@ class PrefixedSession:
                 self.command_task = asyncio.create_task(self._supervise(event, command))
         elif isinstance(event, (Stdin, StdinEnd)):
             await self._write_stdin(event)
+        elif isinstance(event, Ping):
+            await self.send(Pong())
+        elif isinstance(event, WindowChange):
+            process = self.command.process if self.command is not None else None
+            if isinstance(process, PtyChild):  # a command without a terminal has no size
+                process.resize(event.rows, event.cols)
         elif isinstance(event, Cancel) and self.command is not None:
             log.info("%s: cancel", self.peer)
             self.command.cancelled = True
@@ -367,7 +381,19 @@ class PrefixedSession:
         if not await self._acquire_slot(slots):  # at most --max-commands at once, server-wide
             return None
         try:
-            process = spawn(run.command, shell=self.config.shell, cwd=cwd, env=env, stdin=run.stdin)
+            if run.pty is not None:
+                process: Child = spawn_pty(
+                    run.command,
+                    shell=self.config.shell,
+                    cwd=cwd,
+                    env=env,
+                    term=run.pty.term,
+                    rows=run.pty.rows,
+                    cols=run.pty.cols,
+                    stdin=run.stdin,
+                )
+            else:
+                process = spawn(run.command, shell=self.config.shell, cwd=cwd, env=env, stdin=run.stdin)
         except OSError as exc:
             slots.release()
             reason = f"rcmd: cannot run command in {cwd}: {exc.strerror or exc}\n"
