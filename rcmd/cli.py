@@ -212,8 +212,25 @@ def rcmd_main(
             elif sys.stdin.isatty():
                 from .prompt import interactive
 
+                def reconnect() -> Client:
+                    again = connect(
+                        host,
+                        port,
+                        encoding=encoding,
+                        connect_timeout=connect_timeout,
+                        secret=secret,
+                        tls=tls,
+                        tls_ca=tls_ca,
+                    )
+                    assert isinstance(again, Client)
+                    return again
+
                 status = interactive(
-                    client, where, timeout, pty=not no_pty and _pty_offered(client, quiet=True)
+                    client,
+                    where,
+                    timeout,
+                    pty=not no_pty and _pty_offered(client, quiet=True),
+                    reconnect=reconnect,
                 )
             elif each_line or client.framing == "naive":  # naive framing cannot carry stdin
                 status = run_lines(client, sys.stdin, timeout, sys.stdout, sys.stderr)

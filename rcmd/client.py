@@ -393,6 +393,21 @@ class Client:
         while not isinstance(self._next_event(deadline), Pong):
             pass
 
+    def check_alive(self) -> None:
+        """Between commands, without waiting: raise ConnectionClosed or ServerError (with
+        the server's reason, e.g. its idle timeout) if the server has hung up. An idle
+        server sends nothing unasked but that ERROR and its close, so anything readable now
+        is the end."""
+        if self._closed:
+            raise ConnectionClosed("the client is closed")
+        if self._active is not None and self._active.exit is None:
+            raise RuntimeError("a command is running on this connection")
+        try:
+            while isinstance(self._next_event(time.monotonic()), Pong):
+                pass  # the answer to a ping given up on
+        except TimeoutError:
+            return
+
     def window_changed(self, rows: int, cols: int) -> None:
         """The local terminal is now *rows* x *cols*: tell the running PTY command.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import termios
 
@@ -208,3 +209,56 @@ def test_dash_capital_t_at_the_prompt_means_no_terminal(server, terminal_env):
     child.sendline("tty")
     child.expect("not a tty")
     leave_with_ctrl_d(child, prompt_pattern())
+
+
+# ------------------------------------------------- a dead connection, noticed and revived
+
+
+def test_the_prompt_reconnects_after_a_server_restart_and_restores_the_directory(
+    server_factory, terminal_env, tmp_path
+):
+    from test_prompt import expect_prompt, leave_with_ctrl_d, prompt_pattern
+
+    first = server_factory()
+    port = first.port
+    child = spawn(first, terminal_env, "-T")
+    expect_prompt(child)
+    target = os.path.realpath(tmp_path)
+    child.sendline(f"cd {target}")
+    expect_prompt(child, target)
+    first.stop()  # the server goes away while the prompt waits
+    second = server_factory(port=port)
+    child.sendline("echo after-restart; pwd")
+    child.expect(r"reconnected, back in " + re.escape(target))
+    child.expect("after-restart\r\n")  # the typed command was run, not lost
+    child.expect(re.escape(target) + "\r\n")
+    leave_with_ctrl_d(child, prompt_pattern(target))
+    assert "cd " in second.log()
+
+
+def test_the_prompt_says_so_when_it_cannot_reconnect(server_factory, terminal_env):
+    from test_prompt import expect_prompt, leave_with_ctrl_d, prompt_pattern
+
+    first = server_factory()
+    child = spawn(first, terminal_env, "-T")
+    expect_prompt(child)
+    first.stop()
+    child.sendline("echo lost-command")
+    child.expect("reconnecting failed")
+    child.expect("not run: echo lost-command")
+    leave_with_ctrl_d(child, prompt_pattern())
+
+
+def test_keepalives_hold_an_idle_prompt_open_past_the_servers_idle_timeout(server_factory, terminal_env):
+    from test_prompt import expect_prompt, leave_with_ctrl_d, prompt_pattern
+
+    server = server_factory("--idle-timeout", "1")
+    child = spawn(server, terminal_env, "-T")
+    expect_prompt(child)
+    # Pings every third of the idle timeout: 5 of them span more than the timeout.
+    server.wait_for_log(r"(?s)(: ping.*){5}")
+    child.sendline("echo still-here")
+    child.expect("still-here\r\n")
+    leave_with_ctrl_d(child, prompt_pattern())
+    assert "idle for" not in server.log()
+    assert "reconnected" not in child.before

@@ -238,6 +238,7 @@ class PrefixedSession:
         elif isinstance(event, (Stdin, StdinEnd)):
             await self._write_stdin(event)
         elif isinstance(event, Ping):
+            log.debug("%s: ping", self.peer)
             await self.send(Pong())
         elif isinstance(event, WindowChange):
             process = self.command.process if self.command is not None else None
