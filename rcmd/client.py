@@ -7,16 +7,16 @@ prints a large output cannot deadlock the two ends against each other.
 
 from __future__ import annotations
 
+import codecs
 import mmap
 import os
 import selectors
-import signal as signal_module
+import shlex
 import socket
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, overload
+from collections.abc import Iterator, Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any, Literal, TypeAlias, overload
 
 from . import __version__
 from .auth import (
@@ -32,7 +32,6 @@ from .auth import (
 from .decoding import OutputDecoder, resolve_encoding
 from .errors import (
     AuthenticationError,
-    CommandError,
     ConnectionClosed,
     ProtocolMismatch,
     RcmdError,
@@ -58,7 +57,10 @@ from .messages import (
     Stdout,
     WindowChange,
 )
-from .protocol import Connection, Role
+from .protocol import Connection, Phase, Role
+from .result import CompletedCommand, TimeoutExpired
+
+__all__ = ["Client", "CommandStream", "CompletedCommand", "TimeoutExpired", "connect"]
 
 if TYPE_CHECKING:  # for annotations only: ssl is imported when TLS is used (4 ms of every start)
     import ssl
@@ -99,56 +101,25 @@ CANCEL_WAIT = 10.0
 STDIN_BACKLOG = 4 * STDIN_CHUNK_SIZE
 
 
-@dataclass(frozen=True)
-class CompletedCommand:
-    """A finished remote command, like ``subprocess.CompletedProcess``.
+#: Where run() may send a stream as it arrives: a file object (binary, or text with
+#: ``text=True``) or a file descriptor.
+Sink: TypeAlias = "IO[bytes] | IO[str] | int"
 
-    ``returncode`` is the exit status, ``-N`` when signal N killed it, and ``None`` only
-    from a naive server, whose protocol does not carry it. ``stdout`` and ``stderr`` are
-    bytes; ``stdout_text`` and ``stderr_text`` decode them in the server's encoding.
-    """
 
-    command: str
-    returncode: int | None
-    stdout: bytes = b""
-    stderr: bytes = b""
-    signal: int | None = None
-    timed_out: bool = False
-    cancelled: bool = False
-    encoding: str = "utf-8"
+def command_line(command: str | Sequence[str]) -> str:
+    """A command line for the server's shell: *command* itself, or an argv list quoted
+    as ``shlex.join`` does. Raises TypeError for anything else (before it is sent)."""
+    if isinstance(command, str):
+        return command
+    if isinstance(command, (list, tuple)) and command and all(isinstance(arg, str) for arg in command):
+        return shlex.join(command)
+    raise TypeError(f"command must be a string or a non-empty list of strings, not {command!r}")
 
-    @property
-    def stdout_text(self) -> str:
-        """``stdout`` decoded in the server's encoding (undecodable bytes become U+FFFD)."""
-        return self.stdout.decode(self.encoding, errors="replace")
 
-    @property
-    def stderr_text(self) -> str:
-        """``stderr`` decoded in the server's encoding (undecodable bytes become U+FFFD)."""
-        return self.stderr.decode(self.encoding, errors="replace")
-
-    def describe_status(self) -> str:
-        """How it ended, in words: "exited with status 3", "timed out (killed by SIGTERM)"."""
-        if self.returncode is None:
-            return "ended (the naive protocol does not report an exit status)"
-        if self.signal is not None:
-            try:
-                name = signal_module.Signals(self.signal).name
-            except ValueError:
-                name = f"signal {self.signal}"
-            how = f"killed by {name}"
-        else:
-            how = f"exited with status {self.returncode}"
-        if self.timed_out:
-            return f"timed out ({how})"
-        if self.cancelled:
-            return f"was cancelled ({how})"
-        return how
-
-    def check_returncode(self) -> None:
-        """Raise :class:`CommandError` if the command did not exit with status 0."""
-        if self.returncode != 0:
-            raise CommandError(self)
+def _write_fd(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 class Client:
@@ -286,49 +257,92 @@ class Client:
 
     def run(
         self,
-        command: str,
+        command: str | Sequence[str],
         *,
         timeout: float | None = None,
         check: bool = False,
         input: bytes | str | None = None,
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
+        capture_output: bool = True,
+        stdout: Sink | None = None,
+        stderr: Sink | None = None,
+        text: bool = False,
+        encoding: str | None = None,
+        errors: str | None = None,
     ) -> CompletedCommand:
-        """Run *command* and wait for it; return its :class:`CompletedCommand`.
+        """Run *command* and wait for it; return its :class:`CompletedCommand`, as
+        ``subprocess.run`` does.
 
-        *timeout* (seconds) has the server kill the command's process group; the result
-        then has ``timed_out`` set (``check`` does not raise TimeoutError: it raises
-        :class:`CommandError`, as for any non-zero status). *input* is sent as its stdin
-        (str is encoded in the server's encoding). *cwd* and *env* apply to this command only.
-        Raises :class:`CommandError` when *check* is true and the status is not 0.
+        *command* is a command line for the server's shell, or an argv list, quoted for
+        the shell as ``shlex.join`` does (``["echo", "a b"]`` prints ``a b``).
+        *timeout* (seconds) has the server kill the command's process group, and then
+        raises :class:`TimeoutExpired` (a ``subprocess.TimeoutExpired``) with the output so
+        far. *input* is sent as its stdin (str is encoded in *encoding*, else the server's).
+        *cwd* and *env* apply to this command only.
+
+        Output is captured in the result (bytes) unless *capture_output* is false. A
+        *stdout* or *stderr* sink (a file object, or a file descriptor) gets that stream as
+        it arrives instead. With *text* (or *encoding* / *errors*), output is decoded
+        incrementally, in *encoding* (default: the server's) with *errors* (default
+        ``"strict"``), for the result and for file-object sinks; a descriptor sink always
+        gets bytes. Raises :class:`CommandError` when *check* is true and the status is not 0.
         """
-        stdout: list[bytes] = []
-        stderr: list[bytes] = []
+        command = command_line(command)
+        text_mode = text or encoding is not None or errors is not None
+        codec = encoding or self.encoding
+        if isinstance(input, str):
+            input = input.encode(codec)
+        parts: dict[type, list[Any]] = {Stdout: [], Stderr: []}
+        sinks: dict[type, Sink | None] = {Stdout: stdout, Stderr: stderr}
+        decoders: dict[type, codecs.IncrementalDecoder] = {
+            kind: codecs.getincrementaldecoder(codec)(errors or "strict") for kind in (Stdout, Stderr)
+        }
+
+        def take(kind: type, data: bytes, final: bool = False) -> None:
+            sink = sinks[kind]
+            if isinstance(sink, int):
+                _write_fd(sink, data)
+                return
+            chunk: bytes | str = decoders[kind].decode(data, final) if text_mode else data
+            if sink is not None:
+                if chunk:
+                    sink.write(chunk)  # type: ignore[arg-type]
+            elif capture_output:
+                parts[kind].append(chunk)
+
         with self.stream(command, timeout=timeout, input=input, cwd=cwd, env=env) as events:
             for event in events:
-                if isinstance(event, Stdout):
-                    stdout.append(event.data)
-                elif isinstance(event, Stderr):
-                    stderr.append(event.data)
+                if isinstance(event, (Stdout, Stderr)):
+                    take(type(event), event.data)
+        for kind in (Stdout, Stderr):
+            take(kind, b"", final=True)
         exit = events.exit
         assert exit is not None
+        empty = "" if text_mode else b""
+
+        def captured(kind: type) -> Any:
+            return empty.join(parts[kind]) if capture_output and sinks[kind] is None else None
+
         result = CompletedCommand(
             command=command,
             returncode=exit.returncode,
-            stdout=b"".join(stdout),
-            stderr=b"".join(stderr),
+            stdout=captured(Stdout),
+            stderr=captured(Stderr),
             signal=exit.signal,
             timed_out=exit.timed_out,
             cancelled=exit.cancelled,
-            encoding=self.encoding,
+            encoding=codec,
         )
+        if exit.timed_out and timeout is not None:
+            raise TimeoutExpired(result, timeout)
         if check:
             result.check_returncode()
         return result
 
     def stream(
         self,
-        command: str,
+        command: str | Sequence[str],
         *,
         timeout: float | None = None,
         input: bytes | str | None = None,
@@ -353,10 +367,14 @@ class Client:
         :attr:`supports_pty`): its output, stderr included, then all comes as Stdout, and
         :meth:`window_changed` passes resizes on.
         """
+        command = command_line(command)
         if self._closed:
             raise ConnectionClosed("the client is closed")
         if self._active is not None and self._active.exit is None:
             raise RuntimeError("a command is still running on this connection; finish it first")
+        if self._conn.phase is Phase.CLOSED:
+            self.close()
+            raise ConnectionClosed("the connection failed earlier; the client is closed")
         if isinstance(input, str):
             input = input.encode(self.encoding)
         if sum((input is not None, stdin, stdin_source is not None)) > 1:
@@ -658,9 +676,15 @@ class CommandStream:
     def __next__(self) -> Stdout | Stderr | Exit:
         if self.exit is not None:
             raise StopIteration
-        event = self.client._next_event()
-        while isinstance(event, Pong):  # the answer to a keepalive sent before this command
+        try:
             event = self.client._next_event()
+            while isinstance(event, Pong):  # the answer to a keepalive sent before this command
+                event = self.client._next_event()
+        except (ServerError, ConnectionClosed, RemoteProtocolError):
+            # The conversation is over: close, so later calls say so at once, never hang
+            # on a command that will not end ("still running").
+            self.client.close()
+            raise
         if isinstance(event, Exit):
             self.exit = event
             self.client._detach_source()
