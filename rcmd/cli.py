@@ -10,6 +10,7 @@ import enum
 import errno
 import math
 import os
+import shlex
 import socket
 import sys
 from typing import TYPE_CHECKING
@@ -61,6 +62,14 @@ def parse_target(target: str | None) -> tuple[str, int]:
         host, port = target.split(":")
     if port and not port.isdigit():
         raise typer.BadParameter(f"port must be a number, got {port!r}", param_hint="HOST[:PORT]")
+    if port and not 1 <= int(port) <= 65535:
+        raise typer.BadParameter(f"port must be from 1 to 65535, got {port}", param_hint="HOST[:PORT]")
+    if "@" in host:
+        raise typer.BadParameter(
+            f"{target!r} names a user: rcmd has none (commands run as the server's user); "
+            "give HOST[:PORT], and a command with -c, as in: rcmd HOST -c 'uptime'",
+            param_hint="HOST[:PORT]",
+        )
     return host or DEFAULT_HOST, int(port) if port else DEFAULT_PORT
 
 
@@ -155,12 +164,23 @@ def rcmd_main(
         False, "--trace", help="Show on stderr each recv() the client makes and each frame it completed."
     ),
     version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    extra: list[str] | None = typer.Argument(None, hidden=True),
 ) -> None:
     """Run commands on an rcmd server: one with -c, an interactive prompt on a terminal,
-    or a script from piped stdin (rcmd < script.sh), run whole by one remote shell."""
+    or a script from piped stdin (rcmd < script.sh), run whole by one remote shell.
+
+    `rcmd demo` shows TCP's sticky packets and the length prefix that fixes them, side by side.
+    """
     if version:
         typer.echo(f"rcmd {__version__}")
         raise typer.Exit()
+    if extra:
+        # ssh's `ssh host cmd args`: say how rcmd spells it rather than "unexpected argument".
+        raise typer.BadParameter(
+            f"unexpected {' '.join(extra)!r}: give the command with -c, as in: "
+            f"rcmd {target or 'HOST'} -c {shlex.quote(' '.join(extra))}",
+            param_hint="COMMAND",
+        )
     host, port = parse_target(target)
     where = host_port(host, port)
     try:
@@ -327,8 +347,20 @@ def server_main(
         0.0, help="Seconds a command may run when it sets no timeout of its own (0: no limit)."
     ),
     log_level: str = typer.Option("info", help="debug, info, warning or error."),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
 ) -> None:
     """Run commands sent by rcmd clients, each in its own process group."""
+    if version:
+        typer.echo(f"rcmd-server {__version__}")
+        raise typer.Exit()
+    if not 0 <= port <= 65535:
+        raise typer.BadParameter(f"must be from 0 to 65535, got {port}", param_hint="--port")
+    if log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise typer.BadParameter(
+            f"must be debug, info, warning or error, not {log_level!r}", param_hint="--log-level"
+        )
+    if shell is not None and not (os.path.isfile(shell) and os.access(shell, os.X_OK)):
+        raise typer.BadParameter(f"{shell} is not an executable file", param_hint="--shell")
     import asyncio
     import locale
     import logging

@@ -84,3 +84,11 @@ def test_naive_and_client_modules_import_each_other_no_more():
         tree = ast.parse(file.read())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert "client" not in imported
+
+
+def test_a_missing_shell_is_not_reported_as_a_bad_directory():
+    with rcmd.BackgroundServer(shell="/no/such/shell", encoding="utf-8") as server:
+        with connect(*server.address) as client:
+            result = client.run("true")
+    assert result.returncode == 127
+    assert b"cannot run the shell /no/such/shell" in result.stderr

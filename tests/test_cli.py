@@ -581,3 +581,71 @@ def test_an_infinite_timeout_is_a_usage_error(server):
     )
     assert proc.returncode == 2
     assert b"--timeout" in proc.stderr
+
+
+# ------------------------------------------------------------ papercuts found on the way
+
+
+def server_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*SERVER_ARGV, *args], capture_output=True, timeout=60)
+
+
+def test_rcmd_server_version_and_help_offer_only_what_it_accepts():
+    assert server_cli("--version").stdout.startswith(b"rcmd-server ")
+    help_text = server_cli("--help").stdout
+    assert b"prefixed|naive" in help_text
+    assert b"auto" not in help_text
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        (("--port", "70000"), b"from 0 to 65535"),
+        (("--port", "-1"), b"from 0 to 65535"),
+        (("--log-level", "bogus"), b"debug, info, warning or error"),
+        (("--shell", "/no/such/shell"), b"not an executable file"),
+    ],
+)
+def test_rcmd_server_refuses_bad_options(args, phrase):
+    proc = server_cli(*args, "--port", "0") if args[0] != "--port" else server_cli(*args)
+    assert proc.returncode == ExitStatus.USAGE
+    assert phrase in proc.stderr
+
+
+def test_client_port_range_ssh_style_and_demo_in_help():
+    proc = rcmd("127.0.0.1:70000", "-c", "true")
+    assert (proc.returncode, b"from 1 to 65535" in proc.stderr) == (ExitStatus.USAGE, True)
+    proc = rcmd("ann@127.0.0.1", "-c", "true")
+    assert proc.returncode == ExitStatus.USAGE
+    assert b"names a user" in proc.stderr
+    proc = rcmd("127.0.0.1", "uptime")
+    assert proc.returncode == ExitStatus.USAGE
+    assert b"rcmd 127.0.0.1 -c uptime" in proc.stderr
+    assert b"rcmd demo" in rcmd("--help").stdout
+
+
+def test_demo_svg_into_a_missing_directory_says_so():
+    proc = rcmd("demo", "--svg", "/no/such/dir/x.svg")
+    assert proc.returncode == ExitStatus.USAGE
+    assert b"cannot write /no/such/dir/x.svg" in proc.stderr
+    assert b"Traceback" not in proc.stderr
+
+
+def test_an_oversized_command_is_not_blamed_on_naive_framing(server):
+    from rcmd import ServerError, connect
+
+    with connect(*server.address) as client, pytest.raises(ServerError) as caught:
+        client.run("echo " + "x" * 1_100_000)
+    assert "naive" not in caught.value.reason
+    assert "command line this long" in caught.value.reason
+
+
+def test_cd_understands_home_tilde_dash_and_quotes(server, tmp_path):
+    spaced = tmp_path / "a dir"
+    spaced.mkdir()
+    home = os.path.expanduser("~")
+    script = (
+        f"cd '{spaced}'\npwd\ncd $HOME\npwd\ncd \"${{HOME}}\"\npwd\ncd ~\npwd\ncd -\ncd '{spaced}'\ncd -\n"
+    )
+    proc = rcmd(target(server), "--each-line", input=script.encode())
+    assert proc.stdout.decode().splitlines() == [str(spaced), home, home, home, home, home]

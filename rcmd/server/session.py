@@ -24,7 +24,7 @@ from ..auth import (
     server_proof,
     throttle_key,
 )
-from ..errors import LocalProtocolError, RemoteProtocolError
+from ..errors import FrameTooLarge, LocalProtocolError, RemoteProtocolError
 from ..framing import NEED_DATA, Status
 from ..messages import (
     REFUSED,
@@ -174,6 +174,11 @@ class PrefixedSession:
             await self._read_loop()
         except RemoteProtocolError as exc:
             reason = str(exc)
+            if isinstance(exc, FrameTooLarge):  # from our client: no naive server is involved
+                reason = (
+                    f"frame of {exc.size} bytes exceeds the maximum of {exc.max_frame_size} bytes "
+                    "(a command line this long is refused: send large data as its stdin)"
+                )
             if self._first_bytes.startswith(b"\x16\x03"):
                 reason = "this server does not use TLS (it got a TLS handshake): connect without --tls"
             log.warning("%s: protocol error: %s", self.peer, reason)
@@ -397,7 +402,10 @@ class PrefixedSession:
                 process = spawn(run.command, shell=self.config.shell, cwd=cwd, env=env, stdin=run.stdin)
         except OSError as exc:
             slots.release()
-            reason = f"rcmd: cannot run command in {cwd}: {exc.strerror or exc}\n"
+            if exc.filename == self.config.shell:  # the shell itself, not the directory
+                reason = f"rcmd: cannot run the shell {self.config.shell}: {exc.strerror or exc}\n"
+            else:
+                reason = f"rcmd: cannot run command in {cwd}: {exc.strerror or exc}\n"
             await self.send(Stderr(reason.encode(self.config.encoding, "replace")))
             await self.send(Exit(CANNOT_RUN, cwd=self.cwd))
             return None
