@@ -77,6 +77,8 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 READ_SIZE = 256 * 1024
 #: Kept for callers that pass it: framing="auto" no longer guesses (see connect()).
 AUTO_DETECT_WAIT = 1.0
+#: In PTY mode, the keys a terminal turns into signals (with ISIG): Ctrl-C, Ctrl-\\, Ctrl-Z.
+INTERRUPT_KEYS = frozenset(b"\x03\x1c\x1a")
 #: Input is sent in STDIN messages of at most this size.
 STDIN_CHUNK_SIZE = 64 * 1024
 #: What a TLS server's ERROR to a plaintext client says (rcmd/server/listener.py): a TLS failure.
@@ -382,6 +384,7 @@ class Client:
         stdin = stdin or input is not None or stdin_source is not None
         self._send(Run(command, cwd=cwd, env=dict(env or {}), timeout=timeout, stdin=stdin, pty=pty))
         stream = self._active = CommandStream(self, command, stdin_open=stdin)
+        stream.pty = pty is not None
         if stdin_source is not None:
             self._attach_source(stdin_source)
         if input is not None:
@@ -606,7 +609,15 @@ class Client:
         if stream is None or stream.exit is not None:
             self._detach_source()
             return
-        if data:
+        if data and stream.pty and self.supports_ping and not INTERRUPT_KEYS.isdisjoint(data):
+            # As a terminal flushes its output queue when a key becomes a signal: what the
+            # server sent before it typed the key is dropped, up to the PONG answering this
+            # PING. Both go in one send, so the server reads them together and answers at once.
+            self._outbox += self._conn.send(Stdin(data))
+            self._outbox += self._conn.send(Ping())
+            stream._pongs_awaited += 1
+            self._flush()
+        elif data:
             stream.write_stdin(data)
         else:
             self._detach_source()
@@ -648,6 +659,8 @@ class CommandStream:
         self.exit: Exit | None = None
         self._cancel_sent = False
         self._stdin_open = stdin_open
+        self.pty = False
+        self._pongs_awaited = 0  # PINGs sent after an interrupt key (PTY mode)
 
     def write_stdin(self, data: bytes | str) -> None:
         """Send *data* to the command's stdin (the stream was started with ``stdin=True``).
@@ -678,7 +691,8 @@ class CommandStream:
             raise StopIteration
         try:
             event = self.client._next_event()
-            while isinstance(event, Pong):  # the answer to a keepalive sent before this command
+            while isinstance(event, Pong):  # a keepalive's, or the mark after an interrupt key
+                self._pongs_awaited = max(0, self._pongs_awaited - 1)
                 event = self.client._next_event()
         except (ServerError, ConnectionClosed, RemoteProtocolError):
             # The conversation is over: close, so later calls say so at once, never hang
@@ -697,6 +711,12 @@ class CommandStream:
         """True once this side asked for a cancel; an Exit with ``cancelled`` set without it
         means the server cancelled the command on its own (it is shutting down)."""
         return self._cancel_sent
+
+    @property
+    def flushing(self) -> bool:
+        """PTY mode: an interrupt key was typed and its PONG has not come back: the output
+        arriving now was in flight before the key took effect (a terminal would flush it)."""
+        return self._pongs_awaited > 0
 
     @property
     def cancelling(self) -> bool:

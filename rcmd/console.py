@@ -194,9 +194,13 @@ def run_command(
     if pty:
         from .terminal import run_in_pty
 
-        stream, ends_with_newline = run_in_pty(client, command, timeout, stdout, stderr, stdin_fd=stdin_fd)
+        stream, ends_with_newline, dropped = run_in_pty(
+            client, command, timeout, stdout, stderr, stdin_fd=stdin_fd
+        )
         assert stream.exit is not None
         note = describe_exit(stream.exit)
+        if note and dropped:
+            note = f"{note}: {format_size(dropped)} of output dropped"
         if show_status and note:
             newline = "" if ends_with_newline else "\n"
             with contextlib.suppress(OSError):

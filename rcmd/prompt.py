@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # prompt_toolkit is imported only when the prompt starts
     from .client import Client
     from .naive import NaiveClient
 
-WELCOME = "rcmd {version}: connected to {where}. Ctrl-C cancels a command, Ctrl-D leaves."
+WELCOME = "rcmd {version}: connected to {where}. Ctrl-C interrupts a command, Ctrl-D leaves."
 
 
 def history_path() -> Path:

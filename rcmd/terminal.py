@@ -107,11 +107,13 @@ def run_in_pty(
     stderr: TextIO,
     *,
     stdin_fd: int | None = 0,
-) -> tuple[CommandStream, bool]:
+) -> tuple[CommandStream, bool, int]:
     """Run *command* on a remote PTY with our terminal raw, our stdin as its keyboard;
     return the finished stream (its ``exit`` set) and whether the output ended with a
-    newline. Output is written as it comes; the
-    remote terminal has already turned its newlines into CR LF."""
+    newline, and how many bytes were dropped. Output is written as it comes; the
+    remote terminal has already turned its newlines into CR LF. Output in flight when an
+    interrupt key (Ctrl-C, Ctrl-\\, Ctrl-Z) was typed is dropped, as a terminal flushes its
+    queue when a key becomes a signal: ``yes`` stops at once, not megabytes later."""
     from .console import OutputWriter, ctrl_c_cancels
 
     out_fd = _fileno(stdout)
@@ -128,11 +130,15 @@ def run_in_pty(
         stream = stack.enter_context(
             client.stream(command, timeout=timeout, stdin_source=stdin_fd, pty=request)
         )
+        dropped = 0
         for event in stream:
             if isinstance(event, (Stdout, Stderr)):
-                writer.write(event)
+                if stream.flushing:
+                    dropped += len(event.data)
+                else:
+                    writer.write(event)
         writer.finish()
-    return stream, writer.ends_with_newline
+    return stream, writer.ends_with_newline, dropped
 
 
 def _fileno(stream: TextIO) -> int | None:

@@ -262,3 +262,17 @@ def test_keepalives_hold_an_idle_prompt_open_past_the_servers_idle_timeout(serve
     leave_with_ctrl_d(child, prompt_pattern())
     assert "idle for" not in server.log()
     assert "reconnected" not in child.before
+
+
+def test_ctrl_c_under_yes_on_a_pty_drops_what_was_in_flight(server, terminal_env):
+    """The bytes before the PONG that follows the Ctrl-C key were sent before it took effect."""
+    from test_prompt import expect_prompt, leave_with_ctrl_d, prompt_pattern
+
+    child = spawn(server, terminal_env)
+    no_flush_on_signal(child)
+    expect_prompt(child)
+    child.sendline("yes")
+    child.expect("y\r\n")
+    child.sendintr()
+    child.expect(r"\[killed by SIGINT: [\d.]+ (bytes|KiB|MiB|GiB) of output dropped\]")
+    leave_with_ctrl_d(child, prompt_pattern())
