@@ -92,3 +92,22 @@ def test_a_missing_shell_is_not_reported_as_a_bad_directory():
             result = client.run("true")
     assert result.returncode == 127
     assert b"cannot run the shell /no/such/shell" in result.stderr
+
+
+def test_a_pty_command_gets_the_terminal_signals_even_from_a_server_that_ignores_them():
+    """A server started with ``&`` by a script ignores SIGINT and SIGQUIT; Ctrl-C and Ctrl-\\
+    must still reach a program on a PTY."""
+    import signal
+
+    from rcmd.messages import PtyRequest, Stdout
+
+    previous = signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+    try:
+        with rcmd.BackgroundServer(encoding="utf-8") as server, connect(*server.address) as client:
+            with client.stream("grep SigIgn /proc/self/status", pty=PtyRequest()) as events:
+                output = b"".join(event.data for event in events if isinstance(event, Stdout))
+    finally:
+        signal.signal(signal.SIGQUIT, previous)
+    ignored = int(output.split()[-1], 16)
+    assert not ignored & (1 << (signal.SIGQUIT - 1))
+    assert not ignored & (1 << (signal.SIGINT - 1))

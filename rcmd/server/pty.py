@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import signal
 import struct
 import subprocess
 import termios
@@ -53,9 +54,17 @@ def set_window_size(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
+#: Keys the terminal turns into these signals must reach the program: a server started
+#: in the background by a shell (``rcmd-server &``) ignores SIGINT and SIGQUIT, and its
+#: children would inherit that (Ctrl-C and Ctrl-\\ would then do nothing), as sshd resets them.
+TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
+
+
 def _take_controlling_terminal() -> None:  # pragma: no cover - runs in the child
     # After setsid() (start_new_session runs it before this): stdin is the slave side.
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    for signum in TERMINAL_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def spawn_pty(
