@@ -611,10 +611,11 @@ class Client:
             return
         if data and stream.pty and self.supports_ping and not INTERRUPT_KEYS.isdisjoint(data):
             # As a terminal flushes its output queue when a key becomes a signal: what the
-            # server sent before it typed the key is dropped, up to the PONG answering this
-            # PING. Both go in one send, so the server reads them together and answers at once.
-            self._outbox += self._conn.send(Stdin(data))
+            # server sent before it got the key is dropped, up to the PONG answering a PING
+            # sent just before the key. Before, not after: the program's answer to the key
+            # (a KeyboardInterrupt) always comes after that PONG, and is never dropped.
             self._outbox += self._conn.send(Ping())
+            self._outbox += self._conn.send(Stdin(data))
             stream._pongs_awaited += 1
             self._flush()
         elif data:

@@ -229,7 +229,7 @@ def run_command(
     if dropped:
         note = f"{note or 'cancelled'}: {format_size(dropped)} of output dropped"
     if note and (show_status or dropped):
-        newline = "" if writer.ends_with_newline or dropped else "\n"
+        newline = "\n" if dropped or not writer.ends_with_newline else ""  # after the ^C echo
         with contextlib.suppress(OSError):
             stderr.write(f"{newline}{DIM_RED}[{note}]{RESET}\n" if color else f"{newline}[{note}]\n")
             stderr.flush()
