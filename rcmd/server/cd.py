@@ -24,10 +24,6 @@ BLANKS = " \t"
 NOT_IN_PLAIN_WORD = "".join(map(chr, range(0x21))) + "\x7f" + "'\"\\$`*?[]{}<>|&;()#!^"
 
 
-#: ``cd $HOME`` and its quoted spellings: the server's home, as the shell expands it.
-HOME_WORDS = frozenset(("$HOME", "${HOME}", '"$HOME"', '"${HOME}"'))
-
-
 def parse_cd(command: str) -> str | None:
     """The target of a sticky ``cd`` command line, or None if the shell must run it.
 
@@ -45,8 +41,6 @@ def parse_cd(command: str) -> str | None:
     if not line.startswith(("cd ", "cd\t")):
         return None
     word = line[3:].lstrip(BLANKS)
-    if word in HOME_WORDS:  # the one variable cd needs, as the shell would expand it
-        return os.path.expanduser("~")
     if word.startswith("'"):
         if len(word) < 3 or not word.endswith("'") or word.count("'") != 2:
             return None

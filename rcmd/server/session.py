@@ -402,7 +402,8 @@ class PrefixedSession:
                 process = spawn(run.command, shell=self.config.shell, cwd=cwd, env=env, stdin=run.stdin)
         except OSError as exc:
             slots.release()
-            if exc.filename == self.config.shell:  # the shell itself, not the directory
+            if isinstance(exc, (FileNotFoundError, PermissionError)) and exc.filename == self.config.shell:
+                # the shell itself is missing, not the directory
                 reason = f"rcmd: cannot run the shell {self.config.shell}: {exc.strerror or exc}\n"
             else:
                 reason = f"rcmd: cannot run command in {cwd}: {exc.strerror or exc}\n"
