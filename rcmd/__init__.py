@@ -20,7 +20,8 @@ _EXPORTS = {
     "connect": "client",
     "Client": "client",
     "CommandStream": "client",
-    "CompletedCommand": "client",
+    "CompletedCommand": "result",
+    "TimeoutExpired": "result",
     "NaiveClient": "naive",
     "Server": "server",
     "ServerConfig": "server",
@@ -75,6 +76,7 @@ __all__ = [
     "Stderr",
     "Stdout",
     "StreamDecoder",
+    "TimeoutExpired",
     "TlsError",
     "__version__",
     "connect",
@@ -86,7 +88,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports these
     from . import messages
-    from .client import Client, CommandStream, CompletedCommand, connect
+    from .client import Client, CommandStream, connect
     from .decoding import OutputDecoder, StreamDecoder
     from .errors import (
         AuthenticationError,
@@ -104,6 +106,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from .framing import NEED_DATA, LengthPrefixFramer, NaiveFramer, encode_frame
     from .messages import Exit, Stderr, Stdout, decode_message, encode_message
     from .naive import NaiveClient
+    from .result import CompletedCommand, TimeoutExpired
     from .server import BackgroundServer, Server, ServerConfig
 
 

@@ -7,20 +7,25 @@ from __future__ import annotations
 
 import codecs
 import enum
+import errno
 import math
+import os
+import shlex
 import socket
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
 from . import __version__
 from .auth import SecretError, load_secret
-from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST, DEFAULT_PORT, connect, host_port
-from .console import ExitStatus, run_lines, wants_color
+from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST, DEFAULT_PORT, Client, connect, host_port
+from .console import SCRIPT_COMMAND, ExitStatus, run_lines, run_one, wants_color
 from .errors import (
     AuthenticationError,
     ConnectionClosed,
     FrameTooLarge,
+    LocalWriteError,
     ProtocolMismatch,
     RemoteProtocolError,
     ServerError,
@@ -28,9 +33,19 @@ from .errors import (
 )
 from .trace import printer
 
+if TYPE_CHECKING:
+    from .naive import NaiveClient
+
 
 class Framing(str, enum.Enum):
-    AUTO = "auto"
+    AUTO = "auto"  # kept for old scripts: the same as prefixed, it never guesses naive
+    PREFIXED = "prefixed"
+    NAIVE = "naive"
+
+
+class ServerFraming(str, enum.Enum):
+    """What rcmd-server speaks: no "auto", a server is one or the other."""
+
     PREFIXED = "prefixed"
     NAIVE = "naive"
 
@@ -47,12 +62,52 @@ def parse_target(target: str | None) -> tuple[str, int]:
         host, port = target.split(":")
     if port and not port.isdigit():
         raise typer.BadParameter(f"port must be a number, got {port!r}", param_hint="HOST[:PORT]")
+    if port and not 1 <= int(port) <= 65535:
+        raise typer.BadParameter(f"port must be from 1 to 65535, got {port}", param_hint="HOST[:PORT]")
+    if "@" in host:
+        raise typer.BadParameter(
+            f"{target!r} names a user: rcmd has none (commands run as the server's user); "
+            "give HOST[:PORT], and a command with -c, as in: rcmd HOST -c 'uptime'",
+            param_hint="HOST[:PORT]",
+        )
     return host or DEFAULT_HOST, int(port) if port else DEFAULT_PORT
 
 
 def _fail(status: ExitStatus, message: str) -> typer.Exit:
     typer.echo(f"rcmd: {message}", err=True)
     return typer.Exit(status)
+
+
+def _pty_offered(client: Client | NaiveClient, *, quiet: bool = False) -> bool:
+    """The server can run a command on a PTY; if not, say so (unless *quiet*)."""
+    offered = isinstance(client, Client) and client.supports_pty
+    if not offered and not quiet:
+        typer.echo("rcmd: the server offers no pseudo-terminal: running without one", err=True)
+    return offered
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def _local_write_failure(exc: LocalWriteError) -> typer.Exit:
+    """Our stdout failed. EPIPE (``rcmd -c 'seq 1 100000' | head -1``) ends quietly, as
+    ``cat`` does; anything else (a full disk) is said once, as ``cat: write error: ...``."""
+    # Python would report the broken stdout again when it flushes it at exit: point it at
+    # /dev/null first, as the Python documentation's note on SIGPIPE advises.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    if exc.errno == errno.EPIPE:
+        return typer.Exit(ExitStatus.PIPE_CLOSED)
+    return _fail(ExitStatus.WRITE_FAILED, str(exc))
 
 
 client_app = typer.Typer(add_completion=False, rich_markup_mode=None)
@@ -64,11 +119,33 @@ def rcmd_main(
         None, metavar="[HOST[:PORT]]", help=f"Server to connect to (default {DEFAULT_HOST}:{DEFAULT_PORT})."
     ),
     command: str | None = typer.Option(
-        None, "-c", "--command", help="Run this one command and exit with its exit status."
+        None,
+        "-c",
+        "--command",
+        help="Run this one command and exit with its exit status. Our stdin is its stdin.",
+    ),
+    no_stdin: bool = typer.Option(
+        False, "-n", help="Give the command an empty stdin instead of ours (as ssh -n)."
+    ),
+    force_pty: bool = typer.Option(
+        False,
+        "-t",
+        help="Run -c's command on a remote pseudo-terminal (term type $TERM, our size), our "
+        "terminal raw: for python3, vi, top. stderr then comes merged into stdout.",
+    ),
+    no_pty: bool = typer.Option(
+        False, "-T", help="Never a pseudo-terminal, not even at the prompt (where it is the default)."
+    ),
+    each_line: bool = typer.Option(
+        False,
+        "--each-line",
+        help="With piped stdin and no -c: run each line as its own command (the old way), "
+        "instead of the whole script in one remote shell.",
     ),
     framing: Framing = typer.Option(
-        Framing.AUTO,
-        help="Wire framing the server speaks. auto: prefixed if the server says HELLO at once, else naive.",
+        Framing.PREFIXED,
+        help="Wire framing the server speaks. naive: the tutorial's broken mode, no exit status "
+        "(rcmd then exits 246). auto: the same as prefixed.",
     ),
     encoding: str = typer.Option(
         "auto",
@@ -87,12 +164,23 @@ def rcmd_main(
         False, "--trace", help="Show on stderr each recv() the client makes and each frame it completed."
     ),
     version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    extra: list[str] | None = typer.Argument(None, hidden=True),
 ) -> None:
     """Run commands on an rcmd server: one with -c, an interactive prompt on a terminal,
-    or one command per line from piped stdin."""
+    or a script from piped stdin (rcmd < script.sh), run whole by one remote shell.
+
+    `rcmd demo` shows TCP's sticky packets and the length prefix that fixes them, side by side.
+    """
     if version:
         typer.echo(f"rcmd {__version__}")
         raise typer.Exit()
+    if extra:
+        # ssh's `ssh host cmd args`: say how rcmd spells it rather than "unexpected argument".
+        raise typer.BadParameter(
+            f"unexpected {' '.join(extra)!r}: give the command with -c, as in: "
+            f"rcmd {target or 'HOST'} -c {shlex.quote(' '.join(extra))}",
+            param_hint="COMMAND",
+        )
     host, port = parse_target(target)
     where = host_port(host, port)
     try:
@@ -103,6 +191,11 @@ def rcmd_main(
         raise typer.BadParameter("must be positive", param_hint="--timeout")
     if framing is Framing.NAIVE and secret_file is not None:
         raise _fail(ExitStatus.USAGE, "naive framing has no handshake: a secret cannot be used with it")
+    if no_stdin and command is None:
+        raise typer.BadParameter("-n gives a command an empty stdin: use it with -c", param_hint="-n")
+    stdin_fd = None if no_stdin or not _is_open(0) else 0
+    if force_pty and no_pty:
+        raise typer.BadParameter("-t asks for a pseudo-terminal, -T refuses one: give one", param_hint="-t")
     try:
         # As connect() does: the file, else $RCMD_SECRET; naive framing ignores $RCMD_SECRET.
         secret = None if framing is Framing.NAIVE else load_secret(secret_file)
@@ -121,27 +214,52 @@ def rcmd_main(
             trace=printer(sys.stderr, dim=wants_color(sys.stderr)) if trace else None,
         ) as client:
             if client.framing == "naive":
-                guessed = (
-                    " (no HELLO from the server: taking it for a naive one)"
-                    if framing is Framing.AUTO
-                    else ""
-                )
                 typer.echo(
-                    f"rcmd: naive framing{guessed}: each reply is whatever one recv(1024) returned; "
-                    "deliberately broken, for teaching; no exit status",
+                    "rcmd: naive framing: each reply is whatever one recv(1024) returned; "
+                    f"deliberately broken, for teaching; the exit status is unknown (rcmd exits "
+                    f"{int(ExitStatus.STATUS_UNKNOWN)})",
                     err=True,
                 )
+            pty = force_pty and stdin_fd is not None and os.isatty(stdin_fd) and _pty_offered(client)
+            if force_pty and not pty and stdin_fd is not None and not os.isatty(stdin_fd):
+                # As ssh -t: a terminal with no keyboard behind it would only get in the way.
+                typer.echo("rcmd: pseudo-terminal not used because stdin is not a terminal", err=True)
             if command is not None:
                 color = wants_color(sys.stderr)  # red stderr, as at the prompt; piped lines get none
-                status = run_lines(client, [command], timeout, sys.stdout, sys.stderr, color=color)
+                status = run_one(
+                    client, command, timeout, sys.stdout, sys.stderr, color=color, stdin_fd=stdin_fd, pty=pty
+                )
             elif sys.stdin.isatty():
                 from .prompt import interactive
 
-                status = interactive(client, where, timeout)
-            else:
+                def reconnect() -> Client:
+                    again = connect(
+                        host,
+                        port,
+                        encoding=encoding,
+                        connect_timeout=connect_timeout,
+                        secret=secret,
+                        tls=tls,
+                        tls_ca=tls_ca,
+                    )
+                    assert isinstance(again, Client)
+                    return again
+
+                status = interactive(
+                    client,
+                    where,
+                    timeout,
+                    pty=not no_pty and _pty_offered(client, quiet=True),
+                    reconnect=reconnect,
+                )
+            elif each_line or client.framing == "naive":  # naive framing cannot carry stdin
                 status = run_lines(client, sys.stdin, timeout, sys.stdout, sys.stderr)
+            else:
+                status = run_one(client, SCRIPT_COMMAND, timeout, sys.stdout, sys.stderr, stdin_fd=0)
     except KeyboardInterrupt:
         raise typer.Exit(ExitStatus.CANCELLED) from None
+    except LocalWriteError as exc:
+        raise _local_write_failure(exc) from None
     except AuthenticationError as exc:
         raise _fail(ExitStatus.AUTH_FAILED, str(exc)) from None
     except TlsError as exc:
@@ -184,8 +302,8 @@ def server_main(
         "127.0.0.1", help="Address to listen on. Loopback only unless --insecure-no-auth."
     ),
     port: int = typer.Option(9000, help="Port to listen on; 0 picks a free one."),
-    framing: Framing = typer.Option(
-        Framing.PREFIXED,
+    framing: ServerFraming = typer.Option(
+        ServerFraming.PREFIXED,
         help="prefixed: length-prefixed messages (correct). naive: the tutorial's bug, for teaching.",
     ),
     shell: str | None = typer.Option(
@@ -229,15 +347,21 @@ def server_main(
         0.0, help="Seconds a command may run when it sets no timeout of its own (0: no limit)."
     ),
     log_level: str = typer.Option("info", help="debug, info, warning or error."),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
 ) -> None:
     """Run commands sent by rcmd clients, each in its own process group."""
+    if version:
+        typer.echo(f"rcmd-server {__version__}")
+        raise typer.Exit()
+    if shell is not None and not (os.path.isfile(shell) and os.access(shell, os.X_OK)):
+        raise typer.BadParameter(f"{shell} is not an executable file", param_hint="--shell")
     import asyncio
     import locale
     import logging
 
     from .framing import DEFAULT_MAX_FRAME_SIZE
     from .process import DEFAULT_SHELL
-    from .server import Framing as ServerFraming
+    from .server import Framing as ConfigFraming
     from .server import InsecureBindError, ServerConfig, is_loopback, serve
 
     levels = {
@@ -264,7 +388,7 @@ def server_main(
         config = ServerConfig(
             host=host,
             port=port,
-            framing=ServerFraming(framing.value),
+            framing=ConfigFraming(framing.value),
             shell=shell or DEFAULT_SHELL,
             encoding=encoding or locale.getpreferredencoding(False),
             max_frame_size=max_frame_size or DEFAULT_MAX_FRAME_SIZE,

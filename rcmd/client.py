@@ -7,16 +7,16 @@ prints a large output cannot deadlock the two ends against each other.
 
 from __future__ import annotations
 
+import codecs
 import mmap
-import select
+import os
 import selectors
-import signal as signal_module
+import shlex
 import socket
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, overload
+from collections.abc import Iterator, Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any, Literal, TypeAlias, overload
 
 from . import __version__
 from .auth import (
@@ -32,7 +32,6 @@ from .auth import (
 from .decoding import OutputDecoder, resolve_encoding
 from .errors import (
     AuthenticationError,
-    CommandError,
     ConnectionClosed,
     ProtocolMismatch,
     RcmdError,
@@ -41,8 +40,27 @@ from .errors import (
     TlsError,
 )
 from .framing import CLOSED, DEFAULT_MAX_FRAME_SIZE, NEED_DATA
-from .messages import AuthOk, Cancel, Error, Exit, Hello, Message, Run, Stderr, Stdin, StdinEnd, Stdout
-from .protocol import Connection, Role
+from .messages import (
+    AuthOk,
+    Cancel,
+    Error,
+    Exit,
+    Hello,
+    Message,
+    Ping,
+    Pong,
+    PtyRequest,
+    Run,
+    Stderr,
+    Stdin,
+    StdinEnd,
+    Stdout,
+    WindowChange,
+)
+from .protocol import Connection, Phase, Role
+from .result import CompletedCommand, TimeoutExpired
+
+__all__ = ["Client", "CommandStream", "CompletedCommand", "TimeoutExpired", "connect"]
 
 if TYPE_CHECKING:  # for annotations only: ssl is imported when TLS is used (4 ms of every start)
     import ssl
@@ -57,8 +75,10 @@ DEFAULT_PORT = 9000
 DEFAULT_CONNECT_TIMEOUT = 10.0
 #: How much one recv() takes.
 READ_SIZE = 256 * 1024
-#: framing="auto": a server that sends no HELLO within this long is taken as naive.
+#: Kept for callers that pass it: framing="auto" no longer guesses (see connect()).
 AUTO_DETECT_WAIT = 1.0
+#: In PTY mode, the keys a terminal turns into signals (with ISIG): Ctrl-C, Ctrl-\\, Ctrl-Z.
+INTERRUPT_KEYS = frozenset(b"\x03\x1c\x1a")
 #: Input is sent in STDIN messages of at most this size.
 STDIN_CHUNK_SIZE = 64 * 1024
 #: What a TLS server's ERROR to a plaintext client says (rcmd/server/listener.py): a TLS failure.
@@ -78,58 +98,30 @@ def host_port(host: str, port: int) -> str:
 #: long for its Exit: the server's kill takes SIGTERM, 2 s, SIGKILL, then up to 1 s for the
 #: pipes. A server silent for longer is disconnected rather than waited on for ever.
 CANCEL_WAIT = 10.0
+#: stdin_source: no more is read from the local file while this much waits to be sent, so
+#: a 1 GiB input streams through a few chunks of memory, at the pace the command reads it.
+STDIN_BACKLOG = 4 * STDIN_CHUNK_SIZE
 
 
-@dataclass(frozen=True)
-class CompletedCommand:
-    """A finished remote command, like ``subprocess.CompletedProcess``.
+#: Where run() may send a stream as it arrives: a file object (binary, or text with
+#: ``text=True``) or a file descriptor.
+Sink: TypeAlias = "IO[bytes] | IO[str] | int"
 
-    ``returncode`` is the exit status, ``-N`` when signal N killed it, and ``None`` only
-    from a naive server, whose protocol does not carry it. ``stdout`` and ``stderr`` are
-    bytes; ``stdout_text`` and ``stderr_text`` decode them in the server's encoding.
-    """
 
-    command: str
-    returncode: int | None
-    stdout: bytes = b""
-    stderr: bytes = b""
-    signal: int | None = None
-    timed_out: bool = False
-    cancelled: bool = False
-    encoding: str = "utf-8"
+def command_line(command: str | Sequence[str]) -> str:
+    """A command line for the server's shell: *command* itself, or an argv list quoted
+    as ``shlex.join`` does. Raises TypeError for anything else (before it is sent)."""
+    if isinstance(command, str):
+        return command
+    if isinstance(command, (list, tuple)) and command and all(isinstance(arg, str) for arg in command):
+        return shlex.join(command)
+    raise TypeError(f"command must be a string or a non-empty list of strings, not {command!r}")
 
-    @property
-    def stdout_text(self) -> str:
-        """``stdout`` decoded in the server's encoding (undecodable bytes become U+FFFD)."""
-        return self.stdout.decode(self.encoding, errors="replace")
 
-    @property
-    def stderr_text(self) -> str:
-        """``stderr`` decoded in the server's encoding (undecodable bytes become U+FFFD)."""
-        return self.stderr.decode(self.encoding, errors="replace")
-
-    def describe_status(self) -> str:
-        """How it ended, in words: "exited with status 3", "timed out (killed by SIGTERM)"."""
-        if self.returncode is None:
-            return "ended (the naive protocol does not report an exit status)"
-        if self.signal is not None:
-            try:
-                name = signal_module.Signals(self.signal).name
-            except ValueError:
-                name = f"signal {self.signal}"
-            how = f"killed by {name}"
-        else:
-            how = f"exited with status {self.returncode}"
-        if self.timed_out:
-            return f"timed out ({how})"
-        if self.cancelled:
-            return f"was cancelled ({how})"
-        return how
-
-    def check_returncode(self) -> None:
-        """Raise :class:`CommandError` if the command did not exit with status 0."""
-        if self.returncode != 0:
-            raise CommandError(self)
+def _write_fd(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 class Client:
@@ -183,8 +175,12 @@ class Client:
         self._wakeup_send.setblocking(False)
         self._selector.register(self._wakeup_recv, selectors.EVENT_READ)
         self._interrupted = False
+        self._window_size: tuple[int, int] | None = None  # a resize to pass on, from SIGWINCH
         self._want_write = False
         self._active: CommandStream | None = None
+        self._source: int | None = None  # stdin_source: a file descriptor to forward
+        self._source_watched = False  # registered with the selector (a pipe, a tty, a socket)
+        self._source_pollable = True  # False for a regular file: epoll refuses those
         self._closed = False
         deadline = None if hello_timeout is None else time.monotonic() + hello_timeout
         try:
@@ -263,55 +259,100 @@ class Client:
 
     def run(
         self,
-        command: str,
+        command: str | Sequence[str],
         *,
         timeout: float | None = None,
         check: bool = False,
         input: bytes | str | None = None,
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
+        capture_output: bool = True,
+        stdout: Sink | None = None,
+        stderr: Sink | None = None,
+        text: bool = False,
+        encoding: str | None = None,
+        errors: str | None = None,
     ) -> CompletedCommand:
-        """Run *command* and wait for it; return its :class:`CompletedCommand`.
+        """Run *command* and wait for it; return its :class:`CompletedCommand`, as
+        ``subprocess.run`` does.
 
-        *timeout* (seconds) has the server kill the command's process group; the result
-        then has ``timed_out`` set (``check`` does not raise TimeoutError: it raises
-        :class:`CommandError`, as for any non-zero status). *input* is sent as its stdin
-        (str is encoded in the server's encoding). *cwd* and *env* apply to this command only.
-        Raises :class:`CommandError` when *check* is true and the status is not 0.
+        *command* is a command line for the server's shell, or an argv list, quoted for
+        the shell as ``shlex.join`` does (``["echo", "a b"]`` prints ``a b``).
+        *timeout* (seconds) has the server kill the command's process group, and then
+        raises :class:`TimeoutExpired` (a ``subprocess.TimeoutExpired``) with the output so
+        far. *input* is sent as its stdin (str is encoded in *encoding*, else the server's).
+        *cwd* and *env* apply to this command only.
+
+        Output is captured in the result (bytes) unless *capture_output* is false. A
+        *stdout* or *stderr* sink (a file object, or a file descriptor) gets that stream as
+        it arrives instead. With *text* (or *encoding* / *errors*), output is decoded
+        incrementally, in *encoding* (default: the server's) with *errors* (default
+        ``"strict"``), for the result and for file-object sinks; a descriptor sink always
+        gets bytes. Raises :class:`CommandError` when *check* is true and the status is not 0.
         """
-        stdout: list[bytes] = []
-        stderr: list[bytes] = []
+        command = command_line(command)
+        text_mode = text or encoding is not None or errors is not None
+        codec = encoding or self.encoding
+        if isinstance(input, str):
+            input = input.encode(codec)
+        parts: dict[type, list[Any]] = {Stdout: [], Stderr: []}
+        sinks: dict[type, Sink | None] = {Stdout: stdout, Stderr: stderr}
+        decoders: dict[type, codecs.IncrementalDecoder] = {
+            kind: codecs.getincrementaldecoder(codec)(errors or "strict") for kind in (Stdout, Stderr)
+        }
+
+        def take(kind: type, data: bytes, final: bool = False) -> None:
+            sink = sinks[kind]
+            if isinstance(sink, int):
+                _write_fd(sink, data)
+                return
+            chunk: bytes | str = decoders[kind].decode(data, final) if text_mode else data
+            if sink is not None:
+                if chunk:
+                    sink.write(chunk)  # type: ignore[arg-type]
+            elif capture_output:
+                parts[kind].append(chunk)
+
         with self.stream(command, timeout=timeout, input=input, cwd=cwd, env=env) as events:
             for event in events:
-                if isinstance(event, Stdout):
-                    stdout.append(event.data)
-                elif isinstance(event, Stderr):
-                    stderr.append(event.data)
+                if isinstance(event, (Stdout, Stderr)):
+                    take(type(event), event.data)
+        for kind in (Stdout, Stderr):
+            take(kind, b"", final=True)
         exit = events.exit
         assert exit is not None
+        empty = "" if text_mode else b""
+
+        def captured(kind: type) -> Any:
+            return empty.join(parts[kind]) if capture_output and sinks[kind] is None else None
+
         result = CompletedCommand(
             command=command,
             returncode=exit.returncode,
-            stdout=b"".join(stdout),
-            stderr=b"".join(stderr),
+            stdout=captured(Stdout),
+            stderr=captured(Stderr),
             signal=exit.signal,
             timed_out=exit.timed_out,
             cancelled=exit.cancelled,
-            encoding=self.encoding,
+            encoding=codec,
         )
+        if exit.timed_out and timeout is not None:
+            raise TimeoutExpired(result, timeout)
         if check:
             result.check_returncode()
         return result
 
     def stream(
         self,
-        command: str,
+        command: str | Sequence[str],
         *,
         timeout: float | None = None,
         input: bytes | str | None = None,
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
         stdin: bool = False,
+        stdin_source: int | None = None,
+        pty: PtyRequest | None = None,
     ) -> CommandStream:
         """Start *command* and return a :class:`CommandStream` of its output as it arrives.
 
@@ -319,24 +360,86 @@ class Client:
         Use it as a context manager: leaving early cancels the command. *input* is sent
         as the whole of stdin; or, with ``stdin=True``, stdin stays open for
         :meth:`CommandStream.write_stdin` until :meth:`CommandStream.close_stdin`.
-        Without either, the command's stdin is empty.
+        Without either, the command's stdin is empty. *stdin_source*, a readable file
+        descriptor (0 for our own stdin), is forwarded as the command's stdin while its
+        output is read, as the server takes it (memory stays bounded whatever the size),
+        and its end of file is passed on: ``rcmd -c 'sha256sum' < big.iso``.
+
+        *pty* runs the command on a pseudo-terminal of that type and size (see
+        :attr:`supports_pty`): its output, stderr included, then all comes as Stdout, and
+        :meth:`window_changed` passes resizes on.
         """
+        command = command_line(command)
         if self._closed:
             raise ConnectionClosed("the client is closed")
         if self._active is not None and self._active.exit is None:
             raise RuntimeError("a command is still running on this connection; finish it first")
+        if self._conn.phase is Phase.CLOSED:
+            self.close()
+            raise ConnectionClosed("the connection failed earlier; the client is closed")
         if isinstance(input, str):
             input = input.encode(self.encoding)
-        if input is not None and stdin:
-            raise ValueError("give input= or stdin=True, not both")
-        self._send(
-            Run(command, cwd=cwd, env=dict(env or {}), timeout=timeout, stdin=stdin or input is not None)
-        )
-        stream = self._active = CommandStream(self, command, stdin_open=stdin or input is not None)
+        if sum((input is not None, stdin, stdin_source is not None)) > 1:
+            raise ValueError("give one of input=, stdin=True and stdin_source=")
+        stdin = stdin or input is not None or stdin_source is not None
+        self._send(Run(command, cwd=cwd, env=dict(env or {}), timeout=timeout, stdin=stdin, pty=pty))
+        stream = self._active = CommandStream(self, command, stdin_open=stdin)
+        stream.pty = pty is not None
+        if stdin_source is not None:
+            self._attach_source(stdin_source)
         if input is not None:
             stream.write_stdin(input)
             stream.close_stdin()
         return stream
+
+    @property
+    def supports_pty(self) -> bool:
+        """The server runs commands on a PTY when asked (its HELLO lists the extension)."""
+        return "pty" in (self.server_hello.extensions or ())
+
+    @property
+    def supports_ping(self) -> bool:
+        return "ping" in (self.server_hello.extensions or ())
+
+    def ping(self, timeout: float | None = DEFAULT_CONNECT_TIMEOUT) -> None:
+        """Send PING and wait for its PONG, between commands: proves the connection alive
+        and resets the server's idle timer. Raises ConnectionClosed, ServerError (the
+        server said why it closed, e.g. its idle timeout), or TimeoutError."""
+        if self._closed:
+            raise ConnectionClosed("the client is closed")
+        if self._active is not None and self._active.exit is None:
+            raise RuntimeError("a command is running on this connection")
+        self._send(Ping())
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not isinstance(self._next_event(deadline), Pong):
+            pass
+
+    def check_alive(self) -> None:
+        """Between commands, without waiting: raise ConnectionClosed or ServerError (with
+        the server's reason, e.g. its idle timeout) if the server has hung up. An idle
+        server sends nothing unasked but that ERROR and its close, so anything readable now
+        is the end."""
+        if self._closed:
+            raise ConnectionClosed("the client is closed")
+        if self._active is not None and self._active.exit is None:
+            raise RuntimeError("a command is running on this connection")
+        try:
+            while isinstance(self._next_event(time.monotonic()), Pong):
+                pass  # the answer to a ping given up on
+        except TimeoutError:
+            return
+
+    def window_changed(self, rows: int, cols: int) -> None:
+        """The local terminal is now *rows* x *cols*: tell the running PTY command.
+
+        Safe from a SIGWINCH handler: it only notes the size and wakes the I/O loop,
+        which sends WINDOW_CHANGE before any input read after it.
+        """
+        self._window_size = (rows, cols)
+        try:
+            self._wakeup_send.send(b"\0")
+        except OSError:
+            pass
 
     def interrupt(self) -> None:
         """Cancel the running command, from a signal handler or another thread.
@@ -384,6 +487,10 @@ class Client:
                 del self._outbox[:sent]
         except self._would_block:
             pass
+        except (BrokenPipeError, ConnectionResetError):
+            # The server hung up. What it said last (an ERROR, or just the close) is still
+            # to be read, and says more than EPIPE: the reads report it.
+            self._outbox.clear()
         except OSError as exc:
             raise ConnectionClosed(f"connection to the server lost: {exc}") from None
         want_write = bool(self._outbox)
@@ -413,13 +520,24 @@ class Client:
         if self._tls_sock is not None and self._tls_sock.pending():
             self._receive()  # decrypted bytes wait inside the TLS layer, where select() cannot see
             return
+        # A regular file is always readable (and epoll refuses it): read it while there is room.
+        pumped = self._source is not None and not self._source_pollable and self._source_has_room()
+        if pumped:
+            self._pump_source()
+        else:
+            self._watch_source()
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        ready = self._selector.select(timeout)
-        if not ready:
+        ready = self._selector.select(0 if pumped else timeout)
+        if not ready and not pumped:
             raise TimeoutError("timed out waiting for the server")
+        # The wakeup first: a resize noted before some input must reach the server before it.
+        ready.sort(key=lambda item: item[0].fileobj is not self._wakeup_recv)
         for key, mask in ready:
             if key.fileobj is self._wakeup_recv:
                 self._take_interrupt()
+                continue
+            if key.fileobj is self._source:
+                self._pump_source()
                 continue
             if mask & selectors.EVENT_WRITE:
                 self._flush()
@@ -444,12 +562,80 @@ class Client:
         for line in self._frame_counter.receive(self._read_view[:count]):
             self._trace(line)
 
+    # -------------------------------------------------------------- stdin from a file
+
+    def _attach_source(self, fd: int) -> None:
+        self._detach_source()  # a command that ended in an error may have left one
+        self._source = fd
+        self._source_pollable = True
+        try:
+            self._selector.register(fd, selectors.EVENT_READ)
+            self._source_watched = True
+        except PermissionError:  # a regular file (or /dev/null): always readable
+            self._source_pollable = False
+
+    def _detach_source(self) -> None:
+        if self._source is not None:
+            if self._source_watched:
+                self._selector.unregister(self._source)
+            self._source = None
+            self._source_watched = False
+
+    def _source_has_room(self) -> bool:
+        return len(self._outbox) < STDIN_BACKLOG
+
+    def _watch_source(self) -> None:
+        """Watch the source only while the outbox has room: that is the flow control."""
+        if self._source is None or not self._source_pollable:
+            return
+        want = self._source_has_room()
+        if want != self._source_watched:
+            if want:
+                self._selector.register(self._source, selectors.EVENT_READ)
+            else:
+                self._selector.unregister(self._source)
+            self._source_watched = want
+
+    def _pump_source(self) -> None:
+        """Forward one chunk of the source; at its end (or a read error), end stdin."""
+        assert self._source is not None
+        stream = self._active
+        try:
+            data = os.read(self._source, STDIN_CHUNK_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""  # EIO from a terminal that went away: as end of file
+        if stream is None or stream.exit is not None:
+            self._detach_source()
+            return
+        if data and stream.pty and self.supports_ping and not INTERRUPT_KEYS.isdisjoint(data):
+            # As a terminal flushes its output queue when a key becomes a signal: what the
+            # server sent before it got the key is dropped, up to the PONG answering a PING
+            # sent just before the key. Before, not after: the program's answer to the key
+            # (a KeyboardInterrupt) always comes after that PONG, and is never dropped.
+            self._outbox += self._conn.send(Ping())
+            self._outbox += self._conn.send(Stdin(data))
+            stream._pongs_awaited += 1
+            self._flush()
+        elif data:
+            stream.write_stdin(data)
+        else:
+            self._detach_source()
+            stream.close_stdin()
+
     def _take_interrupt(self) -> None:
         try:
             while self._wakeup_recv.recv(4096):
                 pass
         except BlockingIOError:
             pass
+        running = self._active is not None and self._active.exit is None
+        if self._window_size is not None:
+            rows, cols = self._window_size
+            self._window_size = None
+            if running and self.supports_pty:
+                self._send(WindowChange(rows, cols))
         if self._interrupted:
             self._interrupted = False
             if self._active is not None and self._active.exit is None:
@@ -474,6 +660,8 @@ class CommandStream:
         self.exit: Exit | None = None
         self._cancel_sent = False
         self._stdin_open = stdin_open
+        self.pty = False
+        self._pongs_awaited = 0  # PINGs sent after an interrupt key (PTY mode)
 
     def write_stdin(self, data: bytes | str) -> None:
         """Send *data* to the command's stdin (the stream was started with ``stdin=True``).
@@ -502,9 +690,19 @@ class CommandStream:
     def __next__(self) -> Stdout | Stderr | Exit:
         if self.exit is not None:
             raise StopIteration
-        event = self.client._next_event()
+        try:
+            event = self.client._next_event()
+            while isinstance(event, Pong):  # a keepalive's, or the mark after an interrupt key
+                self._pongs_awaited = max(0, self._pongs_awaited - 1)
+                event = self.client._next_event()
+        except (ServerError, ConnectionClosed, RemoteProtocolError):
+            # The conversation is over: close, so later calls say so at once, never hang
+            # on a command that will not end ("still running").
+            self.client.close()
+            raise
         if isinstance(event, Exit):
             self.exit = event
+            self.client._detach_source()
             if event.cwd is not None:
                 self.client.cwd = event.cwd
         return event  # type: ignore[return-value]
@@ -514,6 +712,18 @@ class CommandStream:
         """True once this side asked for a cancel; an Exit with ``cancelled`` set without it
         means the server cancelled the command on its own (it is shutting down)."""
         return self._cancel_sent
+
+    @property
+    def flushing(self) -> bool:
+        """PTY mode: an interrupt key was typed and its PONG has not come back: the output
+        arriving now was in flight before the key took effect (a terminal would flush it)."""
+        return self._pongs_awaited > 0
+
+    @property
+    def cancelling(self) -> bool:
+        """A cancel was asked for (by :meth:`cancel` or :meth:`Client.interrupt`): what
+        arrives from now on is the output that was in flight, up to the Exit."""
+        return self._cancel_sent or self.client._interrupted
 
     def cancel(self) -> None:
         """Ask the server to kill the command's process group (SIGTERM, then SIGKILL)."""
@@ -636,16 +846,15 @@ def connect(
     """Connect to an rcmd server and return a :class:`Client` (a context manager).
 
     *framing* is ``"prefixed"``, ``"naive"`` or ``"auto"``. With ``"naive"`` it returns a
-    :class:`rcmd.naive.NaiveClient`: the tutorial's reader, deliberately broken. With
-    ``"auto"`` it waits *auto_wait* seconds for the server's HELLO and returns a Client if
-    one comes, else a NaiveClient (a naive server never speaks first; nothing has been
-    sent yet, so the connection is as new).
+    :class:`rcmd.naive.NaiveClient`: the tutorial's reader, deliberately broken. ``"auto"``
+    is the same as ``"prefixed"``: it used to take a server silent for *auto_wait* seconds
+    for a naive one, but so is a web server, a stuck port or a slow HELLO, and a command
+    sent into those was reported as a success. Naive framing must be asked for.
 
     *secret* is the shared secret for a server that requires authentication; when none is
     given, $RCMD_SECRET is read, as the ``rcmd`` command does (rcmd.auth.load_secret reads
     a secret file). With a secret, the client refuses a server that does not prove it knows
-    it, and so also a naive server (no handshake): framing ``"auto"`` raises
-    AuthenticationError for a server that sends no HELLO, and an explicit secret with
+    it, and so also a naive server (no handshake): an explicit secret with
     ``framing="naive"`` is a ValueError. ``framing="naive"`` ignores $RCMD_SECRET.
 
     *tls* (or *tls_ca*, a CA file to trust instead of the system's) wraps the connection
@@ -677,14 +886,6 @@ def connect(
         if use_tls:
             sock = _start_tls(sock, host, port, tls, tls_ca)
             framing = "prefixed"  # TLS is only spoken by prefixed servers
-        if framing == "auto":
-            readable, _, _ = select.select([sock], [], [], auto_wait)
-            framing = "prefixed" if readable else "naive"
-            if framing == "naive" and secret is not None:
-                raise AuthenticationError(
-                    f"the server at {host_port(host, port)} sent no HELLO within {auto_wait:g}s: a naive "
-                    "server (no handshake) cannot prove it knows the secret, so nothing is sent to it"
-                )
         if framing == "naive":
             from .naive import NaiveClient
 

@@ -15,11 +15,11 @@ from types import FrameType
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from .decoding import OutputDecoder
-from .errors import ConnectionClosed
+from .errors import ConnectionClosed, LocalWriteError
 from .messages import Exit, Stderr, Stdout
 
 if TYPE_CHECKING:
-    from .client import Client
+    from .client import Client, CommandStream
     from .naive import NaiveClient
 
 RED = "\x1b[31m"
@@ -35,6 +35,9 @@ class ExitStatus(enum.IntEnum):
 
     OK = 0
     USAGE = 2  #: bad arguments (typer's code)
+    PIPE_CLOSED = 141  #: our stdout was a pipe its reader closed: quiet, as ``cat`` (128 + SIGPIPE)
+    WRITE_FAILED = 245  #: writing the output here failed (e.g. the disk is full); said on stderr
+    STATUS_UNKNOWN = 246  #: naive framing: the command may have run, its status never comes back
     TIMED_OUT = 124  #: the remote command ran past --timeout and was killed (as timeout(1))
     CANCELLED = 130  #: Ctrl-C cancelled the remote command (128 + SIGINT)
     SIGNAL_BASE = 128  #: a command killed by signal N exits 128 + N, as in a shell
@@ -99,6 +102,13 @@ class OutputWriter:
         self.decoder = None if passthrough and hasattr(stdout, "buffer") else OutputDecoder(remote_encoding)
 
     def write(self, event: Stdout | Stderr) -> None:
+        """Write one chunk. Raises :class:`LocalWriteError` when the local side fails."""
+        try:
+            self._write(event)
+        except OSError as exc:
+            raise LocalWriteError(exc) from None
+
+    def _write(self, event: Stdout | Stderr) -> None:
         is_out = isinstance(event, Stdout)
         target = self.stdout if is_out else self.stderr
         if not event.data:
@@ -116,11 +126,14 @@ class OutputWriter:
         target.flush()
 
     def finish(self) -> None:
-        if self.decoder is not None:
-            self.stdout.write(self.decoder.stdout.flush())
-            self.stderr.write(self.decoder.stderr.flush())
-        self.stdout.flush()
-        self.stderr.flush()
+        try:
+            if self.decoder is not None:
+                self.stdout.write(self.decoder.stdout.flush())
+                self.stderr.write(self.decoder.stderr.flush())
+            self.stdout.flush()
+            self.stderr.flush()
+        except OSError as exc:
+            raise LocalWriteError(exc) from None
 
 
 @contextlib.contextmanager
@@ -161,27 +174,65 @@ def run_command(
     *,
     color: bool = False,
     show_status: bool = False,
+    stdin_fd: int | None = None,
+    pty: bool = False,
 ) -> int:
     """Run *command*, streaming its output; return the local exit code for it.
 
+    *pty* runs it on a remote pseudo-terminal with ours raw (rcmd.terminal): for
+    programs that need a terminal (python3, vi, top); stderr is then merged into stdout.
+
+    *stdin_fd*, if given, is forwarded as the command's stdin (else its stdin is empty).
+
     With *show_status*, a command that did not succeed gets a note after its output
-    (``[exit 3]``, ``[cancelled]``), as the interactive prompt shows it.
+    (``[exit 3]``, ``[cancelled]``), as the interactive prompt shows it. Once Ctrl-C has
+    asked for a cancel, output still in flight is dropped, not shown (a terminal takes
+    seconds to print the megabytes ``yes`` has queued), and the note says how much.
+    Raises :class:`LocalWriteError` when the output cannot be written here; the remote
+    command is then cancelled and the connection closed.
     """
+    if pty:
+        from .terminal import run_in_pty
+
+        stream, ends_with_newline, dropped = run_in_pty(
+            client, command, timeout, stdout, stderr, stdin_fd=stdin_fd
+        )
+        assert stream.exit is not None
+        note = describe_exit(stream.exit)
+        if note and dropped:
+            note = f"{note}: {format_size(dropped)} of output dropped"
+        if show_status and note:
+            newline = "" if ends_with_newline else "\n"
+            with contextlib.suppress(OSError):
+                stderr.write(f"{newline}{DIM_RED}[{note}]{RESET}\n" if color else f"{newline}[{note}]\n")
+                stderr.flush()
+        return exit_status(stream.exit)
     writer = OutputWriter(client.encoding, stdout, stderr, color=color)
-    with ctrl_c_cancels(client), client.stream(command, timeout=timeout) as stream:
-        for event in stream:
-            if isinstance(event, (Stdout, Stderr)):
-                writer.write(event)
-    writer.finish()
+    dropped = 0
+    with ctrl_c_cancels(client), client.stream(command, timeout=timeout, stdin_source=stdin_fd) as stream:
+        try:
+            for event in stream:
+                if isinstance(event, (Stdout, Stderr)):
+                    if stream.cancelling:
+                        dropped += len(event.data)
+                    else:
+                        writer.write(event)
+            writer.finish()
+        except LocalWriteError:
+            abandon(stream)
+            raise
     exit = stream.exit
     assert exit is not None
     if exit.cancelled and not stream.cancel_requested:
         _raise_server_reason(client)
     note = describe_exit(exit)
-    if show_status and note:
-        newline = "" if writer.ends_with_newline else "\n"
-        stderr.write(f"{newline}{DIM_RED}[{note}]{RESET}\n" if color else f"{newline}[{note}]\n")
-        stderr.flush()
+    if dropped:
+        note = f"{note or 'cancelled'}: {format_size(dropped)} of output dropped"
+    if note and (show_status or dropped):
+        newline = "\n" if dropped or not writer.ends_with_newline else ""  # after the ^C echo
+        with contextlib.suppress(OSError):
+            stderr.write(f"{newline}{DIM_RED}[{note}]{RESET}\n" if color else f"{newline}[{note}]\n")
+            stderr.flush()
     return exit_status(exit)
 
 
@@ -202,6 +253,26 @@ def _raise_server_reason(client: Client) -> NoReturn:
     raise ConnectionClosed("the server cancelled the command and gave no reason")
 
 
+def abandon(stream: CommandStream) -> None:
+    """Give up on *stream* without waiting: cancel the command and close the connection
+    (a server kills the command of a client that hangs up, in case the CANCEL is lost)."""
+    with contextlib.suppress(Exception):
+        stream.cancel()
+    stream.client.close()
+
+
+def format_size(count: int) -> str:
+    """``532 bytes``, ``1.5 KiB``, ``25.3 MiB``."""
+    if count < 1024:
+        return f"{count} bytes"
+    size = float(count)
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024 or unit == "GiB":
+            break
+    return f"{size:.1f} {unit}"
+
+
 def run_naive(client: NaiveClient, command: str, stdout: TextIO, stderr: TextIO) -> int:
     """One tutorial round trip: the reply is whatever one recv() returned."""
     try:
@@ -209,14 +280,17 @@ def run_naive(client: NaiveClient, command: str, stdout: TextIO, stderr: TextIO)
     except TimeoutError:
         stderr.write("[no reply: a command that prints nothing sends nothing in naive framing]\n")
         stderr.flush()
-        return ExitStatus.OK
+        return ExitStatus.STATUS_UNKNOWN
     except KeyboardInterrupt:
         stderr.write("^C\n")  # the server goes on; its reply will turn up later
         stderr.flush()
         return ExitStatus.CANCELLED
-    stdout.write(result.stdout_text)
-    stdout.flush()
-    return ExitStatus.OK
+    try:
+        stdout.write(result.stdout_text)
+        stdout.flush()
+    except OSError as exc:
+        raise LocalWriteError(exc) from None
+    return ExitStatus.STATUS_UNKNOWN  # the naive protocol carries no exit status
 
 
 def run_lines(
@@ -251,14 +325,32 @@ def run_one(
     *,
     color: bool = False,
     show_status: bool = False,
+    stdin_fd: int | None = None,
+    pty: bool = False,
 ) -> int:
     from .client import Client
 
     if not isinstance(client, Client):
-        return run_naive(client, command, stdout, stderr)
+        return run_naive(client, command, stdout, stderr)  # naive framing has no stdin
     try:
-        return run_command(client, command, timeout, stdout, stderr, color=color, show_status=show_status)
+        return run_command(
+            client,
+            command,
+            timeout,
+            stdout,
+            stderr,
+            color=color,
+            show_status=show_status,
+            stdin_fd=stdin_fd,
+            pty=pty,
+        )
     except ValueError as exc:  # refused before sending (a NUL byte, say): nothing reached the server
         stderr.write(f"rcmd: cannot send this command: {exc}\n")
         stderr.flush()
         return ExitStatus.USAGE
+
+
+#: ``rcmd < script.sh``: the server's own shell ($0 of ``SHELL -c``) reads the whole script
+#: from stdin, as ``ssh host < script.sh`` has the login shell do: loops, heredocs,
+#: functions and ``set -e`` work, and the exit status is the script's.
+SCRIPT_COMMAND = 'exec "$0" -s'

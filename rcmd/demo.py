@@ -25,6 +25,7 @@ import io
 import itertools
 import os
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -634,6 +635,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--svg", metavar="FILE", help="also save the table and picture as an SVG image")
     args = parser.parse_args(argv)
+    if args.svg:
+        folder = os.path.dirname(os.path.abspath(args.svg))
+        if not os.path.isdir(folder):  # say so now, not after the whole demo ran
+            print(f"rcmd demo: cannot write {args.svg}: no such directory {folder}", file=sys.stderr)
+            return 2
     with (
         rcmd.BackgroundServer(framing="naive", encoding="utf-8", cwd="/") as naive,
         rcmd.BackgroundServer(encoding="utf-8", cwd="/") as prefixed,
@@ -641,8 +647,12 @@ def main(argv: list[str] | None = None) -> int:
         scenes = build_scenes(naive.address, prefixed.address)
     correct = render(Console(), scenes)
     if args.svg:
-        with open(args.svg, "w", encoding="utf-8", newline="") as file:
-            file.write(render_svg(scenes))
+        try:
+            with open(args.svg, "w", encoding="utf-8", newline="") as file:
+                file.write(render_svg(scenes))
+        except OSError as exc:
+            print(f"rcmd demo: cannot write {args.svg}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
     rows = sum(len(scene.rows) for scene in scenes)
     return 0 if correct["prefixed"] == rows and correct["naive"] < rows else 1
 

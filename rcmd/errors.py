@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .client import CompletedCommand
+    from .result import CompletedCommand
 
 
 class RcmdError(Exception):
@@ -80,3 +80,16 @@ class CommandError(RcmdError):
         self.stdout = result.stdout
         self.stderr = result.stderr
         super().__init__(f"command {result.command!r} {result.describe_status()}")
+
+
+class LocalWriteError(RcmdError):
+    """Writing the command's output here failed: our stdout is a closed pipe (EPIPE) or a
+    full disk (ENOSPC). The fault is local; the remote command was cancelled.
+
+    ``errno`` and ``strerror`` are the OSError's.
+    """
+
+    def __init__(self, error: OSError) -> None:
+        self.errno = error.errno
+        self.strerror = error.strerror or str(error)
+        super().__init__(f"write error: {self.strerror}")

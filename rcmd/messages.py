@@ -39,9 +39,12 @@ class MessageType(enum.IntEnum):
     STDIN_END = 0x04  # client -> server
     CANCEL = 0x05  # client -> server
     AUTH_OK = 0x06  # server -> client, after a HELLO that asked for authentication
+    WINDOW_CHANGE = 0x07  # client -> server, the terminal of a command run with a PTY was resized
+    PING = 0x08  # client -> server, a no-op that keeps an idle connection alive; PONG answers
     STDOUT = 0x10  # server -> client
     STDERR = 0x11  # server -> client
     EXIT = 0x12  # server -> client
+    PONG = 0x13  # server -> client, the answer to PING
     ERROR = 0x7F  # both directions, last message before closing
 
 
@@ -62,7 +65,9 @@ class Hello(Message):
     The server's hello also says which encoding its commands print in and the working
     directory new commands start in. With authentication (rcmd.auth), the server's hello
     has ``auth`` and its ``nonce``; the client's has its ``nonce`` and ``mac`` (its proof),
-    all hex.
+    all hex. A server lists the *extensions* it speaks (``"pty"``: RUN's ``pty`` and
+    WINDOW_CHANGE; ``"ping"``: PING and PONG) and its *idle_timeout* in seconds, so a client
+    can keep an idle connection alive; a client sends none of these to a server without them.
     """
 
     TYPE: ClassVar[MessageType] = MessageType.HELLO
@@ -73,6 +78,23 @@ class Hello(Message):
     auth: str | None = None
     nonce: str | None = None
     mac: str | None = None
+    extensions: tuple[str, ...] | None = None
+    idle_timeout: float | None = None
+
+
+#: PTY sizes are 16-bit in the kernel's struct winsize; a term type is a short name.
+MAX_TERMINAL_DIMENSION = 0xFFFF
+MAX_TERM_LENGTH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class PtyRequest:
+    """RUN's ``pty``: run the command on a pseudo-terminal of this type and size (as ssh's
+    "pty-req", RFC 4254 6.2). Its output is then one stream, STDOUT (stderr is the terminal too)."""
+
+    term: str = "xterm"
+    rows: int = 24
+    cols: int = 80
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +104,8 @@ class Run(Message):
     *cwd* overrides the connection's working directory for this command only; *env* is
     added to the server's environment; *timeout* (seconds) kills the command's process
     group when it runs out; *stdin* says whether STDIN messages will follow (otherwise
-    the command's stdin is empty, so a command that reads it does not hang).
+    the command's stdin is empty, so a command that reads it does not hang). *pty* runs
+    it on a pseudo-terminal (a server without the "pty" extension ignores it).
     """
 
     TYPE: ClassVar[MessageType] = MessageType.RUN
@@ -91,6 +114,7 @@ class Run(Message):
     env: Mapping[str, str] = field(default_factory=dict)
     timeout: float | None = None
     stdin: bool = False
+    pty: PtyRequest | None = None
 
     def refusal(self) -> str | None:
         """Why a server cannot run this command as given, or None.
@@ -173,13 +197,65 @@ class Cancel(Message):
     TYPE: ClassVar[MessageType] = MessageType.CANCEL
 
 
-AnyMessage = Hello | Run | Exit | AuthOk | Error | Stdin | Stdout | Stderr | StdinEnd | Cancel
+@dataclass(frozen=True, slots=True)
+class WindowChange(Message):
+    """The client's terminal is now *rows* x *cols* (ssh's "window-change", RFC 4254 6.7)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.WINDOW_CHANGE
+    rows: int
+    cols: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ping(Message):
+    """A no-op the server answers with PONG: proves the connection alive, resets its idle timer."""
+
+    TYPE: ClassVar[MessageType] = MessageType.PING
+
+
+@dataclass(frozen=True, slots=True)
+class Pong(Message):
+    """The answer to PING."""
+
+    TYPE: ClassVar[MessageType] = MessageType.PONG
+
+
+AnyMessage = (
+    Hello
+    | Run
+    | Exit
+    | AuthOk
+    | Error
+    | Stdin
+    | Stdout
+    | Stderr
+    | StdinEnd
+    | Cancel
+    | WindowChange
+    | Ping
+    | Pong
+)
 OutputChunk = Stdout | Stderr
 
 _DATA = (Stdin, Stdout, Stderr)
-_EMPTY = (StdinEnd, Cancel)
+_EMPTY = (StdinEnd, Cancel, Ping, Pong)
 _BY_TYPE: dict[int, type[Message]] = {
-    cls.TYPE: cls for cls in (Hello, Run, Exit, AuthOk, Error, Stdin, Stdout, Stderr, StdinEnd, Cancel)
+    cls.TYPE: cls
+    for cls in (
+        Hello,
+        Run,
+        Exit,
+        AuthOk,
+        Error,
+        Stdin,
+        Stdout,
+        Stderr,
+        StdinEnd,
+        Cancel,
+        WindowChange,
+        Ping,
+        Pong,
+    )
 }
 
 # --------------------------------------------------------------- the schema of JSON bodies
@@ -238,6 +314,27 @@ def _nothing(value: Any) -> str | None:
     return None
 
 
+def _string_list(value: list[Any] | tuple[Any, ...]) -> str | None:
+    return None if all(isinstance(item, str) for item in value) else "must be a list of strings"
+
+
+def _dimension(value: int) -> str | None:
+    ok = 0 <= value <= MAX_TERMINAL_DIMENSION
+    return None if ok else f"must be an integer from 0 to {MAX_TERMINAL_DIMENSION}"
+
+
+def _pty_problem(value: dict[str, Any]) -> str | None:
+    """RUN's ``pty`` object: ``term`` a short printable name, ``rows``/``cols`` 16-bit."""
+    term = value.get("term", "xterm")
+    if not isinstance(term, str) or not 0 < len(term) <= MAX_TERM_LENGTH or not term.isprintable():
+        return f"has a bad term: pty.term must be a printable name of 1 to {MAX_TERM_LENGTH} characters"
+    for key in ("rows", "cols"):
+        size = value.get(key, 0)
+        if isinstance(size, bool) or not isinstance(size, int) or _dimension(size) is not None:
+            return f"{key!r} must be an integer from 0 to {MAX_TERMINAL_DIMENSION}"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class _Field:
     """One key of a JSON body: the JSON types it takes (``type(None)``: it may be null),
@@ -269,6 +366,8 @@ SCHEMA: dict[type[Message], dict[str, _Field]] = {
         "auth": _Field(_OPTIONAL_STR, check=_text),
         "nonce": _Field(_OPTIONAL_STR, check=_text),
         "mac": _Field(_OPTIONAL_STR, check=_text),
+        "extensions": _Field((list, tuple, type(None)), check=_string_list),
+        "idle_timeout": _Field(_NUMBER, check=_seconds),
     },
     Run: {
         "command": _Field(_STR, required=True),
@@ -276,6 +375,7 @@ SCHEMA: dict[type[Message], dict[str, _Field]] = {
         "env": _Field((dict,), check=_string_map),
         "timeout": _Field(_NUMBER, check=_seconds),
         "stdin": _Field((bool,)),
+        "pty": _Field((dict, type(None)), check=_pty_problem),
     },
     Exit: {
         "returncode": _Field((int,), required=True, check=_int32),
@@ -286,6 +386,10 @@ SCHEMA: dict[type[Message], dict[str, _Field]] = {
     },
     AuthOk: {"mac": _Field(_STR, required=True, check=_text)},
     Error: {"reason": _Field(_STR, required=True, check=_text, display=True)},
+    WindowChange: {
+        "rows": _Field((int,), required=True, check=_dimension),
+        "cols": _Field((int,), required=True, check=_dimension),
+    },
 }
 
 
@@ -345,6 +449,8 @@ def encode_message_parts(message: Message) -> tuple[bytes, bytes]:
             continue  # left out: the receiver reads absent as None
         if isinstance(value, Mapping):
             value = dict(value)
+        elif isinstance(value, PtyRequest):
+            value = {"term": value.term, "rows": value.rows, "cols": value.cols}
         elif spec.display and isinstance(value, str) and _has_surrogate(value):
             value = _SURROGATE.sub("\ufffd", value)
         if _wrong_type(spec, value):
@@ -443,4 +549,11 @@ def _parse_json_body(cls: type[Message], body: bytes) -> dict[str, Any]:
         if value is not None and (problem := spec.check(value)) is not None:
             raise RemoteProtocolError(f"{name} field {key!r} {problem}")
         fields[key] = value
+    if cls is Run and fields.get("pty") is not None:
+        pty = fields["pty"]
+        fields["pty"] = PtyRequest(
+            term=pty.get("term", "xterm"), rows=pty.get("rows", 24), cols=pty.get("cols", 80)
+        )
+    elif cls is Hello and fields.get("extensions") is not None:
+        fields["extensions"] = tuple(fields["extensions"])
     return fields

@@ -23,9 +23,9 @@ import select
 import socket
 from typing import TYPE_CHECKING
 
-from .client import CompletedCommand
 from .decoding import guess_encoding
 from .framing import NAIVE_RECV_SIZE
+from .result import CompletedCommand
 
 if TYPE_CHECKING:  # the server half needs asyncio; the client half (and `rcmd -c`) does not
     import asyncio

@@ -10,11 +10,16 @@ on the server and returns here; at the prompt it clears the line. Ctrl-D, ``exit
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .console import ExitStatus, run_one, wants_color
+from .errors import ConnectionClosed, RcmdError, RemoteProtocolError, ServerError
+from .keepalive import KeepAlive
 
 if TYPE_CHECKING:  # prompt_toolkit is imported only when the prompt starts
     from prompt_toolkit.formatted_text import StyleAndTextTuples
@@ -24,7 +29,7 @@ if TYPE_CHECKING:  # prompt_toolkit is imported only when the prompt starts
     from .client import Client
     from .naive import NaiveClient
 
-WELCOME = "rcmd {version}: connected to {where}. Ctrl-C cancels a command, Ctrl-D leaves."
+WELCOME = "rcmd {version}: connected to {where}. Ctrl-C interrupts a command, Ctrl-D leaves."
 
 
 def history_path() -> Path:
@@ -46,12 +51,50 @@ def _prompt_text(client: Client | NaiveClient, where: str) -> StyleAndTextTuples
     return [("class:host", where), ("", " "), ("class:cwd", client.cwd or "?"), ("", "> ")]
 
 
-def interactive(client: Client | NaiveClient, where: str, timeout: float | None) -> int:
-    """Read commands at a prompt until Ctrl-D, exit or quit; return the last one's status."""
+def interactive(
+    client: Client | NaiveClient,
+    where: str,
+    timeout: float | None,
+    *,
+    pty: bool = False,
+    reconnect: Callable[[], Client] | None = None,
+) -> int:
+    """Read commands at a prompt until Ctrl-D, exit or quit; return the last one's status.
+
+    With *pty* every command runs on a remote pseudo-terminal, as in an ssh session:
+    python3, vi, top and ``read`` work, ``ls`` has colours and columns, and Ctrl-C goes to
+    the remote program; stderr is then merged into stdout (not shown in red).
+
+    A prefixed connection is kept alive while idle (rcmd.keepalive). If it died anyway
+    (server restarted, idle timeout, network), the next command first gets a new one from
+    *reconnect*, back in the same directory, and one line says so; a command is never
+    dropped without a word.
+    """
+    from .client import Client
+
+    if not isinstance(client, Client):
+        return _interactive(client, where, timeout, pty=False, reconnect=None)
+    keepalive = KeepAlive()
+    try:
+        return _interactive(client, where, timeout, pty=pty, reconnect=reconnect, keepalive=keepalive)
+    finally:
+        keepalive.stop()
+
+
+def _interactive(
+    client: Client | NaiveClient,
+    where: str,
+    timeout: float | None,
+    *,
+    pty: bool,
+    reconnect: Callable[[], Client] | None,
+    keepalive: KeepAlive | None = None,
+) -> int:
     from prompt_toolkit import PromptSession
     from prompt_toolkit.styles import Style
 
     from . import __version__
+    from .client import Client
 
     path = history_path()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,6 +106,10 @@ def interactive(client: Client | NaiveClient, where: str, timeout: float | None)
     )
     print(WELCOME.format(version=__version__, where=where), file=sys.stderr)
     status: int = ExitStatus.OK
+    first = client
+    if keepalive is not None and isinstance(client, Client):
+        with keepalive.lock:
+            keepalive.watch(client)
     while True:
         try:
             line = session.prompt(_prompt_text(client, where))
@@ -75,8 +122,54 @@ def interactive(client: Client | NaiveClient, where: str, timeout: float | None)
             continue  # never sent: to a naive server an empty send looks like nothing
         if command in ("exit", "quit"):
             break
-        status = run_one(client, command, timeout, sys.stdout, sys.stderr, color=color, show_status=True)
+        command = cd_home(command)
+        if keepalive is None or not isinstance(client, Client):
+            status = run_one(client, command, timeout, sys.stdout, sys.stderr, color=color, show_status=True)
+            continue
+        with keepalive.lock:
+            live = _alive(client, keepalive, reconnect, where)
+            if live is None:
+                print(f"rcmd: not run: {command}", file=sys.stderr)
+                status = ExitStatus.CONNECTION_LOST
+                continue
+            if live is not client and client is not first:
+                client.close()
+            client = live
+            keepalive.watch(client)
+            try:
+                status = run_one(
+                    client,
+                    command,
+                    timeout,
+                    sys.stdout,
+                    sys.stderr,
+                    color=color,
+                    show_status=True,
+                    stdin_fd=0 if pty and client.supports_pty else None,
+                    pty=pty and client.supports_pty,
+                )
+            except (ConnectionClosed, ServerError, RemoteProtocolError) as exc:
+                print(
+                    f"rcmd: connection lost while the command ran ({exc}): its status is unknown",
+                    file=sys.stderr,
+                )
+                keepalive.failure = exc  # the next command reconnects
+                status = ExitStatus.CONNECTION_LOST
+    if client is not first:
+        client.close()
     return status
+
+
+#: ``cd $HOME``, ``cd "${HOME}/src"``: the server's sticky cd takes ``~`` but leaves ``$`` to
+#: the shell (whose cd lasts one command), so the prompt writes $HOME as ``~``, as a shell
+#: would expand it, and the directory sticks.
+_CD_HOME = re.compile(r"""cd[ \t]+("?)\$(?:HOME\b|\{HOME\})((?:/[^\s"'$`\\]*)?)\1[ \t]*""")
+
+
+def cd_home(command: str) -> str:
+    """*command* with a ``cd $HOME...`` written as ``cd ~...``; anything else unchanged."""
+    match = _CD_HOME.fullmatch(command)
+    return f"cd ~{match.group(2)}" if match else command
 
 
 def _command_history(path: str) -> FileHistory:
@@ -90,6 +183,40 @@ def _command_history(path: str) -> FileHistory:
                 super().append_string(string)
 
     return CommandHistory(path)
+
+
+def _alive(
+    client: Client, keepalive: KeepAlive, reconnect: Callable[[], Client] | None, where: str
+) -> Client | None:
+    """*client* if its connection is alive, else a new one in the same directory (said in
+    one line), else None (said too)."""
+    problem = keepalive.failure
+    if problem is None:
+        try:
+            client.check_alive()
+            return client
+        except (ConnectionClosed, ServerError, RemoteProtocolError, OSError) as exc:
+            problem = exc
+    reason = problem.reason if isinstance(problem, ServerError) else str(problem)
+    if reconnect is None:
+        print(f"rcmd: the connection to {where} is lost ({reason})", file=sys.stderr)
+        return None
+    cwd = client.cwd
+    try:
+        fresh = reconnect()
+    except (RcmdError, OSError) as exc:
+        print(
+            f"rcmd: the connection to {where} is lost ({reason}); reconnecting failed: {exc}", file=sys.stderr
+        )
+        return None
+    where_now = ""
+    if cwd and fresh.cwd != cwd:
+        moved = fresh.run(f"cd {shlex.quote(cwd)}")
+        where_now = f", back in {cwd}" if moved.returncode == 0 else f"; {cwd} is gone, now in {fresh.cwd}"
+    elif cwd:
+        where_now = f", back in {cwd}"
+    print(f"rcmd: the connection to {where} was lost ({reason}); reconnected{where_now}", file=sys.stderr)
+    return fresh
 
 
 def _no_color_depth() -> ColorDepth:

@@ -69,6 +69,7 @@ TRANSITIONS: dict[tuple[Role, MessageType], tuple[Phase, Phase]] = {
     (_C, MessageType.STDIN): (_RUNNING, _RUNNING),
     (_C, MessageType.STDIN_END): (_RUNNING, _RUNNING),
     (_C, MessageType.CANCEL): (_RUNNING, _RUNNING),
+    (_C, MessageType.WINDOW_CHANGE): (_RUNNING, _RUNNING),
     (_S, MessageType.STDOUT): (_RUNNING, _RUNNING),
     (_S, MessageType.STDERR): (_RUNNING, _RUNNING),
     (_S, MessageType.EXIT): (_RUNNING, _IDLE),
@@ -77,7 +78,10 @@ TRANSITIONS: dict[tuple[Role, MessageType], tuple[Phase, Phase]] = {
 
 #: Client messages that may cross the command's EXIT on the wire: the client sent them
 #: before it learnt the command had ended. A server drops them instead of failing.
-_MAY_ARRIVE_LATE = {MessageType.STDIN, MessageType.STDIN_END, MessageType.CANCEL}
+_MAY_ARRIVE_LATE = {MessageType.STDIN, MessageType.STDIN_END, MessageType.CANCEL, MessageType.WINDOW_CHANGE}
+
+#: Keepalives: valid whenever a command may run or runs (idle or running), phase unchanged.
+KEEPALIVES: dict[MessageType, Role] = {MessageType.PING: _C, MessageType.PONG: _S}
 
 
 class Connection:
@@ -171,6 +175,8 @@ class Connection:
             return True
         if kind is MessageType.HELLO:
             raise RemoteProtocolError("a second HELLO")
+        if KEEPALIVES.get(kind) is self.their_role and self.phase in (_IDLE, _RUNNING):
+            return True
         rule = TRANSITIONS.get((self.their_role, kind))
         if rule is None:
             raise RemoteProtocolError(f"a {self.their_role.value} may not send {kind.name}")
@@ -210,6 +216,9 @@ class Connection:
             self._after_hellos()
         elif not self._hello_sent:
             raise LocalProtocolError(f"send HELLO before {kind.name}")
+        elif KEEPALIVES.get(kind) is self.our_role:
+            if self.phase not in (_IDLE, _RUNNING):
+                raise LocalProtocolError(f"cannot send {kind.name} while {self.phase.value}")
         else:
             rule = TRANSITIONS.get((self.our_role, kind))
             if rule is None:

@@ -6,6 +6,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 
 import pytest
 from conftest import CLIENT_ARGV, SERVER_ARGV
@@ -77,10 +78,108 @@ def test_killed_by_a_signal_exits_128_plus_n(server):
     assert proc.returncode == 128 + 9
 
 
-def test_lines_from_stdin_run_in_turn_and_the_last_status_wins(server):
-    proc = rcmd(target(server), input=b"cd /\npwd\n\necho two\nexit 3\n")
+def test_each_line_replays_lines_in_turn_and_the_last_status_wins(server):
+    proc = rcmd(target(server), "--each-line", input=b"cd /\npwd\n\necho two\nexit 3\n")
     assert proc.stdout == b"/\ntwo\n"
     assert proc.returncode == 3
+
+
+SCRIPT = b"""for i in 1 2; do
+  echo loop $i
+done
+greet() { echo "hello $1"; }
+greet fn
+cat <<EOF
+heredoc line
+EOF
+set -e
+false
+echo never
+"""
+
+
+def test_a_piped_script_runs_whole_in_one_remote_shell(server):
+    """As ``ssh host < script.sh``: not one command per line (which broke loops and heredocs);
+    its exit status is rcmd's."""
+    proc = rcmd(target(server), input=SCRIPT)
+    assert proc.stdout == b"loop 1\nloop 2\nhello fn\nheredoc line\n"
+    assert proc.returncode == 1  # set -e; false
+    proc = rcmd(target(server), input=b"cd /tmp\npwd\nexit 7\n")
+    assert (proc.stdout, proc.returncode) == (b"/tmp\n", 7)
+
+
+def test_stdin_is_the_one_shot_commands_stdin(server):
+    proc = rcmd(target(server), "-c", "wc -c", input=b"hello\n")
+    assert proc.stdout.strip() == b"6"
+
+
+def test_dash_n_gives_the_command_an_empty_stdin(server):
+    proc = rcmd(target(server), "-n", "-c", "wc -c", input=b"hello\n")
+    assert proc.stdout.strip() == b"0"
+    assert rcmd(target(server), "-n").returncode == ExitStatus.USAGE
+
+
+def test_a_command_that_ends_without_reading_stdin_ends_rcmd(server):
+    """stdin that never ends (a pipe held open) must not keep rcmd waiting after the EXIT."""
+    proc = subprocess.Popen(
+        [*CLIENT_ARGV, target(server), "-c", "echo done"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout.read() == b"done\n"
+        assert proc.wait(30) == 0
+    finally:
+        proc.kill()
+        proc.stdin.close()
+        proc.stdout.close()
+        proc.wait()
+
+
+def test_large_binary_stdin_is_streamed_byte_exact_in_bounded_memory(server, tmp_path):
+    import hashlib
+
+    size = 64 << 20
+    source = tmp_path / "in.bin"
+    with open(source, "wb") as out:
+        for _ in range(size >> 20):
+            out.write(os.urandom(1 << 20))
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    # A wrapper reports the client's peak memory: it must not hold the input.
+    wrapper = (
+        "import resource, subprocess, sys; "
+        "subprocess.run(sys.argv[1:], check=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)"
+    )
+    copy = tmp_path / "copy.bin"
+    for stdin_kind in ("file", "pipe"):
+        if stdin_kind == "file":
+            with open(source, "rb") as stdin, open(copy, "wb") as stdout:
+                proc = subprocess.run(
+                    [sys.executable, "-c", wrapper, *CLIENT_ARGV, target(server), "-c", "cat"],
+                    stdin=stdin,
+                    stdout=stdout,
+                    stderr=subprocess.PIPE,
+                    timeout=300,
+                )
+        else:
+            with open(copy, "wb") as stdout:
+                proc = subprocess.run(
+                    f"cat {source} | {sys.executable} -c '{wrapper}' {' '.join(CLIENT_ARGV)} "
+                    f"{target(server)} -c 'cat'",
+                    shell=True,
+                    stdout=stdout,
+                    stderr=subprocess.PIPE,
+                    timeout=300,
+                )
+        assert proc.returncode == 0, proc.stderr
+        peak_kib = int(proc.stderr.split()[-1])
+        assert peak_kib < 60 * 1024, f"{stdin_kind}: the client peaked at {peak_kib} KiB for 64 MiB of input"
+        assert copy.stat().st_size == size
+        assert hashlib.sha256(copy.read_bytes()).hexdigest() == digest
+    with open(source, "rb") as stdin:
+        remote = subprocess.run(
+            [*CLIENT_ARGV, target(server), "-c", "sha256sum"], stdin=stdin, capture_output=True, timeout=300
+        )
+    assert remote.stdout.split()[0].decode() == digest
 
 
 def test_connection_refused(server_factory):
@@ -125,24 +224,78 @@ def test_prefixed_client_to_naive_server_says_use_naive(naive_server):
     assert b"Traceback" not in proc.stderr
 
 
-def test_auto_framing_detects_a_naive_server_and_says_so(naive_server):
-    proc = rcmd(target(naive_server), "-c", "echo hi")  # --framing auto is the default
-    assert proc.returncode == 0
-    assert proc.stdout == b"hi\n"
-    assert b"taking it for a naive one" in proc.stderr
+def test_a_silent_peer_is_never_taken_for_a_naive_server(naive_server):
+    """It used to fall back to naive, send the command into the void and exit 0."""
+    for framing in ([], ["--framing", "auto"]):
+        proc = rcmd(target(naive_server), *framing, "-c", "echo hi", "--connect-timeout", "1")
+        assert proc.returncode == ExitStatus.PROTOCOL_MISMATCH
+        assert proc.stdout == b""
+        assert b"--framing naive" in proc.stderr
+
+
+def test_a_silent_port_is_an_error_not_a_success():
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # accepts, then says nothing
+        proc = rcmd(f"127.0.0.1:{listener.getsockname()[1]}", "-c", "true", "--connect-timeout", "1")
+    assert proc.returncode == ExitStatus.PROTOCOL_MISMATCH != 0
 
 
 def test_auto_framing_takes_a_prefixed_server_at_once(server):
-    proc = rcmd(target(server), "-c", "exit 9")
+    proc = rcmd(target(server), "--framing", "auto", "-c", "exit 9")
     assert proc.returncode == 9
     assert proc.stderr == b""
 
 
-def test_naive_framing_prints_the_one_recv_reply_and_warns(naive_server):
-    proc = rcmd(target(naive_server), "--framing", "naive", "-c", "echo hi")
-    assert proc.returncode == 0
+def test_naive_framing_prints_the_one_recv_reply_and_says_the_status_is_unknown(naive_server):
+    proc = rcmd(target(naive_server), "--framing", "naive", "-c", "echo hi; exit 0")
+    assert proc.returncode == ExitStatus.STATUS_UNKNOWN == 246
     assert proc.stdout == b"hi\n"
     assert b"deliberately broken" in proc.stderr
+    assert b"exit status is unknown" in proc.stderr
+
+
+def test_a_reader_that_goes_away_ends_rcmd_quietly_and_cancels_the_command(server):
+    """``rcmd -c 'seq ...' | head -1``: EPIPE is ours, not "cannot connect" with 255."""
+    proc = subprocess.run(
+        f"{' '.join(CLIENT_ARGV)} {target(server)} -c 'echo $$; exec seq 1 100000000' | head -1",
+        shell=True,
+        capture_output=True,
+        timeout=60,
+    )
+    pid = int(proc.stdout)
+    assert proc.stderr == b""
+    from conftest import wait_gone
+
+    assert wait_gone(pid)  # the remote command was cancelled, not left to print 100M lines
+
+
+def test_pipe_closed_exit_status(server):
+    read_fd, write_fd = os.pipe()
+    os.close(read_fd)  # nobody will ever read: the first write fails with EPIPE
+    try:
+        done = subprocess.run(
+            [*CLIENT_ARGV, target(server), "-c", "seq 1 1000000"],
+            stdout=write_fd,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
+    finally:
+        os.close(write_fd)
+    assert done.returncode == ExitStatus.PIPE_CLOSED == 141
+    assert done.stderr == b""
+
+
+def test_a_full_disk_is_a_local_write_error(server):
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run(
+            [*CLIENT_ARGV, target(server), "-c", "echo hello"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
+    assert proc.returncode == ExitStatus.WRITE_FAILED == 245
+    assert proc.stderr == b"rcmd: write error: No space left on device\n"
 
 
 def test_python_dash_m_rcmd_and_version():
@@ -410,7 +563,7 @@ def test_a_command_the_client_refuses_is_reported_not_a_traceback(server):
     # A NUL byte cannot be in a command line (PROTOCOL.md §7): the client refuses it before
     # sending, says why, exits 2, and the next line still runs on the same connection.
     proc = subprocess.run(
-        [*CLIENT_ARGV, f"127.0.0.1:{server.port}"],
+        [*CLIENT_ARGV, f"127.0.0.1:{server.port}", "--each-line"],  # lines as commands
         input=b"echo a\0b\necho next\n",
         capture_output=True,
         timeout=60,
@@ -428,3 +581,86 @@ def test_an_infinite_timeout_is_a_usage_error(server):
     )
     assert proc.returncode == 2
     assert b"--timeout" in proc.stderr
+
+
+# ------------------------------------------------------------ papercuts found on the way
+
+
+def server_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*SERVER_ARGV, *args], capture_output=True, timeout=60)
+
+
+def test_rcmd_server_version_and_help_offer_only_what_it_accepts():
+    assert server_cli("--version").stdout.startswith(b"rcmd-server ")
+    help_text = server_cli("--help").stdout
+    assert b"prefixed|naive" in help_text
+    assert b"auto" not in help_text
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        (("--port", "70000"), b"between 0 and 65535"),
+        (("--log-level", "bogus"), b"debug, info"),
+        (("--shell", "/no/such/shell"), b"not an executable file"),
+    ],
+)
+def test_rcmd_server_refuses_bad_options(args, phrase):
+    proc = server_cli(*args, "--port", "0") if args[0] != "--port" else server_cli(*args)
+    assert proc.returncode == ExitStatus.USAGE
+    assert phrase in proc.stderr
+
+
+def test_client_port_range_ssh_style_and_demo_in_help():
+    proc = rcmd("127.0.0.1:70000", "-c", "true")
+    assert (proc.returncode, b"from 1 to 65535" in proc.stderr) == (ExitStatus.USAGE, True)
+    proc = rcmd("ann@127.0.0.1", "-c", "true")
+    assert proc.returncode == ExitStatus.USAGE
+    assert b"names a user" in proc.stderr
+    proc = rcmd("127.0.0.1", "uptime")
+    assert proc.returncode == ExitStatus.USAGE
+    assert b"rcmd 127.0.0.1 -c uptime" in proc.stderr
+    assert b"rcmd demo" in rcmd("--help").stdout
+
+
+def test_demo_svg_into_a_missing_directory_says_so():
+    proc = rcmd("demo", "--svg", "/no/such/dir/x.svg")
+    assert proc.returncode == ExitStatus.USAGE
+    assert b"cannot write /no/such/dir/x.svg" in proc.stderr
+    assert b"Traceback" not in proc.stderr
+
+
+def test_an_oversized_command_is_not_blamed_on_naive_framing(server):
+    from rcmd import ServerError, connect
+
+    with connect(*server.address) as client, pytest.raises(ServerError) as caught:
+        client.run("echo " + "x" * 1_100_000)
+    assert "naive" not in caught.value.reason
+    assert "command line this long" in caught.value.reason
+
+
+def test_cd_understands_tilde_dash_and_quotes(server, tmp_path):
+    spaced = tmp_path / "a dir"
+    spaced.mkdir()
+    home = os.path.expanduser("~")
+    script = f"cd '{spaced}'\npwd\ncd ~\npwd\ncd -\ncd '{spaced}'\ncd -\n"
+    proc = rcmd(target(server), "--each-line", input=script.encode())
+    assert proc.stdout.decode().splitlines() == [str(spaced), home, str(spaced), str(spaced)]
+
+
+@pytest.mark.parametrize(
+    ("typed", "sent"),
+    [
+        ("cd $HOME", "cd ~"),
+        ('cd "${HOME}"', "cd ~"),
+        ("cd $HOME/src", "cd ~/src"),
+        ('cd "$HOME/a"', "cd ~/a"),
+        ("cd $HOMEX", "cd $HOMEX"),
+        ("cd $HOME; ls", "cd $HOME; ls"),
+        ("echo $HOME", "echo $HOME"),
+    ],
+)
+def test_the_prompt_writes_cd_home_as_tilde_so_it_sticks(typed, sent):
+    from rcmd.prompt import cd_home
+
+    assert cd_home(typed) == sent

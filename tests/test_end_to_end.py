@@ -276,7 +276,9 @@ def test_every_pipe_and_process_of_every_command_is_released(server, tmp_path):
     assert client.run("echo out; echo err >&2").stdout == b"out\n"
     assert client.run("cat", input=b"x" * 200_000).stdout == b"x" * 200_000
     assert client.run("head -c 3000000 /dev/zero").stdout == bytes(3_000_000)
-    assert client.run("sleep 1000", timeout=0.2).timed_out
+    with pytest.raises(rcmd.TimeoutExpired) as timed_out:
+        client.run("sleep 1000", timeout=0.2)
+    assert timed_out.value.result.timed_out
     with client.stream("echo go; sleep 1000") as events:
         next(events)
         events.cancel()

@@ -26,6 +26,7 @@ from rcmd.messages import (
     Error,
     Exit,
     Hello,
+    MessageType,
     Run,
     Stderr,
     Stdin,
@@ -162,7 +163,7 @@ def test_huge_length_prefixes(target, length, tail, after_hello):
 
 @HOSTILE
 @given(
-    st.integers(0, 255).filter(lambda t: t not in (1, 2, 3, 4, 5, 6, 0x10, 0x11, 0x12, 0x7F)),
+    st.integers(0, 255).filter(lambda t: t not in {int(kind) for kind in MessageType}),
     st.binary(max_size=128),
 )
 def test_unknown_message_types(target, kind, body):

@@ -142,3 +142,51 @@ def test_garbage_decodes_or_raises_remote_protocol_error(payload):
         assert str(exc)
     else:
         assert MessageType(payload[0]) == message.TYPE
+
+
+# ------------------------------------------------ the terminal and keepalive extensions
+
+from rcmd.messages import Ping, Pong, PtyRequest, WindowChange  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("message", "payload"),
+    [
+        (
+            Run("vi", stdin=True, pty=PtyRequest("xterm-256color", 24, 80)),
+            b'\x02{"command":"vi","env":{},"stdin":true,"pty":{"term":"xterm-256color","rows":24,"cols":80}}',
+        ),
+        (WindowChange(50, 132), b'\x07{"rows":50,"cols":132}'),
+        (Ping(), b"\x08"),
+        (Pong(), b"\x13"),
+        (Hello(extensions=("pty", "ping"), idle_timeout=3600.0), None),
+    ],
+    ids=lambda v: type(v).__name__,
+)
+def test_extension_round_trips(message, payload):
+    encoded = encode_message(message)
+    if payload is not None:
+        assert encoded == payload
+    assert decode_message(encoded) == message
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b'\x02{"command":"vi","pty":{"term":"","rows":24,"cols":80}}', "pty.term"),
+        (b'\x02{"command":"vi","pty":{"term":"x\\u001b[2J","rows":24,"cols":80}}', "pty.term"),
+        (b'\x02{"command":"vi","pty":{"term":"' + b"x" * 65 + b'"}}', "pty.term"),
+        (b'\x02{"command":"vi","pty":{"term":"xterm","rows":-1,"cols":80}}', "'rows'"),
+        (b'\x02{"command":"vi","pty":{"term":"xterm","rows":24,"cols":65536}}', "'cols'"),
+        (b'\x02{"command":"vi","pty":{"term":"xterm","rows":true,"cols":80}}', "'rows'"),
+        (b'\x02{"command":"vi","pty":"xterm"}', "'pty' has the wrong type"),
+        (b'\x07{"rows":24}', "lacks the required field 'cols'"),
+        (b'\x07{"rows":24,"cols":1.5}', "wrong type"),
+        (b'\x07{"rows":70000,"cols":80}', "'rows'"),
+        (b"\x08x", "PING takes no body"),
+        (b'\x01{"protocol":1,"extensions":["pty",3]}', "list of strings"),
+    ],
+)
+def test_malformed_extension_payloads_say_what_is_wrong(payload, reason):
+    with pytest.raises(RemoteProtocolError, match=reason.replace("[", r"\[").replace("(", r"\(")):
+        decode_message(payload)

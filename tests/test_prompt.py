@@ -107,14 +107,21 @@ def test_history_up_arrow_within_and_across_sessions(server, terminal_env, tmp_p
     again.expect(pexpect.EOF)
 
 
-def test_ctrl_c_cancels_the_remote_command_and_the_prompt_answers(server, terminal_env):
-    child = spawn(server, terminal_env)
+@pytest.mark.parametrize(
+    ("args", "note"),
+    [
+        ((), r"\[killed by SIGINT[^\]]*\]"),  # a PTY (the default): Ctrl-C is sent, as over ssh
+        (("-T",), r"\[cancelled\]"),  # no PTY: Ctrl-C has the server kill the command
+    ],
+)
+def test_ctrl_c_cancels_the_remote_command_and_the_prompt_answers(server, terminal_env, args, note):
+    child = spawn(server, terminal_env, *args)
     expect_prompt(child)
     child.sendline("sleep 1000 & echo pids $! $$; wait")
     child.expect(r"pids (\d+) (\d+)\r\n")
     pids = [int(child.match.group(1)), int(child.match.group(2))]
     child.sendintr()  # Ctrl-C
-    child.expect(r"\[cancelled\]")
+    child.expect(note)
     expect_prompt(child)
     for pid in pids:
         assert wait_gone(pid), f"remote process {pid} survived Ctrl-C"

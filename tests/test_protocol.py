@@ -214,7 +214,7 @@ def test_auth_ok_only_from_a_server_that_asked():
 # ------------------------------------------------------- every transition, both directions
 
 from rcmd.errors import ProtocolError  # noqa: E402
-from rcmd.messages import Message, MessageType  # noqa: E402
+from rcmd.messages import Message, MessageType, Ping, Pong, PtyRequest, WindowChange  # noqa: E402
 from rcmd.protocol import TRANSITIONS  # noqa: E402
 
 C, S = Role.CLIENT, Role.SERVER
@@ -225,6 +225,7 @@ EXPECTED_TRANSITIONS = {
     (C, MessageType.STDIN): (Phase.RUNNING, Phase.RUNNING),
     (C, MessageType.STDIN_END): (Phase.RUNNING, Phase.RUNNING),
     (C, MessageType.CANCEL): (Phase.RUNNING, Phase.RUNNING),
+    (C, MessageType.WINDOW_CHANGE): (Phase.RUNNING, Phase.RUNNING),
     (S, MessageType.STDOUT): (Phase.RUNNING, Phase.RUNNING),
     (S, MessageType.STDERR): (Phase.RUNNING, Phase.RUNNING),
     (S, MessageType.EXIT): (Phase.RUNNING, Phase.IDLE),
@@ -237,12 +238,13 @@ SAMPLES: dict[MessageType, Message] = {
     MessageType.STDIN: Stdin(b"x"),
     MessageType.STDIN_END: StdinEnd(),
     MessageType.CANCEL: Cancel(),
+    MessageType.WINDOW_CHANGE: WindowChange(24, 80),
     MessageType.STDOUT: Stdout(b"x"),
     MessageType.STDERR: Stderr(b"x"),
     MessageType.EXIT: Exit(0),
     MessageType.AUTH_OK: AuthOk("44" * 32),
 }
-LATE = {MessageType.STDIN, MessageType.STDIN_END, MessageType.CANCEL}
+LATE = {MessageType.STDIN, MessageType.STDIN_END, MessageType.CANCEL, MessageType.WINDOW_CHANGE}
 PHASES_AFTER_HELLO = [Phase.AUTHENTICATING, Phase.IDLE, Phase.RUNNING]
 
 
@@ -491,3 +493,57 @@ def test_handshake_limit_exactly():
     server = Connection(Role.SERVER)
     server.receive_data(frame_header(HANDSHAKE_MAX_FRAME_SIZE + 1))
     assert raised(RemoteProtocolError, server.next_event).startswith("frame of 8193 bytes exceeds")
+
+
+# ------------------------------------------------------ WINDOW_CHANGE, PING and PONG
+
+
+def test_window_change_while_running_and_dropped_when_late():
+    client, server = handshake()
+    server.receive_data(
+        client.send(Run("vi", stdin=True, pty=PtyRequest())) + client.send(WindowChange(30, 100))
+    )
+    assert events(server) == [Run("vi", stdin=True, pty=PtyRequest()), WindowChange(30, 100)]
+    client.receive_data(server.send(Exit(0)))
+    assert events(client) == [Exit(0)]
+    server.receive_data(encode_frame(encode_message(WindowChange(1, 1))))
+    assert events(server) == []  # crossed the EXIT on the wire: dropped
+    with pytest.raises(LocalProtocolError, match="WINDOW_CHANGE while idle"):
+        client.send(WindowChange(1, 1))
+
+
+def test_ping_and_pong_idle_or_running_and_the_phase_is_unchanged():
+    client, server = handshake()
+    server.receive_data(client.send(Ping()))
+    assert events(server) == [Ping()]
+    client.receive_data(server.send(Pong()))
+    assert events(client) == [Pong()]
+    assert client.phase is server.phase is Phase.IDLE
+    server.receive_data(client.send(Run("sleep 1")) + client.send(Ping()))
+    assert events(server) == [Run("sleep 1"), Ping()]
+    client.receive_data(server.send(Pong()) + server.send(Exit(0)))
+    assert events(client) == [Pong(), Exit(0)]
+
+
+@pytest.mark.parametrize(
+    ("sender", "message", "reason"),
+    [
+        (Role.SERVER, Ping(), "a server may not send PING"),
+        (Role.CLIENT, Pong(), "a client may not send PONG"),
+    ],
+)
+def test_keepalives_go_one_way_each(sender, message, reason):
+    client, server = handshake()
+    ours, theirs = (server, client) if sender is Role.SERVER else (client, server)
+    with pytest.raises(LocalProtocolError, match=reason):
+        ours.send(message)
+    theirs.receive_data(encode_frame(encode_message(message)))
+    with pytest.raises(RemoteProtocolError, match=reason):
+        events(theirs)
+
+
+def test_no_ping_before_the_handshake_is_done():
+    client = Connection(Role.CLIENT)
+    client.send(Hello())
+    with pytest.raises(LocalProtocolError, match="PING while handshake"):
+        client.send(Ping())

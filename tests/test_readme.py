@@ -45,7 +45,10 @@ SKIPPED = {
     ),
 }
 #: Shell lines that exit with something other than 0, by design.
-EXPECTED_STATUS = {"rcmd :9001 -c 'sleep 60' --timeout 1": ExitStatus.TIMED_OUT}
+EXPECTED_STATUS = {
+    "rcmd :9001 -c 'sleep 60' --timeout 1": ExitStatus.TIMED_OUT,
+    "rcmd --framing naive -c 'seq 1 3000'": ExitStatus.STATUS_UNKNOWN,  # naive: no exit status
+}
 #: The README's addresses, and what the tests put in their place.
 TARGETS = re.compile(r"(?<![\w.-])(?:host:9001|:9001|server\.example:9000)(?![\w.])")
 PY_ADDRESSES = re.compile(r'"(?:127\.0\.0\.1|server\.example)", 9000')

@@ -11,7 +11,7 @@ import threading
 import pytest
 from conftest import SERVER_ARGV, frames_until_closed, run_until_timed_out, wait_gone
 
-from rcmd import AuthenticationError, ServerError, connect
+from rcmd import AuthenticationError, ProtocolMismatch, ServerError, connect
 from rcmd.auth import new_nonce
 from rcmd.framing import NEED_DATA, LengthPrefixFramer, encode_frame
 from rcmd.messages import AuthOk, Error, Exit, Hello, Run, Stdout, decode_message, encode_message
@@ -194,8 +194,8 @@ def test_connect_reads_rcmd_secret_as_the_cli_does(auth_server, server, naive_se
         assert client.run("echo via-env").stdout == b"via-env\n"
     with pytest.raises(AuthenticationError, match="does not ask for authentication"):
         connect(*server.address)  # a secret in hand refuses a server that does not ask for it
-    with pytest.raises(AuthenticationError, match="naive server"):
-        connect(*naive_server.address, framing="auto", auto_wait=0.2)  # nor one that cannot
+    with pytest.raises(ProtocolMismatch, match="sent no HELLO"):  # nor one that cannot: "auto"
+        connect(*naive_server.address, framing="auto", connect_timeout=0.5)  # never guesses naive
     with connect(*naive_server.address, framing="naive") as naive:  # chosen explicitly: no handshake
         assert naive.run("echo x").stdout_text.strip() == "x"
     with pytest.raises(ValueError, match="naive framing has no handshake"):

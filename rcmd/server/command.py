@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -185,7 +186,10 @@ class OutputForwarder:
         # default, 64 KiB, is under one chunk: reading would stop and start every chunk).
         self.transport.set_write_buffer_limits(high=4 * OUTPUT_CHUNK_SIZE, low=OUTPUT_CHUNK_SIZE)
         self.done: asyncio.Future[None] = self.loop.create_future()
-        self._open = {process.stdout: Stdout, process.stderr: Stderr}
+        # A command on a pty has one output, the terminal (stderr is -1).
+        self._open = {
+            fd: kind for fd, kind in ((process.stdout, Stdout), (process.stderr, Stderr)) if fd >= 0
+        }
         self._resume: asyncio.Task[None] | None = None
         self._start_reading()
 
@@ -204,6 +208,10 @@ class OutputForwarder:
                 data = os.read(fd, OUTPUT_CHUNK_SIZE)
             except BlockingIOError:
                 return
+            except OSError as exc:
+                if exc.errno != errno.EIO:
+                    raise
+                data = b""  # a pty's master once the program's side is all closed: its EOF
             if not data:
                 self.loop.remove_reader(fd)
                 del self._open[fd]

@@ -24,7 +24,7 @@ from ..auth import (
     server_proof,
     throttle_key,
 )
-from ..errors import LocalProtocolError, RemoteProtocolError
+from ..errors import FrameTooLarge, LocalProtocolError, RemoteProtocolError
 from ..framing import NEED_DATA, Status
 from ..messages import (
     REFUSED,
@@ -34,13 +34,16 @@ from ..messages import (
     Exit,
     Hello,
     Message,
+    Ping,
+    Pong,
     Run,
     Stderr,
     Stdin,
     StdinEnd,
     Stdout,
+    WindowChange,
 )
-from ..process import spawn
+from ..process import Child, spawn
 from ..protocol import Connection, Phase, Role
 from .cd import parse_cd, resolve_cd
 from .command import (
@@ -53,6 +56,7 @@ from .command import (
     OutputForwarder,
     RunningCommand,
 )
+from .pty import PtyChild, spawn_pty
 
 if TYPE_CHECKING:
     from .listener import Server
@@ -61,6 +65,8 @@ log = logging.getLogger("rcmd.server")
 
 #: How much one read from a client takes.
 READ_SIZE = 256 * 1024
+#: What this server speaks beyond version 1's messages, announced in its HELLO.
+EXTENSIONS = ("pty", "ping")
 
 
 class Stage(enum.Enum):
@@ -159,6 +165,8 @@ class PrefixedSession:
                 cwd=self.cwd,
                 auth=SCHEME if self._nonce is not None else None,
                 nonce=self._nonce.hex() if self._nonce is not None else None,
+                extensions=EXTENSIONS,
+                idle_timeout=self.config.idle_timeout,
             )
         )
         self._arm_timer(self.config.handshake_timeout, "no handshake within {:g}s")
@@ -166,6 +174,11 @@ class PrefixedSession:
             await self._read_loop()
         except RemoteProtocolError as exc:
             reason = str(exc)
+            if isinstance(exc, FrameTooLarge):  # from our client: no naive server is involved
+                reason = (
+                    f"frame of {exc.size} bytes exceeds the maximum of {exc.max_frame_size} bytes "
+                    "(a command line this long is refused: send large data as its stdin)"
+                )
             if self._first_bytes.startswith(b"\x16\x03"):
                 reason = "this server does not use TLS (it got a TLS handshake): connect without --tls"
             log.warning("%s: protocol error: %s", self.peer, reason)
@@ -229,6 +242,13 @@ class PrefixedSession:
                 self.command_task = asyncio.create_task(self._supervise(event, command))
         elif isinstance(event, (Stdin, StdinEnd)):
             await self._write_stdin(event)
+        elif isinstance(event, Ping):
+            log.debug("%s: ping", self.peer)
+            await self.send(Pong())
+        elif isinstance(event, WindowChange):
+            process = self.command.process if self.command is not None else None
+            if isinstance(process, PtyChild):  # a command without a terminal has no size
+                process.resize(event.rows, event.cols)
         elif isinstance(event, Cancel) and self.command is not None:
             log.info("%s: cancel", self.peer)
             self.command.cancelled = True
@@ -367,10 +387,26 @@ class PrefixedSession:
         if not await self._acquire_slot(slots):  # at most --max-commands at once, server-wide
             return None
         try:
-            process = spawn(run.command, shell=self.config.shell, cwd=cwd, env=env, stdin=run.stdin)
+            if run.pty is not None:
+                process: Child = spawn_pty(
+                    run.command,
+                    shell=self.config.shell,
+                    cwd=cwd,
+                    env=env,
+                    term=run.pty.term,
+                    rows=run.pty.rows,
+                    cols=run.pty.cols,
+                    stdin=run.stdin,
+                )
+            else:
+                process = spawn(run.command, shell=self.config.shell, cwd=cwd, env=env, stdin=run.stdin)
         except OSError as exc:
             slots.release()
-            reason = f"rcmd: cannot run command in {cwd}: {exc.strerror or exc}\n"
+            if isinstance(exc, (FileNotFoundError, PermissionError)) and exc.filename == self.config.shell:
+                # the shell itself is missing, not the directory
+                reason = f"rcmd: cannot run the shell {self.config.shell}: {exc.strerror or exc}\n"
+            else:
+                reason = f"rcmd: cannot run command in {cwd}: {exc.strerror or exc}\n"
             await self.send(Stderr(reason.encode(self.config.encoding, "replace")))
             await self.send(Exit(CANNOT_RUN, cwd=self.cwd))
             return None
