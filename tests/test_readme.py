@@ -34,6 +34,7 @@ SKIPPED = {
     "make lint": "CI runs it before the tests (.ci/run), and it downloads the lint tools",
     "rcmd": "the interactive prompt: tests/test_prompt.py drives it in a pty",
     "rcmd host:9001": "the interactive prompt: tests/test_prompt.py drives it in a pty",
+    "rcmd -t -c 'tty'": "needs a terminal: tests/test_terminal.py runs -t in a real pty",
     "rcmd-server --host 0.0.0.0 --secret-file ~/.rcmd-secret": (
         "listens beyond loopback: the same server is started on 127.0.0.1 for the lines after it"
     ),
@@ -48,6 +49,7 @@ SKIPPED = {
 EXPECTED_STATUS = {
     "rcmd :9001 -c 'sleep 60' --timeout 1": ExitStatus.TIMED_OUT,
     "rcmd --framing naive -c 'seq 1 3000'": ExitStatus.STATUS_UNKNOWN,  # naive: no exit status
+    "printf 'for i in 1 2; do echo $i; done\\nexit 3\\n' | rcmd": 3,  # the script's own status
 }
 #: The README's addresses, and what the tests put in their place.
 TARGETS = re.compile(r"(?<![\w.-])(?:host:9001|:9001|server\.example:9000)(?![\w.])")
