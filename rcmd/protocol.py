@@ -83,6 +83,10 @@ _MAY_ARRIVE_LATE = {MessageType.STDIN, MessageType.STDIN_END, MessageType.CANCEL
 #: Keepalives: valid whenever a command may run or runs (idle or running), phase unchanged.
 KEEPALIVES: dict[MessageType, Role] = {MessageType.PING: _C, MessageType.PONG: _S}
 
+#: The extension (PROTOCOL.md §3) a client message needs the server to have listed in its
+#: HELLO; RUN's ``pty`` field needs "pty" too. A client never sends them to a server without it.
+EXTENSION_OF: dict[MessageType, str] = {MessageType.WINDOW_CHANGE: "pty", MessageType.PING: "ping"}
+
 
 class Connection:
     """One end of an rcmd conversation.
@@ -219,6 +223,7 @@ class Connection:
         elif KEEPALIVES.get(kind) is self.our_role:
             if self.phase not in (_IDLE, _RUNNING):
                 raise LocalProtocolError(f"cannot send {kind.name} while {self.phase.value}")
+            self._require_extension(message)
         else:
             rule = TRANSITIONS.get((self.our_role, kind))
             if rule is None:
@@ -228,9 +233,24 @@ class Connection:
             current = _IDLE if self.phase is Phase.HANDSHAKE and kind is MessageType.RUN else self.phase
             if current is not before:
                 raise LocalProtocolError(f"cannot send {kind.name} while {self.phase.value}")
+            self._require_extension(message)
             self._check_stdin(kind, message, LocalProtocolError)
             self._set_phase(after)
         return b"".join((frame_header(1 + len(body)), type_byte, body))  # the body copied once
+
+    def _require_extension(self, message: Message) -> None:
+        """A client sends an extension's message or field only to a server that listed the
+        extension in its HELLO (PROTOCOL.md §3); LocalProtocolError otherwise."""
+        if self.our_role is not _C:
+            return
+        needed = EXTENSION_OF.get(message.TYPE)
+        if needed is None and isinstance(message, Run) and message.pty is not None:
+            needed = "pty"
+        offered = self.their_hello.extensions if self.their_hello is not None else None
+        if needed is not None and needed not in (offered or ()):
+            raise LocalProtocolError(
+                f"cannot send {message.TYPE.name}: the server did not list the {needed!r} extension in its HELLO"
+            )
 
     def _check_stdin(self, kind: MessageType, message: Message, error: type[Exception]) -> None:
         if kind is MessageType.RUN:

@@ -17,10 +17,13 @@ def events(conn):
     return out
 
 
-def handshake():
+SERVER_HELLO = Hello(encoding="utf-8", cwd="/", extensions=("pty", "ping"))  # as rcmd-server's
+
+
+def handshake(server_hello: Hello = SERVER_HELLO):
     client, server = Connection(Role.CLIENT), Connection(Role.SERVER)
-    client.receive_data(server.send(Hello(encoding="utf-8", cwd="/")))
-    assert events(client) == [Hello(encoding="utf-8", cwd="/")]
+    client.receive_data(server.send(server_hello))
+    assert events(client) == [server_hello]
     server.receive_data(client.send(Hello()))
     assert events(server) == [Hello()]
     return client, server
@@ -161,7 +164,7 @@ from rcmd.protocol import HANDSHAKE_MAX_FRAME_SIZE  # noqa: E402
 
 def auth_handshake():
     client, server = Connection(Role.CLIENT), Connection(Role.SERVER)
-    client.receive_data(server.send(Hello(auth="hmac-sha256", nonce="11" * 32)))
+    client.receive_data(server.send(Hello(auth="hmac-sha256", nonce="11" * 32, extensions=("pty", "ping"))))
     assert events(client)[0].auth == "hmac-sha256"
     assert client.phase is Phase.HANDSHAKE  # its own HELLO (with the proof) is still to go
     server.receive_data(client.send(Hello(nonce="22" * 32, mac="33" * 32)))
@@ -547,3 +550,36 @@ def test_no_ping_before_the_handshake_is_done():
     client.send(Hello())
     with pytest.raises(LocalProtocolError, match="PING while handshake"):
         client.send(Ping())
+
+
+@pytest.mark.parametrize(
+    ("offered", "message", "needed"),
+    [
+        (None, WindowChange(24, 80), "pty"),
+        (("ping",), WindowChange(24, 80), "pty"),
+        (None, Ping(), "ping"),
+        (("pty",), Ping(), "ping"),
+    ],
+)
+def test_a_client_sends_no_extension_the_server_did_not_list(offered, message, needed):
+    """PROTOCOL.md §3: a client MUST NOT send an extension's message, or ask for its field, to a
+    server that does not list it; the mistake is ours, so the connection stays as it was."""
+    client, _server = handshake(Hello(encoding="utf-8", cwd="/", extensions=offered))
+    if isinstance(message, WindowChange):
+        client.send(Run("cat"))
+    phase = client.phase
+    reason = raised(LocalProtocolError, lambda: client.send(message))
+    assert (
+        reason
+        == f"cannot send {message.TYPE.name}: the server did not list the {needed!r} extension in its HELLO"
+    )
+    assert client.phase is phase
+
+
+def test_a_client_asks_for_no_pty_from_a_server_without_the_extension():
+    client, _server = handshake(Hello(encoding="utf-8", cwd="/"))
+    run = Run("vi", pty=PtyRequest("xterm", 24, 80))
+    reason = raised(LocalProtocolError, lambda: client.send(run))
+    assert reason == "cannot send RUN: the server did not list the 'pty' extension in its HELLO"
+    assert client.phase is Phase.IDLE
+    assert client.send(Run("true"))  # the same command without a terminal goes
