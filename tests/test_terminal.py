@@ -252,10 +252,11 @@ def test_the_prompt_says_so_when_it_cannot_reconnect(server_factory, terminal_en
 def test_keepalives_hold_an_idle_prompt_open_past_the_servers_idle_timeout(server_factory, terminal_env):
     from test_prompt import expect_prompt, leave_with_ctrl_d, prompt_pattern
 
-    server = server_factory("--idle-timeout", "1")
+    server = server_factory("--idle-timeout", "4")
     child = spawn(server, terminal_env, "-T")
     expect_prompt(child)
-    # Pings every third of the idle timeout: 5 of them span more than the timeout.
+    # Pings every third of the idle timeout (4 s; more than a second of margin on a loaded machine):
+    # 5 of them span more than the timeout.
     server.wait_for_log(r"(?s)(: ping.*){5}")
     child.sendline("echo still-here")
     child.expect("still-here\r\n")
