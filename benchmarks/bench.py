@@ -150,7 +150,7 @@ class SshServer:
             f"ListenAddress 127.0.0.1\nPort {self.port}\nHostKey {d / 'host'}\n"
             f"AuthorizedKeysFile {d / 'authorized_keys'}\nPidFile {d / 'sshd.pid'}\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-            "PermitRootLogin prohibit-password\nLogLevel ERROR\n"
+            "PermitRootLogin prohibit-password\nLogLevel ERROR\nSubsystem sftp internal-sftp\n"
         )
         self.proc = subprocess.Popen(
             [sshd, "-D", "-e", "-f", str(d / "sshd_config")],
