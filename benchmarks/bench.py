@@ -150,7 +150,7 @@ class SshServer:
             f"ListenAddress 127.0.0.1\nPort {self.port}\nHostKey {d / 'host'}\n"
             f"AuthorizedKeysFile {d / 'authorized_keys'}\nPidFile {d / 'sshd.pid'}\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-            "PermitRootLogin prohibit-password\nLogLevel ERROR\n"
+            "PermitRootLogin prohibit-password\nLogLevel ERROR\nSubsystem sftp internal-sftp\n"
         )
         self.proc = subprocess.Popen(
             [sshd, "-D", "-e", "-f", str(d / "sshd_config")],
@@ -367,6 +367,95 @@ def bench_bulk(mib: int, tutorial_mib: int, rounds: int) -> list[tuple]:
 
 
 # ----------------------------------------------------------------------------- memory
+
+
+def _ssh_copy_argv(ssh: SshServer, program: str) -> list[str]:
+    """scp's or sftp's options for the private sshd: ssh's, with -P for the port."""
+    options = ssh.argv[1:-1]
+    options.remove("-T")
+    port = options.index("-p")
+    options[port] = "-P"
+    return [program, *options, "-q"] if program == "scp" else [program, *options]
+
+
+def bench_transfers(mib: int, rounds: int) -> list[tuple]:
+    """put() and get() of one file against streaming the same bytes through `cat` into a
+    file (the goal: >= 0.9x; put and get also hash both ends and fsync), and scp and sftp
+    where an sshd can be started, against the `cat` download. (name, MiB, seconds, x ref)."""
+    rows: list[tuple] = []
+    with tempfile.TemporaryDirectory(prefix="rcmd-bench-files-") as folder:
+        source = Path(folder) / "source"
+        block = os.urandom(MiB)
+        with open(source, "wb") as f:
+            for _ in range(mib):
+                f.write(block)
+        size = mib * MiB
+        with rcmd_server("--cwd", folder) as server:
+            address = ("127.0.0.1", server.port)
+
+            def put() -> int:
+                with rcmd.connect(*address) as client:
+                    return client.put(source, "uploaded", resume=False).size
+
+            def get() -> int:
+                with rcmd.connect(*address) as client:
+                    return client.get(str(source), Path(folder) / "downloaded", resume=False).size
+
+            def cat_up() -> int:
+                """The same bytes as stdin of `cat > FILE`, as fast as the server takes them."""
+                with (
+                    rcmd.connect(*address) as client,
+                    open(source, "rb") as f,
+                    client.stream(f"cat > {folder}/catted", stdin=True) as stream,
+                ):
+                    while data := f.read(256 * 1024):
+                        stream.write_stdin(data)
+                        while len(client._outbox) > 4 * 256 * 1024:
+                            client._wait_for_io(None)
+                    stream.close_stdin()
+                    stream.wait()
+                return os.path.getsize(Path(folder) / "catted")
+
+            def cat_down() -> int:
+                """`cat FILE`, its output written to a local file."""
+                with rcmd.connect(*address) as client, open(Path(folder) / "catted-down", "wb") as f:
+                    for event in client.stream(f"cat {source}"):
+                        if isinstance(event, rcmd.Stdout):
+                            f.write(event.data)
+                return os.path.getsize(Path(folder) / "catted-down")
+
+            up = median_time(cat_up, rounds, size)
+            down = median_time(cat_down, rounds, size)
+            measured = [
+                ("stdin to `cat > FILE` (reference)", up, up),
+                ("rcmd API: put()", median_time(put, rounds, size), up),
+                ("`cat FILE` to a file (reference)", down, down),
+                ("rcmd API: get()", median_time(get, rounds, size), down),
+            ]
+            rows += [(name, mib, seconds, reference / seconds) for name, seconds, reference in measured]
+            cat = down
+        ssh = ssh_server()
+        if isinstance(ssh, str):
+            rows.append(("scp / sftp", mib, None, f"skipped: {ssh}"))
+            return rows
+        with ssh:
+            target = f"{getpass.getuser()}@127.0.0.1"
+            scp = _ssh_copy_argv(ssh, "scp")
+            sftp = _ssh_copy_argv(ssh, "sftp")
+            cases = {
+                "scp get": [*scp, f"{target}:{source}", str(Path(folder) / "scp-down")],
+                "scp put": [*scp, str(source), f"{target}:{Path(folder) / 'scp-up'}"],
+                "sftp get": [*sftp, "-b", "-", target],
+            }
+            for name, argv in cases.items():
+                batch = f"get {source} {Path(folder) / 'sftp-down'}\n" if name.startswith("sftp") else None
+
+                def copy(argv: list[str] = argv, batch: str | None = batch) -> None:
+                    subprocess.run(argv, input=batch, text=True, stdout=subprocess.DEVNULL, check=True)
+
+                seconds = median_time(copy, rounds)
+                rows.append((f"{name} ({ssh.cipher})", mib, seconds, cat / seconds))
+    return rows
 
 
 def bench_memory(stream_mib: int, idle: int) -> list[tuple]:
@@ -631,6 +720,14 @@ def main() -> None:
     print(f"\nBulk output (`head -c N /dev/zero`), median of {rounds}")
     print(f"{'path':38} {'MiB':>6} {'seconds':>8} {'MB/s':>7} {'x limit':>8}")
     for name, mib, seconds, ratio in bench_bulk(256 if q else 1024, 4 if q else 8, rounds):
+        if seconds is None:
+            print(f"{name:38} {ratio}")
+        else:
+            print(f"{name:38} {mib:6} {seconds:8.3f} {mib * MiB / seconds / 1e6:7.0f} {ratio:8.2f}")
+
+    print(f"\nFile transfers (one file, new connection each), median of {rounds}")
+    print(f"{'path':38} {'MiB':>6} {'seconds':>8} {'MB/s':>7} {'x ref':>8}")
+    for name, mib, seconds, ratio in bench_transfers(256 if q else 1024, rounds):
         if seconds is None:
             print(f"{name:38} {ratio}")
         else:

@@ -48,6 +48,10 @@ _EXPORTS = {
     "ConnectionClosed": "errors",
     "ServerError": "errors",
     "CommandError": "errors",
+    "RemoteFileError": "errors",
+    "TransferError": "errors",
+    "TransferResult": "files",
+    "RemoteEntry": "files",
 }
 
 __all__ = [
@@ -69,6 +73,8 @@ __all__ = [
     "ProtocolError",
     "ProtocolMismatch",
     "RcmdError",
+    "RemoteEntry",
+    "RemoteFileError",
     "RemoteProtocolError",
     "Server",
     "ServerConfig",
@@ -78,6 +84,8 @@ __all__ = [
     "StreamDecoder",
     "TimeoutExpired",
     "TlsError",
+    "TransferError",
+    "TransferResult",
     "__version__",
     "connect",
     "decode_message",
@@ -99,10 +107,13 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
         ProtocolError,
         ProtocolMismatch,
         RcmdError,
+        RemoteFileError,
         RemoteProtocolError,
         ServerError,
         TlsError,
+        TransferError,
     )
+    from .files import RemoteEntry, TransferResult
     from .framing import NEED_DATA, LengthPrefixFramer, NaiveFramer, encode_frame
     from .messages import Exit, Stderr, Stdout, decode_message, encode_message
     from .naive import NaiveClient

@@ -13,7 +13,7 @@ import os
 import shlex
 import socket
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -158,6 +158,12 @@ def rcmd_main(
     secret_file: str | None = typer.Option(
         None, help="File holding the shared secret, for a server that requires it (else $RCMD_SECRET)."
     ),
+    user: str | None = typer.Option(
+        None, "--user", "-u", help="Log in as this user (a server with --users)."
+    ),
+    password_file: str | None = typer.Option(
+        None, help="File holding the user's password (mode 600); else it is asked for."
+    ),
     tls: bool = typer.Option(False, "--tls", help="Use TLS, trusting the system's certificate authorities."),
     tls_ca: str | None = typer.Option(None, help="Use TLS, trusting the CA certificates in this file."),
     trace: bool = typer.Option(
@@ -198,8 +204,9 @@ def rcmd_main(
         raise typer.BadParameter("-t asks for a pseudo-terminal, -T refuses one: give one", param_hint="-t")
     try:
         # As connect() does: the file, else $RCMD_SECRET; naive framing ignores $RCMD_SECRET.
-        secret = None if framing is Framing.NAIVE else load_secret(secret_file)
-    except SecretError as exc:
+        secret = None if framing is Framing.NAIVE or user is not None else load_secret(secret_file)
+        password = _password(user, password_file)
+    except (SecretError, ValueError) as exc:
         raise _fail(ExitStatus.USAGE, str(exc)) from None
     try:
         with connect(
@@ -212,6 +219,8 @@ def rcmd_main(
             tls=tls,
             tls_ca=tls_ca,
             trace=printer(sys.stderr, dim=wants_color(sys.stderr)) if trace else None,
+            user=user,
+            password=password,
         ) as client:
             if client.framing == "naive":
                 typer.echo(
@@ -241,6 +250,8 @@ def rcmd_main(
                         secret=secret,
                         tls=tls,
                         tls_ca=tls_ca,
+                        user=user,
+                        password=password,
                     )
                     assert isinstance(again, Client)
                     return again
@@ -318,6 +329,9 @@ def server_main(
     secret_file: str | None = typer.Option(
         None, help="File holding the shared secret clients must prove they know (else $RCMD_SECRET)."
     ),
+    users: str | None = typer.Option(
+        None, "--users", help="Users file (TOML, see rcmd-server adduser): log in by name and password."
+    ),
     insecure_no_auth: bool = typer.Option(
         False, "--insecure-no-auth", help="Allow listening beyond loopback with no authentication. Dangerous."
     ),
@@ -380,8 +394,9 @@ def server_main(
         stream=sys.stderr,
     )
     try:
-        secret = load_secret(secret_file)
-    except SecretError as exc:
+        secret = load_secret(secret_file) if users is None or secret_file is not None else None
+        accounts = _load_users(users) if users is not None else None
+    except (SecretError, ValueError) as exc:
         typer.echo(f"rcmd-server: {exc}", err=True)
         raise typer.Exit(ExitStatus.USAGE) from None
     try:
@@ -403,6 +418,7 @@ def server_main(
             tls_cert=tls_cert,
             tls_key=tls_key,
             cwd=cwd,
+            users=accounts,
         )
     except (InsecureBindError, ValueError) as exc:
         typer.echo(f"rcmd-server: {exc}", err=True)
@@ -418,6 +434,8 @@ def server_main(
 
     def ready(bound_host: str, bound_port: int) -> None:
         auth = ("hmac-sha256 auth" if config.secret else "no auth") + (", TLS" if config.tls else "")
+        if config.users is not None:
+            auth = f"scram-sha-256 auth, {len(config.users)} users" + (", TLS" if config.tls else "")
         print(
             f"rcmd-server {__version__} listening on {host_port(bound_host, bound_port)} "
             f"(framing {config.framing.value}, encoding {config.encoding}, {auth})",
@@ -431,13 +449,51 @@ def server_main(
         raise typer.Exit(1) from None
 
 
+def _password(user: str | None, password_file: str | None) -> str | None:
+    """The password for *user*: from *password_file* (which others must not read), else
+    asked for without echo. Raises rcmd.scram.PasswordError (a ValueError)."""
+    if user is None:
+        return None
+    if password_file is not None:
+        from .scram import load_password
+
+        return load_password(password_file)
+    import getpass
+
+    return getpass.getpass(f"password for {user}: ")
+
+
+def _load_users(path: str) -> dict[str, Any]:
+    """The accounts in *path*, which must exist and not be readable by others."""
+    import os
+    import stat
+
+    from .server.accounts import load_users
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise ValueError(f"cannot read the users file {path}: {exc.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ValueError(f"the users file {path} is readable by others: chmod 600 {path}")
+    return dict(load_users(path))
+
+
 def client_entry() -> None:
     if sys.argv[1:2] == ["demo"]:  # `rcmd demo`: a host called "demo" is still `demo:9000`
         from .demo import main
 
         raise SystemExit(main(sys.argv[2:]))
+    if sys.argv[1:2] in (["put"], ["get"], ["df"]):  # file transfers: rcmd/files_cli.py
+        from .files_cli import main as files_main
+
+        files_main(sys.argv[1:])
     client_app()
 
 
 def server_entry() -> None:
+    if sys.argv[1:2] in (["adduser"], ["passwd"]):  # the users file: rcmd/accounts_cli.py
+        from .accounts_cli import main as accounts_main
+
+        accounts_main(sys.argv[1:])
     server_app()

@@ -15,7 +15,7 @@ import shlex
 import socket
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, Literal, TypeAlias, overload
 
 from . import __version__
@@ -41,7 +41,9 @@ from .errors import (
 )
 from .framing import CLOSED, DEFAULT_MAX_FRAME_SIZE, NEED_DATA
 from .messages import (
+    AuthChallenge,
     AuthOk,
+    AuthProof,
     Cancel,
     Error,
     Exit,
@@ -59,6 +61,7 @@ from .messages import (
 )
 from .protocol import Connection, Phase, Role
 from .result import CompletedCommand, TimeoutExpired
+from .scram import SCHEME as SCRAM
 
 __all__ = ["Client", "CommandStream", "CompletedCommand", "TimeoutExpired", "connect"]
 
@@ -66,6 +69,7 @@ if TYPE_CHECKING:  # for annotations only: ssl is imported when TLS is used (4 m
     import ssl
     from types import TracebackType
 
+    from .files import RemoteEntry, TransferResult
     from .naive import NaiveClient
     from .trace import FrameCounter, Tracer
 
@@ -143,8 +147,13 @@ class Client:
         hello_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
         secret: bytes | None = None,
         trace: Tracer | None = None,
+        user: str | None = None,
+        password: str | None = None,
     ) -> None:
         self.address = address
+        self.user = user
+        #: Logged in as a user who may only transfer files (no commands; paths inside the home).
+        self.transfer_only = False
         # --trace: each recv() and each frame it completed, as lines for *trace* (rcmd.trace).
         self._trace = trace
         self._frame_counter: FrameCounter | None = None
@@ -187,7 +196,10 @@ class Client:
             hello = self.server_hello = self._receive_hello(deadline, hello_timeout)
             self.encoding = resolve_encoding(encoding, hello.encoding)
             self.cwd = hello.cwd
-            self._handshake(hello, secret, deadline)
+            if user is not None or hello.auth == SCRAM:
+                self._scram_handshake(hello, user, password, deadline)
+            else:
+                self._handshake(hello, secret, deadline)
         except BaseException:
             self.close()
             raise
@@ -235,6 +247,56 @@ class Client:
             raise AuthenticationError(
                 f"the server at {where} could not prove it knows the secret: it may be an impostor"
             )
+
+    def _scram_handshake(
+        self, hello: Hello, user: str | None, password: str | None, deadline: float | None
+    ) -> None:
+        """Log in as *user* (docs/PROTOCOL.md 4c): our HELLO names the user, the server sends
+        the salt, we prove we know the password, the server proves it holds the verifier."""
+        from . import scram
+
+        where = self._where
+        if hello.auth != SCRAM:
+            raise AuthenticationError(
+                f"the server at {where} has no user accounts (it offers {hello.auth or 'no authentication'}): "
+                "connect without --user"
+            )
+        if user is None or password is None:
+            raise AuthenticationError(
+                f"the server at {where} requires a user name and password (--user NAME)"
+            )
+        server_nonce = decode_hex(hello.nonce, NONCE_SIZE)
+        if server_nonce is None:
+            raise AuthenticationError(f"the server at {where} sent a bad nonce")
+        client_nonce = new_nonce()
+        self._send(Hello(software=f"rcmd {__version__}", nonce=client_nonce.hex(), user=user))
+        try:
+            challenge = self._next_event(deadline)
+            assert isinstance(challenge, AuthChallenge)  # Connection lets nothing else come now
+            salt = bytes.fromhex(challenge.salt)
+            if challenge.iterations < scram.MIN_ITERATIONS:
+                raise AuthenticationError(
+                    f"the server at {where} asks for {challenge.iterations} PBKDF2 rounds, fewer than "
+                    f"{scram.MIN_ITERATIONS}: refusing (a cheap proof could be brute-forced)"
+                )
+            salted = scram.salted_password(password, salt, challenge.iterations)
+            message = scram.auth_message(user, server_nonce, client_nonce, salt, challenge.iterations)
+            self._send(AuthProof(scram.client_proof(salted, message).hex()))
+            reply = self._next_event(deadline)
+        except ServerError as exc:
+            raise AuthenticationError(f"the server at {where} refused us: {exc.reason}") from None
+        except TimeoutError:
+            raise AuthenticationError(f"the server at {where} did not answer in time") from None
+        assert isinstance(reply, AuthOk)
+        mac = decode_hex(reply.mac, PROOF_SIZE)
+        expected = scram.server_signature(scram.server_key(salted), message)
+        if mac is None or not proofs_match(expected, mac):
+            raise AuthenticationError(
+                f"the server at {where} could not prove it holds your verifier: it may be an impostor"
+            )
+        if reply.cwd is not None:
+            self.cwd = reply.cwd  # the user's home
+        self.transfer_only = bool(reply.transfer_only)
 
     def _receive_hello(self, deadline: float | None, timeout: float | None) -> Hello:
         """The server's HELLO; anything else means it does not speak rcmd (ProtocolMismatch)."""
@@ -457,6 +519,99 @@ class Client:
     def decoder(self) -> OutputDecoder:
         """Incremental decoders for one command's stdout and stderr, in the server's encoding."""
         return OutputDecoder(self.encoding)
+
+    # ------------------------------------------------------------- files (rcmd/files.py)
+
+    def put(
+        self,
+        local: str | os.PathLike[str],
+        remote: str,
+        *,
+        progress: Callable[[int, int | None], None] | None = None,
+        resume: bool = True,
+        preserve: bool = False,
+    ) -> TransferResult:
+        """Upload the file *local* to *remote* (relative to ``cwd``; ending in ``/``: into that
+        directory, under the same name). Returns a TransferResult (``size``, ``sha256``,
+        ``resumed_from``).
+
+        The server writes a partial file beside the target and renames it into place only
+        once the SHA-256 of the whole matches: the old file stays until then. An upload that
+        is cut off leaves its partial file; with *resume* the next put of the same name
+        checks it block by block and sends only from the first block that differs.
+        *progress(done, total)* is called as bytes go. *preserve* keeps mode and mtime.
+        Raises RemoteFileError (the server refused or failed: the connection goes on),
+        TransferError (the local file changed meanwhile), OSError for the local file.
+        On KeyboardInterrupt the connection is closed (the partial file stays).
+        """
+        from .files import put
+
+        return put(self, local, remote, progress=progress, resume=resume, preserve=preserve)
+
+    def get(
+        self,
+        remote: str,
+        local: str | os.PathLike[str],
+        *,
+        progress: Callable[[int, int | None], None] | None = None,
+        resume: bool = True,
+        preserve: bool = False,
+    ) -> TransferResult:
+        """Download *remote* to *local* (an existing directory: into it, under the same name),
+        through a partial file renamed into place once the SHA-256 matches; see :meth:`put`.
+        A failed local write (a full disk) closes the connection, the partial file kept."""
+        from .files import get
+
+        return get(self, remote, local, progress=progress, resume=resume, preserve=preserve)
+
+    def listdir(self, path: str = ".") -> list[RemoteEntry]:
+        """The entries of the remote directory *path*, sorted by name (at most 5000)."""
+        from .files import RemoteEntry, fs
+
+        return [RemoteEntry.from_json(item) for item in fs(self, "ls", path).entries or []]
+
+    def stat(self, path: str) -> RemoteEntry:
+        """What *path* is on the server (a symbolic link is followed, except in a jail)."""
+        from .files import RemoteEntry, fs
+
+        entries = fs(self, "stat", path).entries or [{"name": path}]
+        return RemoteEntry.from_json(entries[0])
+
+    def chdir(self, path: str) -> str:
+        """Change the connection's directory (as a sticky ``cd``); returns the new one."""
+        from .files import fs
+
+        return fs(self, "cd", path).cwd or ""
+
+    def getcwd(self) -> str:
+        """The connection's directory (for a transfer-only user, ``/`` is the home)."""
+        from .files import fs
+
+        return fs(self, "pwd").cwd or ""
+
+    def mkdir(self, path: str) -> None:
+        from .files import fs
+
+        fs(self, "mkdir", path)
+
+    def remove(self, path: str) -> None:
+        """Remove a file (not a directory)."""
+        from .files import fs
+
+        fs(self, "rm", path)
+
+    def rmdir(self, path: str) -> None:
+        """Remove an empty directory."""
+        from .files import fs
+
+        fs(self, "rmdir", path)
+
+    def disk_usage(self) -> tuple[int, int | None]:
+        """(bytes used, quota or None) of this user's home; RemoteFileError without accounts."""
+        from .files import fs
+
+        result = fs(self, "df")
+        return result.used or 0, result.quota
 
     def close(self) -> None:
         """Close the connection (a running command is killed by the server)."""
@@ -792,6 +947,8 @@ def connect(
     tls: bool | ssl.SSLContext = False,
     tls_ca: str | None = None,
     trace: Tracer | None = None,
+    user: str | None = None,
+    password: str | None = None,
 ) -> Client: ...
 
 
@@ -809,6 +966,8 @@ def connect(
     tls: bool | ssl.SSLContext = False,
     tls_ca: str | None = None,
     trace: Tracer | None = None,
+    user: str | None = None,
+    password: str | None = None,
 ) -> NaiveClient: ...
 
 
@@ -826,6 +985,8 @@ def connect(
     tls: bool | ssl.SSLContext = False,
     tls_ca: str | None = None,
     trace: Tracer | None = None,
+    user: str | None = None,
+    password: str | None = None,
 ) -> Client | NaiveClient: ...
 
 
@@ -842,6 +1003,8 @@ def connect(
     tls: bool | ssl.SSLContext = False,
     tls_ca: str | None = None,
     trace: Tracer | None = None,
+    user: str | None = None,
+    password: str | None = None,
 ) -> Client | NaiveClient:
     """Connect to an rcmd server and return a :class:`Client` (a context manager).
 
@@ -860,6 +1023,9 @@ def connect(
     *tls* (or *tls_ca*, a CA file to trust instead of the system's) wraps the connection
     in TLS, checking the server's certificate against *host*; *tls* may be an SSLContext.
 
+    *user* and *password* log in to a server with user accounts (``rcmd-server --users``):
+    SCRAM-SHA-256, where both ends prove themselves and the server keeps no password.
+
     *trace*, a function taking a line of text, is called for each ``recv()`` the client makes
     and each frame that recv() completed (``rcmd --trace`` prints them): see rcmd.trace.
 
@@ -875,7 +1041,9 @@ def connect(
         raise ValueError(f"framing must be 'prefixed', 'naive' or 'auto', not {framing!r}")
     if framing == "naive" and secret is not None:
         raise ValueError("naive framing has no handshake: a secret cannot be used with it")
-    if secret is None and framing != "naive":
+    if user is not None and (framing == "naive" or secret is not None):
+        raise ValueError("give a user and password, or a secret, not both; naive framing has neither")
+    if secret is None and framing != "naive" and user is None:
         secret = load_secret()  # $RCMD_SECRET, or None
     use_tls = bool(tls) or tls_ca is not None
     if use_tls and framing == "naive":
@@ -900,6 +1068,8 @@ def connect(
             hello_timeout=remaining,
             secret=secret,
             trace=trace,
+            user=user,
+            password=password,
         )
     except BaseException:
         sock.close()

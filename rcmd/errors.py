@@ -93,3 +93,24 @@ class LocalWriteError(RcmdError):
         self.errno = error.errno
         self.strerror = error.strerror or str(error)
         super().__init__(f"write error: {self.strerror}")
+
+
+class RemoteFileError(RcmdError):
+    """The server refused or failed a file request (FILE_ERROR): a missing file, a path
+    outside the user's home, a full quota, a checksum that did not match. The connection
+    goes on. ``kept`` is how many bytes of a partial upload the server keeps for a resume."""
+
+    def __init__(self, reason: str, kept: int = 0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kept = kept
+
+
+class TransferError(RcmdError):
+    """A transfer failed on this side: the local file changed while it was sent, or the
+    downloaded bytes did not match the server's SHA-256. ``kept`` bytes stay for a resume."""
+
+    def __init__(self, reason: str, kept: int = 0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kept = kept

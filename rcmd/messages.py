@@ -15,7 +15,7 @@ import enum
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -45,6 +45,21 @@ class MessageType(enum.IntEnum):
     STDERR = 0x11  # server -> client
     EXIT = 0x12  # server -> client
     PONG = 0x13  # server -> client, the answer to PING
+    # Files (rcmd.files, rcmd.server.files): 0x20-0x2F.
+    PUT = 0x20  # client -> server: upload a file
+    GET = 0x21  # client -> server: download a file
+    PUT_READY = 0x22  # server -> client: the upload may start; what is kept of an earlier one
+    PUT_FROM = 0x23  # client -> server: the upload's data starts at this offset
+    GET_READY = 0x24  # server -> client: the download's size, and the offset its data starts at
+    FILE_DATA = 0x25  # the sender of a transfer -> the receiver
+    FILE_END = 0x26  # the sender of a transfer -> the receiver: size and SHA-256 of the whole file
+    FILE_DONE = 0x27  # server -> client: the upload is verified and has its name
+    FILE_ERROR = 0x28  # server -> client: a file request failed; the connection goes on
+    FS = 0x29  # client -> server: ls, stat, cd, pwd, mkdir, rm, rmdir, df
+    FS_RESULT = 0x2A  # server -> client: the answer to FS
+    # Accounts (rcmd.scram, rcmd.server.accounts): 0x30-0x3F.
+    AUTH_CHALLENGE = 0x30  # server -> client: the user's salt and iteration count (SCRAM)
+    AUTH_PROOF = 0x31  # client -> server: the client's SCRAM proof
     ERROR = 0x7F  # both directions, last message before closing
 
 
@@ -80,6 +95,7 @@ class Hello(Message):
     mac: str | None = None
     extensions: tuple[str, ...] | None = None
     idle_timeout: float | None = None
+    user: str | None = None  # client only, with auth "scram-sha-256": who logs in
 
 
 #: PTY sizes are 16-bit in the kernel's struct winsize; a term type is a short name.
@@ -152,6 +168,8 @@ class AuthOk(Message):
 
     TYPE: ClassVar[MessageType] = MessageType.AUTH_OK
     mac: str
+    cwd: str | None = None  # after a login as a user (4c): the directory the user starts in
+    transfer_only: bool | None = None  # after a login (4c): true if the user may not run commands
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +238,149 @@ class Pong(Message):
     TYPE: ClassVar[MessageType] = MessageType.PONG
 
 
+# ------------------------------------------------------------------ files (0x20 to 0x2F)
+
+
+@dataclass(frozen=True, slots=True)
+class Put(Message):
+    """Upload a file to *path* (relative to the connection's directory).
+
+    *size* is the number of bytes that will follow, when known; *mode* (permission bits) and
+    *mtime* (seconds since the epoch) are applied to the file when given (``-p``). With
+    *resume*, a partial file kept from an earlier attempt is offered back in PUT_READY.
+    """
+
+    TYPE: ClassVar[MessageType] = MessageType.PUT
+    path: str
+    size: int | None = None
+    mode: int | None = None
+    mtime: float | None = None
+    resume: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Get(Message):
+    """Download the file at *path*. A client that kept *partial* bytes of an earlier attempt
+    sends their SHA-256 in *blocks* of *block_size* bytes each (the last may be shorter)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.GET
+    path: str
+    partial: int = 0
+    block_size: int | None = None
+    blocks: Sequence[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class PutReady(Message):
+    """The server takes the upload. It kept *partial* bytes of an earlier one; *blocks* are
+    their SHA-256, *block_size* bytes each (the last may be shorter)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.PUT_READY
+    partial: int = 0
+    block_size: int | None = None
+    blocks: Sequence[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class PutFrom(Message):
+    """The upload's FILE_DATA starts at *offset*: the kept bytes before it are good."""
+
+    TYPE: ClassVar[MessageType] = MessageType.PUT_FROM
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class GetReady(Message):
+    """The download: *size* bytes in all, FILE_DATA from *offset* on."""
+
+    TYPE: ClassVar[MessageType] = MessageType.GET_READY
+    size: int
+    offset: int = 0
+    mode: int | None = None
+    mtime: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FileData(Message):
+    TYPE: ClassVar[MessageType] = MessageType.FILE_DATA
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FileEnd(Message):
+    """The sender has sent everything: the whole file is *size* bytes with this *sha256*
+    (hex). *error* set: the sender gives up (its file changed while it was being read)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.FILE_END
+    size: int
+    sha256: str
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FileDone(Message):
+    """The upload was verified and renamed into place; *resumed_from* bytes were kept."""
+
+    TYPE: ClassVar[MessageType] = MessageType.FILE_DONE
+    size: int
+    sha256: str
+    resumed_from: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FileError(Message):
+    """A file request failed (the connection goes on); *kept* bytes stay for a resume."""
+
+    TYPE: ClassVar[MessageType] = MessageType.FILE_ERROR
+    reason: str
+    kept: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Fs(Message):
+    """A file operation: *op* is one of FS_OPS, on *path* where it takes one."""
+
+    TYPE: ClassVar[MessageType] = MessageType.FS
+    op: str
+    path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FsResult(Message):
+    """The answer to FS: the directory the connection is in (*cwd*), the *entries* of ``ls``
+    and ``stat`` (objects with name, type, size, mode, mtime), *used* and *quota* for ``df``."""
+
+    TYPE: ClassVar[MessageType] = MessageType.FS_RESULT
+    cwd: str | None = None
+    entries: Sequence[Mapping[str, Any]] | None = None
+    used: int | None = None
+    quota: int | None = None
+
+
+#: The operations an FS message may ask for.
+FS_OPS = ("pwd", "cd", "ls", "stat", "mkdir", "rm", "rmdir", "df")
+
+
+# --------------------------------------------------------------- accounts (0x30 to 0x3F)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthChallenge(Message):
+    """SCRAM: the salt (hex) and PBKDF2 iteration count of the user the client named."""
+
+    TYPE: ClassVar[MessageType] = MessageType.AUTH_CHALLENGE
+    salt: str
+    iterations: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuthProof(Message):
+    """SCRAM: the client's proof (hex), ClientKey XOR ClientSignature."""
+
+    TYPE: ClassVar[MessageType] = MessageType.AUTH_PROOF
+    proof: str
+
+
 AnyMessage = (
     Hello
     | Run
@@ -234,10 +395,23 @@ AnyMessage = (
     | WindowChange
     | Ping
     | Pong
+    | Put
+    | Get
+    | PutReady
+    | PutFrom
+    | GetReady
+    | FileData
+    | FileEnd
+    | FileDone
+    | FileError
+    | Fs
+    | FsResult
+    | AuthChallenge
+    | AuthProof
 )
 OutputChunk = Stdout | Stderr
 
-_DATA = (Stdin, Stdout, Stderr)
+_DATA = (Stdin, Stdout, Stderr, FileData)
 _EMPTY = (StdinEnd, Cancel, Ping, Pong)
 _BY_TYPE: dict[int, type[Message]] = {
     cls.TYPE: cls
@@ -255,6 +429,8 @@ _BY_TYPE: dict[int, type[Message]] = {
         WindowChange,
         Ping,
         Pong,
+        *(Put, Get, PutReady, PutFrom, GetReady, FileData, FileEnd, FileDone, FileError, Fs, FsResult),
+        *(AuthChallenge, AuthProof),
     )
 }
 
@@ -335,6 +511,58 @@ def _pty_problem(value: dict[str, Any]) -> str | None:
     return None
 
 
+#: File sizes and offsets are exact in an IEEE double (JSON numbers, for any peer) up to this.
+MAX_FILE_SIZE = 2**53 - 1
+#: PUT_READY and GET describe a kept partial file in at most this many block hashes: ~70 KiB
+#: of JSON, well under the 256 KiB frames every client accepts, whatever the file's size.
+MAX_BLOCKS = 1024
+_HEX64 = re.compile("[0-9a-fA-F]{64}")
+
+
+def _file_size(value: int) -> str | None:
+    return None if 0 <= value <= MAX_FILE_SIZE else "is out of range (0 to 2**53-1)"
+
+
+def _block_size(value: int) -> str | None:
+    return None if 0 < value <= MAX_FILE_SIZE else "is out of range (1 to 2**53-1)"
+
+
+def _mode(value: int) -> str | None:
+    return None if 0 <= value <= 0o7777 else "is out of range (permission bits, 0 to 0o7777)"
+
+
+def _finite(value: float) -> str | None:
+    return None if math.isfinite(value) else "is not a finite number"
+
+
+def _sha256(value: str) -> str | None:
+    return None if _HEX64.fullmatch(value) else "must be 64 hex digits (a SHA-256)"
+
+
+def _block_hashes(value: list[Any]) -> str | None:
+    if len(value) > MAX_BLOCKS:
+        return f"holds more than {MAX_BLOCKS} hashes"
+    ok = all(isinstance(item, str) and _HEX64.fullmatch(item) for item in value)
+    return None if ok else "must be a list of SHA-256s (64 hex digits each)"
+
+
+def _fs_op(value: str) -> str | None:
+    return None if value in FS_OPS else f"must be one of {', '.join(FS_OPS)}"
+
+
+def _entries(value: list[Any] | None) -> str | None:
+    ok = value is None or all(isinstance(item, dict) and isinstance(item.get("name"), str) for item in value)
+    return None if ok else "must be a list of objects, each with a string 'name'"
+
+
+def _hex(value: str) -> str | None:
+    return None if re.fullmatch("(?:[0-9a-fA-F]{2}){8,64}", value) else "must be 8 to 64 bytes in hex"
+
+
+def _iterations(value: int) -> str | None:
+    return None if 1 <= value < 2**31 else "is out of range (1 to 2**31-1)"
+
+
 @dataclass(frozen=True, slots=True)
 class _Field:
     """One key of a JSON body: the JSON types it takes (``type(None)``: it may be null),
@@ -351,6 +579,9 @@ class _Field:
 _STR = (str,)
 _OPTIONAL_STR = (str, type(None))
 _NUMBER = (int, float, type(None))
+_SIZE = _Field((int,), required=True, check=_file_size)
+_BLOCKS = _Field((list, tuple), check=_block_hashes)
+_OPTIONAL_INT = (int, type(None))
 
 #: Every field of every JSON body, written once: decode_message() checks what it receives
 #: against it (RemoteProtocolError), encode_message() what it sends (TypeError, ValueError).
@@ -368,6 +599,7 @@ SCHEMA: dict[type[Message], dict[str, _Field]] = {
         "mac": _Field(_OPTIONAL_STR, check=_text),
         "extensions": _Field((list, tuple, type(None)), check=_string_list),
         "idle_timeout": _Field(_NUMBER, check=_seconds),
+        "user": _Field(_OPTIONAL_STR, check=_text),
     },
     Run: {
         "command": _Field(_STR, required=True),
@@ -384,12 +616,67 @@ SCHEMA: dict[type[Message], dict[str, _Field]] = {
         "cancelled": _Field((bool,)),
         "cwd": _Field(_OPTIONAL_STR, check=_text, display=True),
     },
-    AuthOk: {"mac": _Field(_STR, required=True, check=_text)},
+    AuthOk: {
+        "mac": _Field(_STR, required=True, check=_text),
+        "cwd": _Field(_OPTIONAL_STR, check=_text, display=True),
+        "transfer_only": _Field((bool, type(None))),
+    },
     Error: {"reason": _Field(_STR, required=True, check=_text, display=True)},
     WindowChange: {
         "rows": _Field((int,), required=True, check=_dimension),
         "cols": _Field((int,), required=True, check=_dimension),
     },
+    Put: {
+        "path": _Field(_STR, required=True, check=_text),
+        "size": _Field(_OPTIONAL_INT, check=_file_size),
+        "mode": _Field(_OPTIONAL_INT, check=_mode),
+        "mtime": _Field(_NUMBER, check=_finite),
+        "resume": _Field((bool,)),
+    },
+    Get: {
+        "path": _Field(_STR, required=True, check=_text),
+        "partial": _Field((int,), check=_file_size),
+        "block_size": _Field(_OPTIONAL_INT, check=_block_size),
+        "blocks": _BLOCKS,
+    },
+    PutReady: {
+        "partial": _Field((int,), check=_file_size),
+        "block_size": _Field(_OPTIONAL_INT, check=_block_size),
+        "blocks": _BLOCKS,
+    },
+    PutFrom: {"offset": _SIZE},
+    GetReady: {
+        "size": _SIZE,
+        "offset": _Field((int,), check=_file_size),
+        "mode": _Field(_OPTIONAL_INT, check=_mode),
+        "mtime": _Field(_NUMBER, check=_finite),
+    },
+    FileEnd: {
+        "size": _SIZE,
+        "sha256": _Field(_STR, required=True, check=_sha256),
+        "error": _Field(_OPTIONAL_STR, check=_text, display=True),
+    },
+    FileDone: {
+        "size": _SIZE,
+        "sha256": _Field(_STR, required=True, check=_sha256),
+        "resumed_from": _Field((int,), check=_file_size),
+    },
+    FileError: {
+        "reason": _Field(_STR, required=True, check=_text, display=True),
+        "kept": _Field((int,), check=_file_size),
+    },
+    Fs: {"op": _Field(_STR, required=True, check=_fs_op), "path": _Field(_OPTIONAL_STR, check=_text)},
+    FsResult: {
+        "cwd": _Field(_OPTIONAL_STR, check=_text, display=True),
+        "entries": _Field((list, tuple, type(None)), check=_entries),
+        "used": _Field(_OPTIONAL_INT, check=_file_size),
+        "quota": _Field(_OPTIONAL_INT, check=_file_size),
+    },
+    AuthChallenge: {
+        "salt": _Field(_STR, required=True, check=_hex),
+        "iterations": _Field((int,), required=True, check=_iterations),
+    },
+    AuthProof: {"proof": _Field(_STR, required=True, check=_sha256)},
 }
 
 

@@ -123,6 +123,9 @@ def _interactive(
         if command in ("exit", "quit"):
             break
         command = cd_home(command)
+        if (done := _file_command(client, command)) is not None:
+            status = done  # put, get, quota; ls, cd... for a transfer-only user (rcmd/files_prompt.py)
+            continue
         if keepalive is None or not isinstance(client, Client):
             status = run_one(client, command, timeout, sys.stdout, sys.stderr, color=color, show_status=True)
             continue
@@ -170,6 +173,13 @@ def cd_home(command: str) -> str:
     """*command* with a ``cd $HOME...`` written as ``cd ~...``; anything else unchanged."""
     match = _CD_HOME.fullmatch(command)
     return f"cd ~{match.group(2)}" if match else command
+
+
+def _file_command(client: Client | NaiveClient, command: str) -> int | None:
+    from .client import Client
+    from .files_prompt import file_command
+
+    return file_command(client, command, sys.stdout, sys.stderr) if isinstance(client, Client) else None
 
 
 def _command_history(path: str) -> FileHistory:

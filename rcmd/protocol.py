@@ -52,11 +52,12 @@ class Phase(enum.Enum):
     AUTHENTICATING = "authenticating"  # HELLOs exchanged, the server's AUTH_OK still to come
     IDLE = "idle"  # no command running; the client may send RUN
     RUNNING = "running"  # a command runs; output flows until its EXIT
+    FILES = "files"  # a PUT, GET or FS is being answered, until FILE_DONE, FILE_ERROR or FS_RESULT
     CLOSED = "closed"  # an ERROR went either way, or the protocol broke
 
 
 _C, _S = Role.CLIENT, Role.SERVER
-_IDLE, _RUNNING = Phase.IDLE, Phase.RUNNING
+_IDLE, _RUNNING, _FILES, _AUTH = Phase.IDLE, Phase.RUNNING, Phase.FILES, Phase.AUTHENTICATING
 
 #: Until the handshake is done, frames may be at most this large: a HELLO is a few hundred
 #: bytes, and an unauthenticated peer must not make us buffer more than that.
@@ -73,8 +74,40 @@ TRANSITIONS: dict[tuple[Role, MessageType], tuple[Phase, Phase]] = {
     (_S, MessageType.STDOUT): (_RUNNING, _RUNNING),
     (_S, MessageType.STDERR): (_RUNNING, _RUNNING),
     (_S, MessageType.EXIT): (_RUNNING, _IDLE),
-    (_S, MessageType.AUTH_OK): (Phase.AUTHENTICATING, _IDLE),
+    (_S, MessageType.AUTH_OK): (_AUTH, _IDLE),
+    # SCRAM (docs/PROTOCOL.md 4c): the server's challenge and the client's proof before AUTH_OK.
+    (_S, MessageType.AUTH_CHALLENGE): (_AUTH, _AUTH),
+    (_C, MessageType.AUTH_PROOF): (_AUTH, _AUTH),
+    # Files (docs/PROTOCOL.md 5b): one request at a time, like commands.
+    (_C, MessageType.PUT): (_IDLE, _FILES),
+    (_C, MessageType.GET): (_IDLE, _FILES),
+    (_C, MessageType.FS): (_IDLE, _FILES),
+    (_S, MessageType.PUT_READY): (_FILES, _FILES),
+    (_C, MessageType.PUT_FROM): (_FILES, _FILES),
+    (_S, MessageType.GET_READY): (_FILES, _FILES),
+    (_C, MessageType.FILE_DATA): (_FILES, _FILES),
+    (_S, MessageType.FILE_DATA): (_FILES, _FILES),
+    (_C, MessageType.FILE_END): (_FILES, _FILES),
+    (_S, MessageType.FILE_END): (_FILES, _IDLE),  # ends a GET
+    (_S, MessageType.FILE_DONE): (_FILES, _IDLE),
+    (_S, MessageType.FILE_ERROR): (_FILES, _IDLE),
+    (_S, MessageType.FS_RESULT): (_FILES, _IDLE),
 }
+
+#: Which file request each message of the FILES phase belongs to: data flows from the client
+#: in a PUT and from the server in a GET, never the other way.
+_FILE_REQUEST_OF: dict[tuple[Role, MessageType], MessageType] = {
+    (_S, MessageType.PUT_READY): MessageType.PUT,
+    (_C, MessageType.PUT_FROM): MessageType.PUT,
+    (_C, MessageType.FILE_DATA): MessageType.PUT,
+    (_C, MessageType.FILE_END): MessageType.PUT,
+    (_S, MessageType.FILE_DONE): MessageType.PUT,
+    (_S, MessageType.GET_READY): MessageType.GET,
+    (_S, MessageType.FILE_DATA): MessageType.GET,
+    (_S, MessageType.FILE_END): MessageType.GET,
+    (_S, MessageType.FS_RESULT): MessageType.FS,
+}
+_FILE_REQUESTS = {MessageType.PUT, MessageType.GET, MessageType.FS}
 
 #: Client messages that may cross the command's EXIT on the wire: the client sent them
 #: before it learnt the command had ended. A server drops them instead of failing.
@@ -82,10 +115,14 @@ _MAY_ARRIVE_LATE = {MessageType.STDIN, MessageType.STDIN_END, MessageType.CANCEL
 
 #: Keepalives: valid whenever a command may run or runs (idle or running), phase unchanged.
 KEEPALIVES: dict[MessageType, Role] = {MessageType.PING: _C, MessageType.PONG: _S}
+#: Likewise an upload's data and end, sent before the client learnt (FILE_ERROR) that the
+#: server had stopped taking it.
+_MAY_ARRIVE_LATE |= {MessageType.FILE_DATA, MessageType.FILE_END}
 
 #: The extension (PROTOCOL.md §3) a client message needs the server to have listed in its
 #: HELLO; RUN's ``pty`` field needs "pty" too. A client never sends them to a server without it.
 EXTENSION_OF: dict[MessageType, str] = {MessageType.WINDOW_CHANGE: "pty", MessageType.PING: "ping"}
+EXTENSION_OF |= {MessageType.PUT: "files", MessageType.GET: "files", MessageType.FS: "files"}
 
 
 class Connection:
@@ -110,6 +147,7 @@ class Connection:
         self._hello_sent = False
         self._error_sent = False
         self._stdin_open = False  # pragma: no mutate (the running command takes STDIN messages)
+        self._file_request: MessageType | None = None  # PUT, GET or FS while Phase.FILES
         self._failure: RemoteProtocolError | None = None
 
     @property
@@ -190,6 +228,7 @@ class Connection:
                 return False
             raise RemoteProtocolError(f"{kind.name} is not allowed while {self.phase.value}")
         self._check_stdin(kind, message, RemoteProtocolError)
+        self._check_file_request(self.their_role, kind, RemoteProtocolError)
         self._set_phase(after)
         return True
 
@@ -235,6 +274,7 @@ class Connection:
                 raise LocalProtocolError(f"cannot send {kind.name} while {self.phase.value}")
             self._require_extension(message)
             self._check_stdin(kind, message, LocalProtocolError)
+            self._check_file_request(self.our_role, kind, LocalProtocolError)
             self._set_phase(after)
         return b"".join((frame_header(1 + len(body)), type_byte, body))  # the body copied once
 
@@ -261,3 +301,12 @@ class Connection:
                 raise error(f"{kind.name} without an open stdin (RUN had stdin=false, or it ended)")
             if kind is MessageType.STDIN_END:
                 self._stdin_open = False
+
+    def _check_file_request(self, sender: Role, kind: MessageType, error: type[Exception]) -> None:
+        if kind in _FILE_REQUESTS:
+            self._file_request = kind
+            return
+        request = _FILE_REQUEST_OF.get((sender, kind))
+        if request is not None and request is not self._file_request:
+            assert self._file_request is not None
+            raise error(f"{kind.name} is not part of a {self._file_request.name}")

@@ -72,3 +72,18 @@ def test_concurrency_rows_are_well_formed():
         assert clients == 4, name
         assert min(rate, ceiling, p99) > 0, name
         assert cpu_ms >= 0, name
+
+
+def test_transfer_rows_move_every_byte():
+    rows = bench.bench_transfers(2, 1)  # 2 MiB; a path that lost bytes would raise
+    names = [row[0] for row in rows]
+    assert names[:4] == [
+        "stdin to `cat > FILE` (reference)",
+        "rcmd API: put()",
+        "`cat FILE` to a file (reference)",
+        "rcmd API: get()",
+    ]
+    for _name, mib, seconds, ratio in rows[:4]:
+        assert mib == 2
+        assert seconds > 0
+        assert ratio > 0

@@ -17,7 +17,7 @@ def events(conn):
     return out
 
 
-SERVER_HELLO = Hello(encoding="utf-8", cwd="/", extensions=("pty", "ping"))  # as rcmd-server's
+SERVER_HELLO = Hello(encoding="utf-8", cwd="/", extensions=("pty", "ping", "files"))  # as rcmd-server's
 
 
 def handshake(server_hello: Hello = SERVER_HELLO):
@@ -164,7 +164,9 @@ from rcmd.protocol import HANDSHAKE_MAX_FRAME_SIZE  # noqa: E402
 
 def auth_handshake():
     client, server = Connection(Role.CLIENT), Connection(Role.SERVER)
-    client.receive_data(server.send(Hello(auth="hmac-sha256", nonce="11" * 32, extensions=("pty", "ping"))))
+    client.receive_data(
+        server.send(Hello(auth="hmac-sha256", nonce="11" * 32, extensions=("pty", "ping", "files")))
+    )
     assert events(client)[0].auth == "hmac-sha256"
     assert client.phase is Phase.HANDSHAKE  # its own HELLO (with the proof) is still to go
     server.receive_data(client.send(Hello(nonce="22" * 32, mac="33" * 32)))
@@ -217,7 +219,27 @@ def test_auth_ok_only_from_a_server_that_asked():
 # ------------------------------------------------------- every transition, both directions
 
 from rcmd.errors import ProtocolError  # noqa: E402
-from rcmd.messages import Message, MessageType, Ping, Pong, PtyRequest, WindowChange  # noqa: E402
+from rcmd.messages import (  # noqa: E402  # noqa: E402
+    AuthChallenge,
+    AuthProof,
+    FileData,
+    FileDone,
+    FileEnd,
+    FileError,
+    Fs,
+    FsResult,
+    Get,
+    GetReady,
+    Message,
+    MessageType,
+    Ping,
+    Pong,
+    PtyRequest,
+    Put,
+    PutFrom,
+    PutReady,
+    WindowChange,
+)
 from rcmd.protocol import TRANSITIONS  # noqa: E402
 
 C, S = Role.CLIENT, Role.SERVER
@@ -233,6 +255,23 @@ EXPECTED_TRANSITIONS = {
     (S, MessageType.STDERR): (Phase.RUNNING, Phase.RUNNING),
     (S, MessageType.EXIT): (Phase.RUNNING, Phase.IDLE),
     (S, MessageType.AUTH_OK): (Phase.AUTHENTICATING, Phase.IDLE),
+    # SCRAM (PROTOCOL.md 4c)
+    (S, MessageType.AUTH_CHALLENGE): (Phase.AUTHENTICATING, Phase.AUTHENTICATING),
+    (C, MessageType.AUTH_PROOF): (Phase.AUTHENTICATING, Phase.AUTHENTICATING),
+    # files (PROTOCOL.md 5b)
+    (C, MessageType.PUT): (Phase.IDLE, Phase.FILES),
+    (C, MessageType.GET): (Phase.IDLE, Phase.FILES),
+    (C, MessageType.FS): (Phase.IDLE, Phase.FILES),
+    (S, MessageType.PUT_READY): (Phase.FILES, Phase.FILES),
+    (C, MessageType.PUT_FROM): (Phase.FILES, Phase.FILES),
+    (S, MessageType.GET_READY): (Phase.FILES, Phase.FILES),
+    (C, MessageType.FILE_DATA): (Phase.FILES, Phase.FILES),
+    (S, MessageType.FILE_DATA): (Phase.FILES, Phase.FILES),
+    (C, MessageType.FILE_END): (Phase.FILES, Phase.FILES),
+    (S, MessageType.FILE_END): (Phase.FILES, Phase.IDLE),
+    (S, MessageType.FILE_DONE): (Phase.FILES, Phase.IDLE),
+    (S, MessageType.FILE_ERROR): (Phase.FILES, Phase.IDLE),
+    (S, MessageType.FS_RESULT): (Phase.FILES, Phase.IDLE),
 }
 
 #: One message of each type that the transition table governs (HELLO and ERROR are apart).
@@ -246,8 +285,23 @@ SAMPLES: dict[MessageType, Message] = {
     MessageType.STDERR: Stderr(b"x"),
     MessageType.EXIT: Exit(0),
     MessageType.AUTH_OK: AuthOk("44" * 32),
+    MessageType.AUTH_CHALLENGE: AuthChallenge("00" * 16, 4096),
+    MessageType.AUTH_PROOF: AuthProof("55" * 32),
+    MessageType.PUT: Put("f", size=1),
+    MessageType.GET: Get("f"),
+    MessageType.FS: Fs("pwd"),
+    MessageType.PUT_READY: PutReady(),
+    MessageType.PUT_FROM: PutFrom(0),
+    MessageType.GET_READY: GetReady(1),
+    MessageType.FILE_DATA: FileData(b"x"),
+    MessageType.FILE_END: FileEnd(1, "66" * 32),
+    MessageType.FILE_DONE: FileDone(1, "66" * 32),
+    MessageType.FILE_ERROR: FileError("no"),
+    MessageType.FS_RESULT: FsResult(cwd="/"),
 }
+#: Client messages a server drops while idle: they crossed the EXIT (or FILE_ERROR) on the wire.
 LATE = {MessageType.STDIN, MessageType.STDIN_END, MessageType.CANCEL, MessageType.WINDOW_CHANGE}
+LATE |= {MessageType.FILE_DATA, MessageType.FILE_END}  # an upload's, crossing a FILE_ERROR
 PHASES_AFTER_HELLO = [Phase.AUTHENTICATING, Phase.IDLE, Phase.RUNNING]
 
 
@@ -559,6 +613,9 @@ def test_no_ping_before_the_handshake_is_done():
         (("ping",), WindowChange(24, 80), "pty"),
         (None, Ping(), "ping"),
         (("pty",), Ping(), "ping"),
+        (("pty", "ping"), Put("f"), "files"),
+        (None, Get("f"), "files"),
+        (("ping",), Fs("pwd"), "files"),
     ],
 )
 def test_a_client_sends_no_extension_the_server_did_not_list(offered, message, needed):
@@ -583,3 +640,47 @@ def test_a_client_asks_for_no_pty_from_a_server_without_the_extension():
     assert reason == "cannot send RUN: the server did not list the 'pty' extension in its HELLO"
     assert client.phase is Phase.IDLE
     assert client.send(Run("true"))  # the same command without a terminal goes
+
+
+@pytest.mark.parametrize(
+    ("request_", "sender", "message", "reason"),
+    [
+        (Get("f"), C, FileData(b"x"), "FILE_DATA is not part of a GET"),
+        (Get("f"), C, PutFrom(0), "PUT_FROM is not part of a GET"),
+        (Put("f"), S, FileData(b"x"), "FILE_DATA is not part of a PUT"),
+        (Put("f"), S, GetReady(1), "GET_READY is not part of a PUT"),
+        (Fs("ls"), S, FileDone(1, "66" * 32), "FILE_DONE is not part of a FS"),
+        (Put("f"), S, FsResult(), "FS_RESULT is not part of a PUT"),
+    ],
+)
+def test_file_messages_belong_to_their_request(request_, sender, message, reason):
+    """In the files phase, data flows one way per request, and answers match the request."""
+    client, server = handshake()
+    server.receive_data(client.send(request_))
+    assert events(server) == [request_]
+    receiver = server if sender is C else client
+    receiver.receive_data(encode_frame(encode_message(message)))
+    assert raised(RemoteProtocolError, receiver.next_event) == reason
+    own = client if sender is C else server
+    assert raised(LocalProtocolError, lambda: own.send(message)) == reason
+    assert own.phase is Phase.FILES  # our own mistake does not close the connection
+
+
+def test_a_whole_upload_and_download_move_the_phases():
+    client, server = handshake()
+    for message, sender in [
+        (Put("f", size=1), client),
+        (PutReady(), server),
+        (PutFrom(0), client),
+        (FileData(b"x"), client),
+        (FileEnd(1, "66" * 32), client),
+        (FileDone(1, "66" * 32), server),
+        (Get("f"), client),
+        (GetReady(1), server),
+        (FileData(b"x"), server),
+        (FileEnd(1, "66" * 32), server),
+    ]:
+        receiver = server if sender is client else client
+        receiver.receive_data(sender.send(message))
+        assert events(receiver) == [message]
+    assert client.phase is server.phase is Phase.IDLE

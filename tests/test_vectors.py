@@ -11,6 +11,7 @@ import pytest
 
 from rcmd.errors import RemoteProtocolError
 from rcmd.messages import (
+    _BY_TYPE,
     AuthOk,
     Cancel,
     Error,
@@ -31,6 +32,8 @@ VECTORS = Path(__file__).resolve().parent.parent / "docs" / "vectors"
 CLASSES: dict[str, type[Message]] = {
     cls.TYPE.name: cls for cls in (Hello, Run, Exit, AuthOk, Error, Stdin, Stdout, Stderr, StdinEnd, Cancel)
 }
+# Files and accounts (docs/PROTOCOL.md 4c, 5a): every type the decoder knows has a name here.
+CLASSES.update({cls.TYPE.name: cls for cls in _BY_TYPE.values()})
 
 
 def load(name: str) -> list[dict[str, Any]]:
@@ -44,6 +47,8 @@ def build(description: dict[str, Any]) -> Message:
         for key, value in description.items()
         if key != "type"
     }
+    if fields.get("extensions") is not None:
+        fields["extensions"] = tuple(fields["extensions"])  # HELLO keeps its list as a tuple
     return CLASSES[description["type"]](**fields)
 
 

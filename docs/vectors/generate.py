@@ -11,21 +11,36 @@ Everything here is fixed: nonces, secret, commands, output. Nothing is random.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from rcmd import scram
 from rcmd.auth import client_proof, server_proof
 from rcmd.errors import RemoteProtocolError
 from rcmd.framing import PREFIX
 from rcmd.messages import (
+    AuthChallenge,
     AuthOk,
+    AuthProof,
     Cancel,
     Error,
     Exit,
+    FileData,
+    FileDone,
+    FileEnd,
+    FileError,
+    Fs,
+    FsResult,
+    Get,
+    GetReady,
     Hello,
     Message,
+    Put,
+    PutFrom,
+    PutReady,
     Run,
     Stderr,
     Stdin,
@@ -40,6 +55,13 @@ SECRET = b"0123456789abcdef0123456789abcdef"
 SERVER_NONCE = bytes(range(32))
 CLIENT_NONCE = bytes(range(32, 64))
 SOFTWARE = "rcmd 0.1.0"
+# SCRAM (PROTOCOL.md 4c): user ann, password "pencil", salt 0x40..0x4f, 4096 rounds.
+SALT = bytes(range(0x40, 0x50))
+ROUNDS = 4096
+_SCRAM_MESSAGE = scram.auth_message("ann", SERVER_NONCE, CLIENT_NONCE, SALT, ROUNDS)
+_SALTED = scram.salted_password("pencil", SALT, ROUNDS)
+SCRAM_PROOF = scram.client_proof(_SALTED, _SCRAM_MESSAGE).hex()
+SCRAM_SIGNATURE = scram.server_signature(scram.server_key(_SALTED), _SCRAM_MESSAGE).hex()
 
 
 def describe(message: Message) -> dict[str, Any]:
@@ -100,6 +122,70 @@ def message_vectors() -> list[dict[str, Any]]:
         ("EXIT, killed by SIGKILL after a timeout", "S->C", Exit(-9, signal=9, timed_out=True, cwd="/srv")),
         ("EXIT, cancelled (SIGTERM)", "S->C", Exit(-15, signal=15, cancelled=True, cwd="/srv")),
         ("ERROR", "S->C", Error("authentication failed")),
+        (
+            "server HELLO asking for a user login",
+            "S->C",
+            Hello(
+                software=SOFTWARE,
+                encoding="utf-8",
+                cwd="/srv",
+                auth="scram-sha-256",
+                nonce=SERVER_NONCE.hex(),
+            ),
+        ),
+        (
+            "client HELLO naming its user",
+            "C->S",
+            Hello(software=SOFTWARE, nonce=CLIENT_NONCE.hex(), user="ann"),
+        ),
+        ("AUTH_CHALLENGE", "S->C", AuthChallenge(SALT.hex(), ROUNDS)),
+        ("AUTH_PROOF", "C->S", AuthProof(SCRAM_PROOF)),
+        (
+            "AUTH_OK after a login, with the user's directory",
+            "S->C",
+            AuthOk(SCRAM_SIGNATURE, cwd="/home/ann"),
+        ),
+        ("PUT, the least", "C->S", Put("notes.txt")),
+        (
+            "PUT with every field",
+            "C->S",
+            Put("bin/tool", size=5, mode=0o755, mtime=1700000000.5, resume=False),
+        ),
+        ("PUT_READY, nothing kept", "S->C", PutReady()),
+        ("PUT_READY, a partial file kept", "S->C", PutReady(3, block_size=1048576, blocks=[_sha(b"hel")])),
+        ("PUT_FROM", "C->S", PutFrom(3)),
+        ("FILE_DATA", "C->S", FileData(b"lo")),
+        ("FILE_END", "C->S", FileEnd(5, _sha(b"hello"))),
+        (
+            "FILE_END, the sender gives up",
+            "C->S",
+            FileEnd(4, _sha(b"hell"), error="tool changed while it was being sent"),
+        ),
+        ("FILE_DONE", "S->C", FileDone(5, _sha(b"hello"), resumed_from=3)),
+        ("FILE_ERROR", "S->C", FileError("/srv/x: No such file or directory")),
+        (
+            "FILE_ERROR, a partial file kept",
+            "S->C",
+            FileError("cannot write /srv/x: No space left on device", kept=262144),
+        ),
+        ("GET, nothing kept", "C->S", Get("notes.txt")),
+        (
+            "GET with a partial file",
+            "C->S",
+            Get("notes.txt", partial=3, block_size=1048576, blocks=[_sha(b"hel")]),
+        ),
+        ("GET_READY", "S->C", GetReady(5, offset=3, mode=0o644, mtime=1700000000.5)),
+        ("FS ls", "C->S", Fs("ls", "logs")),
+        ("FS pwd", "C->S", Fs("pwd")),
+        (
+            "FS_RESULT of ls",
+            "S->C",
+            FsResult(
+                cwd="/srv",
+                entries=[{"name": "a.txt", "type": "file", "size": 5, "mode": 420, "mtime": 1700000000.5}],
+            ),
+        ),
+        ("FS_RESULT of df", "S->C", FsResult(cwd="/", used=5, quota=1048576)),
     ]
     return [
         {"name": name, "direction": direction, "message": describe(message), "frame": frame_hex(message)}
@@ -126,6 +212,7 @@ def exchange(name: str, steps: list[tuple[str, Message]], note: str = "") -> dic
 
 def exchange_vectors() -> list[dict[str, Any]]:
     hello = Hello(software=SOFTWARE, encoding="utf-8", cwd="/srv")
+    files_hello = Hello(software=SOFTWARE, encoding="utf-8", cwd="/srv", extensions=("files",))
     auth_hello = Hello(
         software=SOFTWARE, encoding="utf-8", cwd="/srv", auth="hmac-sha256", nonce=SERVER_NONCE.hex()
     )
@@ -201,6 +288,73 @@ def exchange_vectors() -> list[dict[str, Any]]:
             ],
         ),
         exchange(
+            "a login as ann with the password of PROTOCOL.md section 4c, then pwd",
+            [
+                (
+                    "S->C",
+                    Hello(
+                        software=SOFTWARE,
+                        encoding="utf-8",
+                        cwd="/srv",
+                        auth="scram-sha-256",
+                        nonce=SERVER_NONCE.hex(),
+                        extensions=("files",),
+                    ),
+                ),
+                ("C->S", Hello(software=SOFTWARE, nonce=CLIENT_NONCE.hex(), user="ann")),
+                ("S->C", AuthChallenge(SALT.hex(), ROUNDS)),
+                ("C->S", AuthProof(SCRAM_PROOF)),
+                ("S->C", AuthOk(SCRAM_SIGNATURE, cwd="/home/ann")),
+                ("C->S", Fs("pwd")),
+                ("S->C", FsResult(cwd="/home/ann")),
+            ],
+            note="password: pencil; salt: the bytes 0x40 to 0x4f; 4096 PBKDF2 rounds",
+        ),
+        exchange(
+            "an upload that resumes: 3 bytes kept, 2 sent, the whole verified",
+            [
+                ("S->C", files_hello),
+                ("C->S", Hello(software=SOFTWARE)),
+                ("C->S", Put("notes.txt", size=5)),
+                ("S->C", PutReady(3, block_size=1048576, blocks=[_sha(b"hel")])),
+                ("C->S", PutFrom(3)),
+                ("C->S", FileData(b"lo")),
+                ("C->S", FileEnd(5, _sha(b"hello"))),
+                ("S->C", FileDone(5, _sha(b"hello"), resumed_from=3)),
+            ],
+            note="the server's partial file .notes.txt.rcmd-part held 'hel'; FILE_END's SHA-256 covers all 5 bytes",
+        ),
+        exchange(
+            "a download whose kept block differs: sent from 0",
+            [
+                ("S->C", files_hello),
+                ("C->S", Hello(software=SOFTWARE)),
+                ("C->S", Get("notes.txt", partial=3, block_size=1048576, blocks=[_sha(b"HEL")])),
+                ("S->C", GetReady(5, offset=0, mode=0o644, mtime=1700000000.5)),
+                ("S->C", FileData(b"hello")),
+                ("S->C", FileEnd(5, _sha(b"hello"))),
+                ("C->S", Run("true")),
+                ("S->C", Exit(0, cwd="/srv")),
+            ],
+        ),
+        exchange(
+            "a refused upload, then ls",
+            [
+                ("S->C", files_hello),
+                ("C->S", Hello(software=SOFTWARE)),
+                ("C->S", Put("logs", size=1)),
+                ("S->C", FileError("/srv/logs: is a directory")),
+                ("C->S", Fs("ls", "logs")),
+                (
+                    "S->C",
+                    FsResult(
+                        cwd="/srv",
+                        entries=[{"name": "a.txt", "type": "file", "size": 5, "mode": 420, "mtime": 1.5}],
+                    ),
+                ),
+            ],
+        ),
+        exchange(
             "a sticky cd",
             [
                 ("S->C", hello),
@@ -245,6 +399,26 @@ def error_vectors() -> list[dict[str, Any]]:
         ("RUN while running", Role.SERVER, [client_hello, run_no_stdin], run_no_stdin),
         ("EXIT while idle", Role.CLIENT, [server_hello], frame_hex(Exit(0))),
         ("connection closed inside a frame", Role.SERVER, [client_hello], "0000000a02"),
+        (
+            "FILE_DATA from the client during a GET",
+            Role.SERVER,
+            [client_hello, frame_hex(Get("notes.txt"))],
+            frame_hex(FileData(b"x")),
+        ),
+        ("FILE_DATA while idle, to a client", Role.CLIENT, [server_hello], frame_hex(FileData(b"x"))),
+        ("PUT while a command runs", Role.SERVER, [client_hello, run_no_stdin], frame_hex(Put("x"))),
+        (
+            "a block hash that is not 64 hex digits",
+            Role.SERVER,
+            [client_hello],
+            _raw(0x21, b'{"path":"x","partial":1,"block_size":1024,"blocks":["abc"]}'),
+        ),
+        (
+            "a file size beyond 2**53-1",
+            Role.SERVER,
+            [client_hello],
+            _raw(0x20, b'{"path":"x","size":9007199254740992}'),
+        ),
     ]
     out = []
     for name, role, before, bad in cases:
@@ -276,6 +450,15 @@ def error_vectors() -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _raw(kind: int, body: bytes) -> str:
+    """A frame built by hand (the encoder refuses what it holds), in hex."""
+    return (PREFIX.pack(1 + len(body)) + bytes((kind,)) + body).hex()
 
 
 def write(path: Path, data: object) -> None:

@@ -10,10 +10,14 @@ import math
 import os
 import ssl
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..decoding import normalize_encoding
 from ..framing import DEFAULT_MAX_FRAME_SIZE
 from ..process import DEFAULT_SHELL
+
+if TYPE_CHECKING:
+    from .accounts import Account
 
 log = logging.getLogger("rcmd.server")
 
@@ -81,6 +85,9 @@ class ServerConfig:
     #: The directory commands start in (each connection's first working directory);
     #: None: the server's own working directory at start.
     cwd: str | None = None
+    #: User accounts (rcmd.server.accounts.load_users): log in by name and password
+    #: (SCRAM-SHA-256), each user in their home. None: the shared secret, or no login.
+    users: dict[str, Account] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._check_limits()
@@ -90,6 +97,8 @@ class ServerConfig:
                 raise ValueError(f"the start directory {self.cwd!r} is not a directory")
             self.cwd = os.path.abspath(self.cwd)
         self.tls = None
+        if self.users is not None and (self.secret is not None or self.framing is Framing.NAIVE):
+            raise ValueError("user accounts (--users) replace the shared secret and need prefixed framing")
         # Naive framing has no handshake: a secret or a certificate would protect nothing while
         # the banner claimed otherwise, so both are refused rather than silently ignored.
         if self.framing is Framing.NAIVE and self.secret is not None:
@@ -115,7 +124,7 @@ class ServerConfig:
                 "protection at all, so it listens on loopback only. Use --host 127.0.0.1, or "
                 "--insecure-no-auth if every machine that can reach this address is trusted."
             )
-        if self.secret is None:
+        if self.secret is None and self.users is None:
             raise InsecureBindError(
                 f"refusing to listen on {self.host} without authentication: rcmd runs any command "
                 "it is sent. Give a shared secret (--secret-file FILE or $RCMD_SECRET) to clients "

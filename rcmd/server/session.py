@@ -29,6 +29,7 @@ from ..framing import NEED_DATA, Status
 from ..messages import (
     REFUSED,
     AuthOk,
+    AuthProof,
     Cancel,
     Error,
     Exit,
@@ -45,6 +46,8 @@ from ..messages import (
 )
 from ..process import Child, spawn
 from ..protocol import Connection, Phase, Role
+from ..scram import SCHEME as SCRAM
+from .accounts import ScramLogin
 from .cd import parse_cd, resolve_cd
 from .command import (
     CANNOT_RUN,
@@ -56,6 +59,7 @@ from .command import (
     OutputForwarder,
     RunningCommand,
 )
+from .files import FILE_MESSAGES, FileService
 from .pty import PtyChild, spawn_pty
 
 if TYPE_CHECKING:
@@ -66,7 +70,7 @@ log = logging.getLogger("rcmd.server")
 #: How much one read from a client takes.
 READ_SIZE = 256 * 1024
 #: What this server speaks beyond version 1's messages, announced in its HELLO.
-EXTENSIONS = ("pty", "ping")
+EXTENSIONS = ("pty", "ping", "files")  # files: PUT, GET and FS (rcmd/server/files.py)
 
 
 class Stage(enum.Enum):
@@ -100,7 +104,8 @@ class PrefixedSession:
         self.writer = writer
         self.peer = peer
         self.conn = Connection(Role.SERVER, max_frame_size=config.max_frame_size)
-        self._nonce = new_nonce() if config.secret is not None else None
+        self._nonce = new_nonce() if config.secret is not None or config.users is not None else None
+        self._login: ScramLogin | None = None  # with user accounts (rcmd/server/accounts.py)
         self._timer: asyncio.TimerHandle | None = None  # handshake, then idle, deadline
         self._first_bytes = b""  # to recognise a TLS client on a plaintext server
         self.cwd = config.cwd or os.getcwd()
@@ -111,6 +116,7 @@ class PrefixedSession:
         self._peer_gone = False
         self._shutdown_reason: str | None = None
         self._ended = asyncio.Event()  # set by shutdown() and by losing the peer
+        self.files = FileService(self)  # PUT, GET and FS requests (rcmd/server/files.py)
         self.last_active = asyncio.get_running_loop().time()  # the listener closes the quietest first
         #: Called once, when the handshake is done: the listener stops counting it as a startup.
         self.on_handshake_done: Callable[[], None] | None = None
@@ -120,8 +126,8 @@ class PrefixedSession:
         phase = self.conn.phase
         if phase is Phase.IDLE and self.command is None:
             return Stage.IDLE
-        if phase is Phase.RUNNING or self.command is not None:
-            return Stage.BUSY
+        if phase in (Phase.RUNNING, Phase.FILES) or self.command is not None:
+            return Stage.BUSY  # a transfer is as busy as a command
         return Stage.HANDSHAKE  # HANDSHAKE, AUTHENTICATING, or CLOSED (on its way out)
 
     # ---------------------------------------------------------------------------- output
@@ -163,7 +169,9 @@ class PrefixedSession:
                 software=f"rcmd {__version__}",
                 encoding=self.config.encoding,
                 cwd=self.cwd,
-                auth=SCHEME if self._nonce is not None else None,
+                auth=(SCRAM if self.config.users is not None else SCHEME)
+                if self._nonce is not None
+                else None,
                 nonce=self._nonce.hex() if self._nonce is not None else None,
                 extensions=EXTENSIONS,
                 idle_timeout=self.config.idle_timeout,
@@ -187,6 +195,7 @@ class PrefixedSession:
             log.info("%s: connection lost: %s", self.peer, exc)
         finally:
             self._arm_timer(None, "")
+            self.files.close()  # an upload under way keeps its partial file
             if self.command_task is not None:
                 if self._shutdown_reason is None:
                     self._lost_peer()  # we stopped reading: nobody will see its output
@@ -221,12 +230,22 @@ class PrefixedSession:
                     self._arm_timer(self.config.idle_timeout, "idle for {:g}s")
 
     async def _handle(self, event: Message) -> None:
+        if isinstance(event, FILE_MESSAGES):
+            await self.files.handle(event)
+            return
         if isinstance(event, Hello):
-            if self.conn.auth_required:
+            if self.config.users is not None:
+                assert self._nonce is not None
+                self._login = ScramLogin(self, self.config.users, self._nonce)
+                await self._login.hello(event)
+            elif self.conn.auth_required:
                 await self._authenticate(event)
             return
+        if isinstance(event, AuthProof):
+            await self._logged_in(event)
+            return
         if isinstance(event, Run):
-            reason = event.refusal() or _unencodable(event)
+            reason = event.refusal() or _unencodable(event) or self._not_allowed()
             if reason is not None:
                 await self._refuse(reason)
                 return
@@ -293,6 +312,23 @@ class PrefixedSession:
         except asyncio.TimeoutError:
             return True
         return False
+
+    async def _logged_in(self, proof: AuthProof) -> None:
+        """A SCRAM proof: on success the session runs as that user, in their home."""
+        if self._login is None:
+            raise RemoteProtocolError("AUTH_PROOF without a login (this server uses hmac-sha256)")
+        account = await self._login.proof(proof)
+        if account is not None:
+            self.files.account = account
+            # A transfer-only user sees paths inside the jail only (EXIT's cwd included).
+            self.cwd = "/" if account.transfer_only else account.home
+
+    def _not_allowed(self) -> str | None:
+        """Why this connection's user may not run commands, or None."""
+        account = self.files.account
+        if account is not None and account.transfer_only:
+            return f"user {account.name} may only transfer files"
+        return None
 
     def _arm_timer(self, seconds: float | None, reason: str) -> None:
         """(Re)start the one deadline a session has: handshake, or idle. None or 0: none.
