@@ -7,6 +7,7 @@ so mutation testing (make mutate-rest) sees which tests reach which function.
 
 from __future__ import annotations
 
+import errno
 import io
 import signal
 import threading
@@ -25,11 +26,13 @@ from rcmd.console import (
     ctrl_c_cancels,
     describe_exit,
     exit_status,
+    format_size,
     run_command,
     run_lines,
     run_one,
     wants_color,
 )
+from rcmd.errors import LocalWriteError
 from rcmd.messages import Exit, Stderr, Stdout
 from rcmd.server import BackgroundServer
 
@@ -274,3 +277,76 @@ def test_ctrl_c_is_left_alone_outside_the_main_thread():
     thread.start()
     thread.join()
     assert seen == [before]
+
+
+@pytest.mark.parametrize(
+    ("count", "text"),
+    [
+        (0, "0 bytes"),
+        (1023, "1023 bytes"),
+        (1024, "1.0 KiB"),
+        (1536, "1.5 KiB"),
+        (1024 * 1024 - 1, "1024.0 KiB"),
+        (1024 * 1024, "1.0 MiB"),
+        (int(25.3 * 1024 * 1024), "25.3 MiB"),
+        (1024**3, "1.0 GiB"),
+        (5000 * 1024**3, "5000.0 GiB"),  # no unit past GiB
+    ],
+)
+def test_format_size(count, text):
+    assert format_size(count) == text
+
+
+class FullDisk(io.StringIO):
+    encoding = "utf-8"
+
+    def __init__(self, fail_on: str) -> None:
+        super().__init__()
+        self.fail_on = fail_on
+
+    def write(self, text: str) -> int:
+        if self.fail_on == "write":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().write(text)
+
+    def flush(self) -> None:
+        if self.fail_on == "flush":
+            raise OSError(errno.EPIPE, "Broken pipe")
+
+
+def test_a_failed_local_write_is_a_local_write_error():
+    writer = OutputWriter("gbk", FullDisk("write"), io.StringIO())
+    with pytest.raises(LocalWriteError) as info:
+        writer.write(Stdout(b"x"))
+    assert (info.value.errno, info.value.strerror, str(info.value)) == (
+        errno.ENOSPC,
+        "No space left on device",
+        "write error: No space left on device",
+    )
+    writer = OutputWriter("gbk", FullDisk("flush"), io.StringIO())
+    with pytest.raises(LocalWriteError) as info:
+        writer.finish()
+    assert info.value.errno == errno.EPIPE
+
+
+def test_run_command_abandons_the_command_when_output_cannot_be_written(background):
+    client = connect(*background.address)
+    try:
+        with pytest.raises(LocalWriteError):
+            run_command(client, "echo x", None, FullDisk("write"), io.StringIO())
+        assert client._closed  # closed, not left waiting for the rest
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def naive_background() -> Iterator[BackgroundServer]:
+    with BackgroundServer(framing="naive", encoding="utf-8") as server:
+        yield server
+
+
+def test_run_naive_shows_the_reply_and_knows_no_status(naive_background):
+    out, err = io.StringIO(), io.StringIO()
+    with connect(*naive_background.address, framing="naive") as client:
+        assert run_one(client, "echo hi", None, out, err) == ExitStatus.STATUS_UNKNOWN == 246
+    assert (out.getvalue(), err.getvalue()) == ("hi\n", "")
