@@ -2,9 +2,11 @@
 
 An equivalent mutant changes the code but not what it does (``False`` -> ``None`` where only
 the truth of the value is read), so no test can kill it. Those known here are listed in
-EQUIVALENT with the reason; the score leaves them out. A listed one that is no longer a
-survivor is reported as stale (mutmut numbers mutants within a function: after an edit there,
-look again), and every other survivor is listed, for a test to kill it.
+EQUIVALENT with the text of the change and the reason; the score leaves them out. A listed
+one counts only while mutants/ shows that text in it and not in the original function
+(mutmut numbers mutants within a function: an edit there renumbers them, and a stale number
+would excuse another mutant); one that no longer matches, or is now killed, is reported, and
+every other survivor is listed, for a test to kill it.
 
 Usage (after `mutmut run`; make mutate does both)::
 
@@ -14,28 +16,84 @@ Usage (after `mutmut run`; make mutate does both)::
 from __future__ import annotations
 
 import argparse
+import ast
+import functools
 import subprocess
 import sys
 from collections import Counter, defaultdict
+from pathlib import Path
 
-EQUIVALENT: dict[str, str] = {
+EQUIVALENT: dict[str, tuple[str, str]] = {
+    # name: (text only that mutant has, why no test can tell it apart). The text is checked
+    # against the mutant's code in mutants/: mutmut numbers mutants within a function, so an
+    # edit there renumbers them, and a number alone would then excuse some other mutant.
+    #
     # A flag set to None instead of False: it is only ever read as a truth value.
-    "rcmd.framing.xǁLengthPrefixFramerǁ__init____mutmut_11": "_eof = None: read only as a truth value",
-    "rcmd.framing.xǁNaiveFramerǁ__init____mutmut_8": "_eof = None: read only as a truth value",
-    "rcmd.protocol.xǁConnectionǁ__init____mutmut_15": "_hello_sent = None: read only as a truth value",
-    "rcmd.protocol.xǁConnectionǁ__init____mutmut_17": "_error_sent = None: read only as a truth value",
-    "rcmd.protocol.xǁConnectionǁ_check_stdin__mutmut_7": "_stdin_open = None: read only as a truth value",
-    "rcmd.messages.x_encode_message_parts__mutmut_17": "ensure_ascii=None: json reads it as a truth value",
-    # Slices: view[None:n] is view[0:n], and view[1:0] is as empty as view[0:0].
-    "rcmd.framing.xǁLengthPrefixFramerǁnext_frame__mutmut_2": "_take(None, n): a slice from None is from 0",
-    "rcmd.framing.xǁLengthPrefixFramerǁnext_frame_split__mutmut_3": "_take(None, 0): a slice from None is from 0",
-    "rcmd.framing.xǁLengthPrefixFramerǁnext_frame_split__mutmut_7": "_take(1, 0): [1:0] is empty like [0:0]",
+    "rcmd.framing.xǁLengthPrefixFramerǁ__init____mutmut_11": (
+        "self._eof = None",
+        "read only as a truth value",
+    ),
+    "rcmd.framing.xǁNaiveFramerǁ__init____mutmut_8": ("self._eof = None", "read only as a truth value"),
+    "rcmd.protocol.xǁConnectionǁ__init____mutmut_15": (
+        "self._hello_sent = None",
+        "read only as a truth value",
+    ),
+    "rcmd.protocol.xǁConnectionǁ__init____mutmut_17": (
+        "self._error_sent = None",
+        "read only as a truth value",
+    ),
+    "rcmd.protocol.xǁConnectionǁ_check_stdin__mutmut_7": (
+        "self._stdin_open = None",
+        "read only as a truth value",
+    ),
+    "rcmd.messages.x_encode_message_parts__mutmut_42": (
+        "ensure_ascii=None",
+        "json reads it as a truth value",
+    ),
+    "rcmd.auth.x_throttle_key__mutmut_15": ("strict=None", "ipaddress reads it as a truth value"),
+    # Slices and splits: view[None:n] is view[0:n], [1:0] is as empty as [0:0], and the first
+    # piece of a split is the same however many splits follow.
+    "rcmd.framing.xǁLengthPrefixFramerǁnext_frame__mutmut_2": (
+        "self._take(None, length)",
+        "a slice from None is from 0",
+    ),
+    "rcmd.framing.xǁLengthPrefixFramerǁnext_frame_split__mutmut_3": (
+        "self._take(None, 0)",
+        "a slice from None is from 0",
+    ),
+    "rcmd.framing.xǁLengthPrefixFramerǁnext_frame_split__mutmut_7": (
+        "self._take(1, 0)",
+        "[1:0] is empty like [0:0]",
+    ),
+    "rcmd.auth.x_throttle_key__mutmut_6": (
+        'host.split("%", )[0]',
+        "split without a limit: the same first piece",
+    ),
+    "rcmd.auth.x_throttle_key__mutmut_9": ('host.split("%", 2)[0]', "split twice: the same first piece"),
     # Codec names are looked up case-insensitively, and final=False is decode()'s default.
-    "rcmd.decoding.x_guess_encoding__mutmut_4": "decode(sample) without final=False: the default",
-    "rcmd.decoding.x_guess_encoding__mutmut_7": '"UTF-8" for "utf-8": the same codec',
-    "rcmd.messages.x_encode_message_parts__mutmut_26": '"UTF-8" for "utf-8": the same codec',
-    "rcmd.messages.x__parse_json_body__mutmut_6": '"UTF-8" for "utf-8": the same codec',
-    "rcmd.auth.x_load_secret__mutmut_24": '"UTF-8" for "utf-8": the same codec',
+    "rcmd.decoding.x_guess_encoding__mutmut_4": ("decode(sample, )", "without final=False: the default"),
+    "rcmd.decoding.x_guess_encoding__mutmut_7": ('getincrementaldecoder("UTF-8")', "the same codec as utf-8"),
+    "rcmd.messages.x_encode_message_parts__mutmut_51": ('.encode("UTF-8")', "the same codec as utf-8"),
+    "rcmd.messages.x__parse_json_body__mutmut_12": ('body.decode("UTF-8")', "the same codec as utf-8"),
+    "rcmd.messages.x__has_surrogate__mutmut_4": ('value.encode("UTF-8")', "the same codec as utf-8"),
+    "rcmd.auth.x_load_secret__mutmut_24": ('.encode("UTF-8")', "the same codec as utf-8"),
+    # The bracket count only picks which bodies _too_deep() walks. It never undercounts (every
+    # container has a bracket; strings can only add more), and 33 levels take 33 brackets, so
+    # a body with 32 or fewer is never too deep: walking it too changes only the time taken.
+    "rcmd.messages.x__parse_json_body__mutmut_19": (
+        "MAX_JSON_DEPTH or _too_deep(obj)",
+        "walks every body: slower",
+    ),
+    "rcmd.messages.x__parse_json_body__mutmut_25": (
+        ">= MAX_JSON_DEPTH",
+        "walks bodies of 32 brackets too: slower",
+    ),
+    # The failure count is capped at 66 instead of 65: delay() caps the exponent at 64 anyway,
+    # and nothing else reads the count.
+    "rcmd.auth.xǁFailureThrottleǁfailed__mutmut_19": (
+        "self.MAX_EXPONENT + 2",
+        "delay() caps the exponent at 64",
+    ),
 }
 
 DETECTED = {"killed", "timeout"}  # a hang under a mutant is a test that noticed it
@@ -44,6 +102,32 @@ DETECTED = {"killed", "timeout"}  # a hang under a mutant is a test that noticed
 def module_of(mutant: str) -> str:
     """``rcmd.framing.xǁLengthPrefixFramerǁ__init____mutmut_11`` -> ``rcmd.framing``."""
     return mutant.split(".x", 1)[0]
+
+
+@functools.cache
+def mutant_sources(module: str) -> dict[str, str]:
+    """Function name -> its source, for every function in mutants/ for *module*."""
+    path = Path("mutants", *module.split(".")).with_suffix(".py")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    return {
+        node.name: ast.get_source_segment(text, node) or ""
+        for node in ast.walk(ast.parse(text))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    }
+
+
+def still_equivalent(mutant: str) -> bool:
+    """Whether *mutant* is still the change EQUIVALENT names: its text is in the mutant and
+    not in the original function."""
+    module, _, function = mutant.partition(".x")
+    function = "x" + function
+    text = EQUIVALENT[mutant][0]
+    sources = mutant_sources(module)
+    original = sources.get(function.rsplit("__mutmut_", 1)[0] + "__mutmut_orig", "")
+    return text in sources.get(function, "") and text not in original
 
 
 def read_results() -> dict[str, str]:
@@ -76,11 +160,12 @@ def main() -> int:
     if not results:
         print("no mutmut results: run `mutmut run` first")
         return 1
+    equivalent = {name for name in EQUIVALENT if name in results and still_equivalent(name)}
     by_module: dict[str, Counter[str]] = defaultdict(Counter)
     for name, status in results.items():
         counts = by_module[module_of(name)]
         counts["total"] += 1
-        if name in EQUIVALENT and status not in DETECTED:
+        if name in equivalent and status not in DETECTED:
             counts["equivalent"] += 1
         elif status in DETECTED:
             counts["detected"] += 1
@@ -93,12 +178,17 @@ def main() -> int:
         print(row(module, counts))
     print(row("all", sums))
 
-    survivors = sorted(n for n, s in results.items() if s not in DETECTED and n not in EQUIVALENT)
-    stale = sorted(n for n in EQUIVALENT if n in results and results[n] in DETECTED)
+    survivors = sorted(n for n, s in results.items() if s not in DETECTED and n not in equivalent)
+    killed = sorted(n for n in equivalent if results[n] in DETECTED)
+    changed = sorted(n for n in EQUIVALENT if n in results and n not in equivalent)
     for name in survivors:
         print(f"  not killed ({results[name]}): {name}   (mutmut show '{name}')")
-    for name in stale:
+    for name in killed:
         print(f"  listed as equivalent but now {results[name]}: {name}: update EQUIVALENT")
+    for name in changed:
+        print(
+            f"  listed as equivalent but its code no longer has {EQUIVALENT[name][0]!r}: {name}: look again"
+        )
     score = score_of(sums)
     if score < args.fail_under:
         print(f"mutation score {score:.1f}% is under {args.fail_under:.0f}%")

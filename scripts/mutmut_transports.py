@@ -13,6 +13,10 @@ a child's path, and the child inherits MUTANT_UNDER_TEST.
     python scripts/mutmut_transports.py --mutate rcmd/server/command.py --tests tests/test_end_to_end.py
     python scripts/mutation_report.py --module rcmd.server.command
 
+With --per-test, mutmut's own per-test selection is kept: for modules whose tests run them
+in the test process (make mutate-rest: the server's config and cd, the console, against a
+server in a thread), which is far quicker, as each mutant runs only the tests that reach it.
+
 It replaces mutants/ (make mutate starts it afresh too). Relies on mutmut 3.8's internals.
 """
 
@@ -47,11 +51,15 @@ def main() -> int:
     parser.add_argument("--mutate", action="append", required=True, help="a file (or glob) to mutate")
     parser.add_argument("--tests", action="append", required=True, help="a test file or node id to run")
     parser.add_argument("--max-children", type=int, default=2)
+    parser.add_argument("--per-test", action="store_true", help="the tests run the code in-process")
     args = parser.parse_args()
 
     shutil.rmtree("mutants", ignore_errors=True)
     config().only_mutate = args.mutate
     config().pytest_add_cli_args_test_selection = args.tests
+    sys.argv = ["mutmut", "run", "--max-children", str(args.max_children)]
+    if args.per_test:
+        mutmut_main.cli()  # exits
 
     def runner_reaching_everything(*a: Any, **kw: Any) -> Any:
         runner = get_mutant_runner(*a, **kw)
@@ -68,7 +76,6 @@ def main() -> int:
         return runner
 
     setattr(mutmut_main, "get_mutant_runner", runner_reaching_everything)  # noqa: B010 - not exported
-    sys.argv = ["mutmut", "run", "--max-children", str(args.max_children)]
     mutmut_main.cli()  # exits
     return 0
 

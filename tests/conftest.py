@@ -16,6 +16,12 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# No hypothesis test may fail for being slow: on a loaded machine (or under mutmut, which
+# counts any failure as a kill) an example can take seconds, and a timing failure is noise.
+settings.register_profile("rcmd", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("rcmd")
 
 SERVER_ARGV = [sys.executable, "-c", "from rcmd.cli import server_entry; server_entry()"]
 CLIENT_ARGV = [sys.executable, "-m", "rcmd"]

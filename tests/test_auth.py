@@ -14,6 +14,7 @@ from rcmd.auth import (
     new_nonce,
     proofs_match,
     server_proof,
+    throttle_key,
 )
 
 SECRET = b"0123456789abcdef0123456789abcdef"
@@ -162,3 +163,72 @@ def test_throttle_remembers_at_real_clock_values():
     assert throttle.failed("a", now=5009.0) == 0.5
     assert throttle.failed("a", now=5019.0) == 1.0  # 10 s since the last: not more than 10
     assert throttle.failed("a", now=5029.5) == 0.25
+
+
+def test_throttle_delay_per_count_of_failures():
+    throttle = FailureThrottle(base=0.25, max_delay=8.0)
+    assert [throttle.delay(n) for n in (-1, 0, 1, 2, 3, 6, 7, 1000)] == [
+        0.0,
+        0.0,
+        0.25,
+        0.5,
+        1.0,
+        8.0,
+        8.0,
+        8.0,
+    ]
+
+
+def test_throttle_exponent_stops_at_64():
+    """With no max_delay, the delay doubles up to base * 2**64, then stays there: the count
+    is capped, so a flood of failures never overflows a float."""
+    throttle = FailureThrottle(base=1.0, max_delay=float("inf"))
+    delays = [throttle.failed("a", now=0.0) for _ in range(100)]
+    assert delays[:3] == [1.0, 2.0, 4.0]
+    assert delays[64] == 2.0**64 == max(delays)
+    assert delays[63] == 2.0**63
+    assert delays[-1] == 2.0**64
+    assert throttle.delay(10_000) == 2.0**64
+
+
+def test_throttle_wait_is_the_time_left_on_the_lock():
+    throttle = FailureThrottle(base=0.25, max_delay=8.0)
+    assert throttle.wait("10.0.0.1", now=100.0) == 0.0  # never failed: now
+    assert throttle.failed("10.0.0.1", now=100.0) == 0.25
+    assert throttle.wait("10.0.0.1", now=100.0) == 0.25
+    assert throttle.wait("10.0.0.1", now=100.125) == 0.125
+    assert throttle.wait("10.0.0.1", now=100.25) == 0.0  # unlocked
+    assert throttle.wait("10.0.0.1", now=500.0) == 0.0  # long after: never negative
+    assert throttle.wait("10.0.0.2", now=100.0) == 0.0  # per address
+    throttle.failed("10.0.0.1", now=101.0)
+    throttle.failed("10.0.0.1", now=102.0)  # the third: 1 s
+    assert throttle.wait("10.0.0.1", now=102.0) == 1.0
+    assert throttle.wait("10.0.0.1", now=102.5) == 0.5
+
+
+@pytest.mark.parametrize(
+    ("host", "key"),
+    [
+        ("10.0.0.1", "10.0.0.1"),
+        ("127.0.0.1", "127.0.0.1"),
+        # IPv6: the /64 the address is in, whatever its last 64 bits.
+        ("2001:db8::1", "2001:db8::/64"),
+        ("2001:db8::ffff:1:2:3", "2001:db8::/64"),
+        ("2001:db8:0:1::5", "2001:db8:0:1::/64"),
+        ("2001:db8:0:1:8000::5", "2001:db8:0:1::/64"),  # the 65th bit set: still the same /64
+        ("::1", "::/64"),
+        # An IPv4 client of a dual-stack socket is counted as its IPv4 address.
+        ("::ffff:10.0.0.1", "10.0.0.1"),
+        # The zone (scope) after the first % is dropped.
+        ("fe80::1%eth0", "fe80::/64"),
+        ("fe80::1%", "fe80::/64"),
+        ("10.0.0.1%eth0", "10.0.0.1"),
+        ("10.0.0.1%a%b", "10.0.0.1"),
+        # Not an IP address (a name, a Unix socket path): counted as it is.
+        ("localhost", "localhost"),
+        ("/run/rcmd.sock", "/run/rcmd.sock"),
+        ("", ""),
+    ],
+)
+def test_throttle_key(host, key):
+    assert throttle_key(host) == key

@@ -1,11 +1,15 @@
 """Message payloads: table-driven round trips and malformed input (bytes only)."""
 
+import os
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from rcmd.errors import RemoteProtocolError
 from rcmd.messages import (
+    MAX_JSON_DEPTH,
     AuthOk,
     Cancel,
     Error,
@@ -116,6 +120,29 @@ def test_unknown_fields_are_ignored_for_forward_compatibility():
         (b'\x01{"software":"x"}', "HELLO lacks the required field 'protocol'"),
         (b'\x7f{"reason":null}', "ERROR field 'reason' has the wrong type (NoneType)"),
         (b"\x06{}", "AUTH_OK lacks the required field 'mac'"),
+        # Integers: a HELLO's version is 0 to 2**31-1, an EXIT's status and signal 32-bit.
+        (b'\x01{"protocol":-1}', "HELLO field 'protocol' is out of range (0 to 2**31-1)"),
+        (b'\x01{"protocol":2147483648}', "HELLO field 'protocol' is out of range (0 to 2**31-1)"),
+        (b'\x12{"returncode":2147483648}', "EXIT field 'returncode' is out of range (a 32-bit integer)"),
+        (b'\x12{"returncode":-2147483649}', "EXIT field 'returncode' is out of range (a 32-bit integer)"),
+        (
+            b'\x12{"returncode":0,"signal":2147483648}',
+            "EXIT field 'signal' is out of range (a 32-bit integer)",
+        ),
+        # A lone surrogate (json decodes the escape to one) is not text, outside a RUN.
+        (
+            b'\x01{"protocol":1,"software":"rcmd \\udcff"}',
+            "HELLO field 'software' is not Unicode text (it holds a lone surrogate)",
+        ),
+        (b'\x06{"mac":"\\ud800"}', "AUTH_OK field 'mac' is not Unicode text (it holds a lone surrogate)"),
+        # A number too large for a float reads as inf: refused wherever it is, with its first
+        # 20 characters.
+        (b'\x02{"command":"x","timeout":1e400}', "RUN body: the number 1e400 is not a finite number"),
+        (
+            b'\x02{"command":"x","later":[-1.000000000000000000000e400]}',
+            "RUN body: the number -1.00000000000000000 is not a finite number",
+        ),
+        (b'\x02{"command":"x","later":-Infinity}', "RUN body: -Infinity is not JSON"),
     ],
 )
 def test_malformed_payloads_say_what_is_wrong(payload, reason):
@@ -142,6 +169,155 @@ def test_garbage_decodes_or_raises_remote_protocol_error(payload):
         assert str(exc)
     else:
         assert MessageType(payload[0]) == message.TYPE
+
+
+# ------------------------------------------------------------------- nesting depth, exactly
+
+
+def lists(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def dicts(depth: int) -> bytes:
+    return b'{"a":' * depth + b"1" + b"}" * depth
+
+
+@pytest.mark.parametrize("nest", [lists, dicts], ids=["lists", "objects"])
+def test_nesting_is_bounded_at_exactly_max_json_depth(nest):
+    """The body object is level 1: 31 more levels pass, 32 more are one too many."""
+    assert MAX_JSON_DEPTH == 32
+    fine = b'\x02{"command":"x","later":' + nest(MAX_JSON_DEPTH - 1) + b"}"
+    assert decode_message(fine) == Run("x")
+    deep = b'\x02{"command":"x","later":' + nest(MAX_JSON_DEPTH) + b"}"
+    with pytest.raises(RemoteProtocolError) as info:
+        decode_message(deep)
+    assert str(info.value) == "RUN body is nested deeper than 32 levels"
+
+
+def test_nesting_too_deep_for_the_parser_gets_the_same_reason():
+    """100,000 levels: the JSON parser itself gives up (RecursionError), and the peer is
+    told the same as at 33 levels."""
+    with pytest.raises(RemoteProtocolError) as info:
+        decode_message(b'\x01{"protocol":1,"later":' + lists(100_000) + b"}")
+    assert str(info.value) == "HELLO body is nested deeper than 32 levels"
+
+
+@pytest.mark.parametrize(
+    "later",
+    [
+        b"[" + b",".join([b"[]"] * 40) + b"]",  # wide, two levels: 41 brackets
+        b"[" + b",".join([b'{"k":{}}'] * 40) + b"]",  # three levels of objects and lists
+        b'"' + b"[{" * 40 + b'"',  # brackets inside a string are not nesting
+    ],
+    ids=["wide lists", "wide objects", "in a string"],
+)
+def test_many_brackets_are_not_deep_nesting(later):
+    """Counting brackets only picks the bodies to walk: a wide body passes."""
+    assert decode_message(b'\x02{"command":"x","later":' + later + b"}") == Run("x")
+
+
+# --------------------------------------------------------------- integer ranges, both ways
+
+BOUNDARY_VALUES = [
+    Hello(protocol=0),
+    Hello(protocol=2**31 - 1),
+    Exit(2**31 - 1),
+    Exit(-(2**31)),
+    Exit(-(2**31), signal=2**31 - 1),
+    Exit(0, signal=-(2**31)),
+]
+
+
+@pytest.mark.parametrize("message", BOUNDARY_VALUES, ids=repr)
+def test_integers_at_the_edges_of_their_range_pass(message):
+    assert decode_message(encode_message(message)) == message
+
+
+@pytest.mark.parametrize(
+    ("message", "error", "reason"),
+    [
+        (Hello(protocol=-1), ValueError, "HELLO field 'protocol' is out of range (0 to 2**31-1)"),
+        (Hello(protocol=2**31), ValueError, "HELLO field 'protocol' is out of range (0 to 2**31-1)"),
+        (Exit(2**31), ValueError, "EXIT field 'returncode' is out of range (a 32-bit integer)"),
+        (Exit(-(2**31) - 1), ValueError, "EXIT field 'returncode' is out of range (a 32-bit integer)"),
+        (Exit(0, signal=2**31), ValueError, "EXIT field 'signal' is out of range (a 32-bit integer)"),
+        (Run("x", timeout=float("nan")), ValueError, "RUN field 'timeout' is not a finite number"),
+        (Run("x", timeout=float("inf")), ValueError, "RUN field 'timeout' is not a finite number"),
+        (Run("x", timeout=0.0), ValueError, "RUN field 'timeout' must be a positive number of seconds"),
+        (AuthOk("\udcff"), ValueError, "AUTH_OK field 'mac' is not Unicode text (it holds a lone surrogate)"),
+        (
+            Hello(nonce="\ud800"),
+            ValueError,
+            "HELLO field 'nonce' is not Unicode text (it holds a lone surrogate)",
+        ),
+        (Error(5), TypeError, "ERROR field 'reason' has the wrong type (int)"),  # type: ignore[arg-type]
+        (Hello(encoding=5), TypeError, "HELLO field 'encoding' has the wrong type (int)"),  # type: ignore[arg-type]
+        (Exit(True), TypeError, "EXIT field 'returncode' has the wrong type (bool)"),
+        (Run("x", stdin=1), TypeError, "RUN field 'stdin' has the wrong type (int)"),  # type: ignore[arg-type]
+        (Run("a\0b"), ValueError, "RUN would be refused: NUL character in 'command'"),
+    ],
+    ids=repr,
+)
+def test_we_never_send_what_a_peer_must_refuse(message, error, reason):
+    """encode_message() checks against the same schema, with the same words."""
+    with pytest.raises(error) as info:
+        encode_message(message)
+    assert str(info.value) == reason
+
+
+# ------------------------------------------------------------- text that is shown to people
+
+
+@pytest.mark.parametrize(
+    ("message", "payload"),
+    [
+        (Error("bad \udcff"), '\x7f{"reason":"bad \ufffd"}'.encode()),
+        (
+            Exit(0, cwd=os.fsdecode(b"/srv/caf\xe9")),
+            '\x12{"returncode":0,"timed_out":false,"cancelled":false,"cwd":"/srv/caf\ufffd"}'.encode(),
+        ),
+        (Hello(software="r\ud800\udfffd"), '\x01{"protocol":1,"software":"r\ufffd\ufffdd"}'.encode()),
+        (Hello(cwd="/\udce9/\udce9"), '\x01{"protocol":1,"software":"","cwd":"/\ufffd/\ufffd"}'.encode()),
+    ],
+    ids=repr,
+)
+def test_display_text_goes_out_with_each_lone_surrogate_as_u_fffd(message, payload):
+    assert encode_message(message) == payload
+
+
+# ----------------------------------------------------------- RUNs a server refuses, exactly
+
+REFUSALS = [
+    (Run("echo a\0b"), "NUL character in 'command'"),
+    (Run("echo \udcff"), "lone surrogate in 'command'"),
+    (Run("a\0\udcff"), "NUL character in 'command'"),  # NUL is looked for first
+    (Run("true", cwd="/tmp\0x"), "NUL character in 'cwd'"),
+    (Run("true", cwd="/tmp/\ud800"), "lone surrogate in 'cwd'"),
+    (Run("\0", cwd="\0"), "NUL character in 'command'"),  # the command first
+    (Run("true", env={"": "1"}), "empty env name"),
+    (Run("true", env={"A=B": "1"}), "'=' in env name 'A=B'"),
+    (Run("true", env={"=": "1"}), "'=' in env name '='"),
+    (Run("true", env={"X\0": "a"}), "NUL character in env name 'X\\x00'"),
+    (Run("true", env={"\udfff": "1"}), "lone surrogate in env name '\\udfff'"),
+    (Run("true", env={"X": "a\0"}), "NUL character in env value 'X'"),
+    (Run("true", env={"A": "\ud800"}), "lone surrogate in env value 'A'"),
+    (Run("true", env={"A": "1", "B=": "2"}), "'=' in env name 'B='"),
+    # Runnable: '=' in a value, text that is not ASCII, no cwd, no env.
+    (Run("true", env={"A": "1=2"}), None),
+    (Run("echo 中文", cwd="/srv/中", env={"名": "值"}), None),
+    (Run(""), None),
+]
+
+
+@pytest.mark.parametrize(("run", "reason"), REFUSALS, ids=repr)
+def test_the_reason_a_run_is_refused(run, reason):
+    """The reason goes back in STDERR ``rcmd: refused: REASON``: it is the contract."""
+    assert run.refusal() == reason
+    if reason is not None:
+        with pytest.raises(ValueError, match=f"^RUN would be refused: {re.escape(reason)}$"):
+            encode_message(run)
+    else:
+        assert decode_message(encode_message(run)) == run
 
 
 # ------------------------------------------------ the terminal and keepalive extensions
