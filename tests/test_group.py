@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sys
 import threading
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from conftest import children_of, wait_until
 
 import rcmd
 from rcmd.errors import ProtocolMismatch
@@ -195,3 +196,15 @@ def test_two_hundred_servers_all_run_at_once(tmp_path):
 def test_group_is_exported():
     assert rcmd.Group is Group
     assert Path(rcmd.aio.__file__).name == "aio.py"
+
+
+def test_the_fanout_benchmark_runs_small(capsys):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import fanout as benchmark
+
+    before = children_of(os.getpid())
+    assert benchmark.main(["--hosts", "3", "--fanout", "2"]) == 0
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert [row.split()[-1] for row in rows] == ["0", "0"]  # nothing failed, true and sleep 1
+    assert [int(row.split()[-8]) for row in rows] == [3, 3]  # the hosts column
+    assert children_of(os.getpid()) - before == set()
