@@ -91,14 +91,18 @@ def one_row(hosts: list[str], fanout: int, command: str) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--hosts", type=int, nargs="+", default=[200, 1000])
     parser.add_argument("--fanout", type=int, nargs="+", default=[64, 256])
     args = parser.parse_args(argv)
     if any(not 1 <= count <= MAX_HOSTS for count in args.hosts):
         parser.error(f"--hosts must be between 1 and {MAX_HOSTS}")
     print(f"rcmd fan-out on loopback, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
-    print(f"{'command':>8} {'hosts':>6} {'fanout':>6} {'seconds':>8} {'hosts/s':>8} {'RSS before':>11} {'RSS after':>10} {'peak':>8} failed")
+    print(
+        f"{'command':>8} {'hosts':>6} {'fanout':>6} {'seconds':>8} {'hosts/s':>8} {'RSS before':>11} {'RSS after':>10} {'peak':>8} failed"
+    )
     for count in args.hosts:
         farm, hosts = start_farm(count)
         try:
