@@ -515,6 +515,11 @@ def client_entry() -> None:
         from .demo import main
 
         raise SystemExit(main(sys.argv[2:]))
+    if sys.argv[1:] == ["ansible-path"]:  # export ANSIBLE_CONNECTION_PLUGINS=$(rcmd ansible-path)
+        from .ansible import PLUGIN_DIR
+
+        print(PLUGIN_DIR)
+        return
     if sys.argv[1:2] in (["put"], ["get"], ["df"]):  # file transfers: rcmd/files_cli.py
         from .files_cli import main as files_main
 
