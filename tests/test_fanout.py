@@ -194,3 +194,32 @@ def test_fleet_status_and_failure_words():
     assert describe_failure(ok) is None
     assert describe_failure(three) == "exited with status 3"
     assert describe_failure(TimeoutError("no result within 3s")) == "timeout (no result within 3s)"
+
+
+def test_the_prompt_runs_each_line_on_every_host(farm):
+    """On a terminal (a real pty), -H without -c is clush's interactive mode."""
+    import re
+
+    import pexpect
+
+    hosts = farm.hosts[:2]
+    child = pexpect.spawn(
+        CLIENT_ARGV[0],
+        [*CLIENT_ARGV[1:], "-H", ",".join(hosts)],
+        env={**os.environ, "TERM": "xterm", "PYTHONIOENCODING": "utf-8"},
+        encoding="utf-8",
+        timeout=30,
+    )
+    prompt = re.escape(f"rcmd[{fold(hosts)}]> ")
+    child.expect(prompt)
+    child.sendline("echo hi; exit 3")
+    seen = set()
+    for _ in hosts:
+        child.expect(r"(127\.0\.0\.1:\d+):(?:\x1b\[0m)? hi\r\n")
+        seen.add(child.match.group(1))
+    assert seen == set(hosts)
+    child.expect(prompt)
+    child.sendline("exit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 3  # the last line's status
