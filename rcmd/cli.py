@@ -217,6 +217,7 @@ def rcmd_main(
             no_stdin=no_stdin,
             each_line=each_line,
             pty=force_pty,
+            trace=trace,
         )
     host, port = parse_target(target)
     where = host_port(host, port)

@@ -307,6 +307,7 @@ def run_cli(
     no_stdin: bool = False,
     each_line: bool = False,
     pty: bool = False,
+    trace: bool = False,
 ) -> NoReturn:
     """``rcmd -H ...`` from the typer command in rcmd.cli: check its options, run, exit."""
     import codecs
@@ -327,6 +328,8 @@ def run_cli(
         raise usage("-H speaks prefixed framing only (naive framing has no exit status to gather)")
     if pty:
         raise usage("-t with -H: one keyboard cannot drive many remote terminals")
+    if trace:
+        raise usage("--trace with -H: trace one host at a time (rcmd HOST --trace)")
     if no_stdin and command is None:
         raise typer.BadParameter("-n gives a command an empty stdin: use it with -c", param_hint="-n")
     if timeout is not None and not (0 < timeout < math.inf):

@@ -155,6 +155,7 @@ def test_secret_file_is_used_for_every_host(tmp_path):
         (["-H", "web[1-"], "unbalanced"),
         (["-H", "@/nonexistent/hosts"], "cannot read the host file"),
         (["-H", "a", "-t"], "one keyboard"),
+        (["-H", "a", "--trace"], "one host at a time"),
     ],
 )
 def test_usage_errors(args, message):
