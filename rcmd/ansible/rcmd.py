@@ -5,14 +5,13 @@
 
 Ansible's forks and strategies do the scheduling; rcmd carries the bytes. ``exec_command``
 is one RUN on a connection kept for the host (the module on stdin when pipelining is on, as
-the ssh plugin does it); ``put_file``/``fetch_file`` use the client's verified put/get where
-the client has them, else RUN with the bytes on stdin (``cat``) checked by SHA-256. No become.
+the ssh plugin does it); ``put_file``/``fetch_file`` are the client's put/get (SHA-256
+verified, renamed into place). No become.
 """
 
 from __future__ import annotations
 
-import hashlib
-import shlex
+import os
 import typing as t
 
 from ansible.errors import AnsibleConnectionFailure, AnsibleError, AnsibleFileNotFound
@@ -144,53 +143,31 @@ class Connection(ConnectionBase):
         return self._run(cmd, in_data)
 
     def put_file(self, in_path: str, out_path: str) -> None:
+        """The client's put: a partial file renamed into place once its SHA-256 matches."""
         super().put_file(in_path, out_path)
         display.vvv(f"PUT {in_path} TO {out_path}", host=self.get_option("remote_addr"))
-        self._connect()
-        try:
-            with open(in_path, "rb") as local:
-                data = local.read()
-        except FileNotFoundError:
-            raise AnsibleFileNotFound(f"file or module does not exist: {in_path}") from None
-        if self._transfer("put", in_path, out_path):
-            return
-        status, _, stderr = self._run(f"cat > {shlex.quote(out_path)}", data)
-        if status != 0:
-            raise AnsibleError(f"rcmd: failed to write {out_path}: {stderr.decode(errors='replace')}")
-        self._verify(out_path, hashlib.sha256(data).hexdigest())
+        if not os.path.exists(in_path):
+            raise AnsibleFileNotFound(f"file or module does not exist: {in_path}")
+        self._transfer("put", in_path, out_path)
 
     def fetch_file(self, in_path: str, out_path: str) -> None:
+        """The client's get, verified the same way."""
         super().fetch_file(in_path, out_path)
         display.vvv(f"FETCH {in_path} TO {out_path}", host=self.get_option("remote_addr"))
-        self._connect()
-        if self._transfer("get", in_path, out_path):
-            return
-        status, data, stderr = self._run(f"cat {shlex.quote(in_path)}")
-        if status != 0:
-            raise AnsibleFileNotFound(f"rcmd: cannot read {in_path}: {stderr.decode(errors='replace')}")
-        self._verify(in_path, hashlib.sha256(data).hexdigest())
-        with open(out_path, "wb") as local:
-            local.write(data)
+        self._transfer("get", in_path, out_path)
 
-    def _transfer(self, direction: str, in_path: str, out_path: str) -> bool:
-        """put/get through the client's own file transfer, when it has one (SHA-256 verified
-        by the protocol); False when it has none."""
+    def _transfer(self, direction: str, in_path: str, out_path: str) -> None:
         from rcmd.errors import RcmdError
 
-        method = getattr(self._client, direction, None)
-        if method is None:
-            return False
+        self._connect()
+        assert self._client is not None
         try:
-            method(in_path, out_path, resume=False)  # put(local, remote) and get(remote, local)
+            if direction == "put":
+                self._client.put(in_path, out_path, resume=False)
+            else:
+                self._client.get(in_path, out_path, resume=False)
         except (OSError, RcmdError) as exc:
             raise AnsibleError(f"rcmd: {direction} {in_path} -> {out_path} failed: {exc}") from exc
-        return True
-
-    def _verify(self, remote_path: str, expected: str) -> None:
-        """The remote file's SHA-256 must be *expected* (where the server has sha256sum)."""
-        status, out, _ = self._run(f"sha256sum < {shlex.quote(remote_path)}")
-        if status == 0 and out.split()[:1] != [expected.encode()]:
-            raise AnsibleError(f"rcmd: {remote_path}: SHA-256 differs after the transfer")
 
     def reset(self) -> None:
         self.close()
