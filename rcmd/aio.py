@@ -38,7 +38,20 @@ from .decoding import resolve_encoding
 from .errors import AuthenticationError, ConnectionClosed, RcmdError, ServerError, TlsError
 from .framing import CLOSED, DEFAULT_MAX_FRAME_SIZE, NEED_DATA
 from .handshake import ClientHandshake, hello_failure
-from .messages import AuthOk, Cancel, Error, Exit, Hello, Message, Run, Stderr, Stdin, StdinEnd, Stdout
+from .messages import (
+    AuthChallenge,
+    AuthOk,
+    Cancel,
+    Error,
+    Exit,
+    Hello,
+    Message,
+    Run,
+    Stderr,
+    Stdin,
+    StdinEnd,
+    Stdout,
+)
 from .protocol import Connection, Role
 
 if TYPE_CHECKING:
@@ -76,7 +89,14 @@ class AsyncClient:
     def where(self) -> str:
         return host_port(*self.address)
 
-    async def _handshake(self, encoding: str, secret: bytes | None, timeout: float | None) -> None:
+    async def _handshake(
+        self,
+        encoding: str,
+        secret: bytes | None,
+        timeout: float | None,
+        user: str | None = None,
+        password: str | None = None,
+    ) -> None:
         """Receive the server's HELLO, answer it, check its AUTH_OK if it asked for a proof."""
         try:
             hello = await self._next_event()
@@ -86,15 +106,22 @@ class AsyncClient:
         self.server_hello = hello
         self.encoding = resolve_encoding(encoding, hello.encoding)
         self.cwd = hello.cwd
-        handshake = ClientHandshake(self.where, secret)
+        handshake = ClientHandshake(self.where, secret, user=user, password=password)
         self._send(handshake.answer(hello))
-        if handshake.expects_auth_ok:
-            try:
+        try:
+            if handshake.expects_challenge:
+                challenge = await self._next_event()
+                assert isinstance(challenge, AuthChallenge)  # Connection lets nothing else come now
+                # PBKDF2 takes a large fraction of a second: not on the loop other hosts share.
+                self._send(await asyncio.to_thread(handshake.prove, challenge))
+            if handshake.expects_auth_ok:
                 reply = await self._next_event()
-            except ServerError as exc:
-                raise handshake.refused(exc) from None
-            assert isinstance(reply, AuthOk)  # Connection lets nothing else come now
-            handshake.check_auth_ok(reply)
+                assert isinstance(reply, AuthOk)  # Connection lets nothing else come now
+                handshake.check_auth_ok(reply)
+                if reply.cwd is not None:
+                    self.cwd = reply.cwd  # a user's home
+        except ServerError as exc:
+            raise handshake.refused(exc) from None
 
     # ------------------------------------------------------------------------ public API
 
@@ -336,21 +363,26 @@ def connect(
     secret: bytes | str | None = None,
     tls: bool | ssl.SSLContext = False,
     tls_ca: str | None = None,
+    user: str | None = None,
+    password: str | None = None,
 ) -> _Connecting:
     """Connect to an rcmd server (prefixed framing): ``async with connect(...) as client``,
     or ``client = await connect(...)`` then ``await client.close()``.
 
-    The options are :func:`rcmd.client.connect`'s; *connect_timeout* covers the TCP
+    The options are :func:`rcmd.client.connect`'s (*user* and *password* log in to a
+    server with user accounts, as ``rcmd --user``); *connect_timeout* covers the TCP
     connection, TLS and the whole handshake. Raises what that raises: OSError subclasses
     (ConnectionRefusedError, TimeoutError, socket.gaierror), ProtocolMismatch,
     AuthenticationError, TlsError, and rcmd.auth.SecretError for a bad $RCMD_SECRET.
     """
     if isinstance(secret, str):
         secret = secret.encode("utf-8")
-    if secret is None:
+    if secret is None and user is None:
         secret = load_secret()
     return _Connecting(
-        _open(host, port, encoding, connect_timeout, max_frame_size, secret, tls, tls_ca).__await__()
+        _open(
+            host, port, encoding, connect_timeout, max_frame_size, secret, tls, tls_ca, user, password
+        ).__await__()
     )
 
 
@@ -363,6 +395,8 @@ async def _open(
     secret: bytes | None,
     tls: bool | ssl.SSLContext,
     tls_ca: str | None,
+    user: str | None,
+    password: str | None,
 ) -> AsyncClient:
     resolve_encoding(encoding, None)  # LookupError now for an unknown codec, not after connecting
     started = time.monotonic()
@@ -389,7 +423,9 @@ async def _open(
         None if connect_timeout is None else max(0.001, connect_timeout - (time.monotonic() - started))
     )
     try:
-        await asyncio.wait_for(client._handshake(encoding, secret, connect_timeout), remaining)
+        await asyncio.wait_for(
+            client._handshake(encoding, secret, connect_timeout, user, password), remaining
+        )
     except asyncio.TimeoutError as exc:
         client.abort()
         failure = hello_failure(client.where, TimeoutError(), connect_timeout)

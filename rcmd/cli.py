@@ -218,6 +218,8 @@ def rcmd_main(
             each_line=each_line,
             pty=force_pty,
             trace=trace,
+            user=user,
+            password_file=password_file,
         )
     host, port = parse_target(target)
     where = host_port(host, port)

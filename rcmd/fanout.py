@@ -219,6 +219,8 @@ def main(
     encoding: str,
     no_stdin: bool = False,
     each_line: bool = False,
+    user: str | None = None,
+    password: str | None = None,
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
@@ -240,6 +242,8 @@ def main(
         tls=tls,
         tls_ca=tls_ca,
         encoding=encoding,
+        user=user,
+        password=password,
     )
     color = wants_color(stdout)
 
@@ -308,6 +312,8 @@ def run_cli(
     each_line: bool = False,
     pty: bool = False,
     trace: bool = False,
+    user: str | None = None,
+    password_file: str | None = None,
 ) -> NoReturn:
     """``rcmd -H ...`` from the typer command in rcmd.cli: check its options, run, exit."""
     import codecs
@@ -341,8 +347,13 @@ def run_cli(
     except LookupError:
         raise typer.BadParameter(f"unknown encoding {encoding!r}", param_hint="--encoding") from None
     try:
-        secret = load_secret(secret_file)
-    except SecretError as exc:
+        secret = None if user is not None else load_secret(secret_file)
+        password = None
+        if user is not None:  # asked once, for every host, as rcmd --user asks it
+            from .cli import _password
+
+            password = _password(user, password_file)
+    except (SecretError, ValueError) as exc:
         raise usage(str(exc)) from None
     try:
         status = main(
@@ -359,6 +370,8 @@ def run_cli(
             encoding=encoding,
             no_stdin=no_stdin,
             each_line=each_line,
+            user=user,
+            password=password,
         )
     except HostSetError as exc:
         raise usage(str(exc)) from None

@@ -54,7 +54,8 @@ class Group:
     *hosts* is a host set (``"web[01-20]:9000,db1"``, see rcmd.hostset) or an iterable of
     them; a host without ``:PORT`` uses *port*. The other options are
     :func:`rcmd.aio.connect`'s, used for every host; *kill_grace* is how long past a command's
-    timeout a host may take to report the kill. Raises HostSetError (a ValueError) for
+    timeout a host may take to report the kill; *user* and *password* log in to servers with
+    user accounts. Raises HostSetError (a ValueError) for
     a host set it cannot read, and SecretError for a bad $RCMD_SECRET.
     """
 
@@ -70,6 +71,8 @@ class Group:
         tls_ca: str | None = None,
         encoding: str = "auto",
         kill_grace: float = KILL_GRACE,
+        user: str | None = None,
+        password: str | None = None,
     ) -> None:
         if fanout < 1:
             raise ValueError("fanout must be at least 1")
@@ -78,8 +81,10 @@ class Group:
         self.fanout = fanout
         self.connect_timeout = connect_timeout
         self.secret = secret.encode("utf-8") if isinstance(secret, str) else secret
-        if self.secret is None:
+        if self.secret is None and user is None:
             self.secret = load_secret()
+        self.user = user
+        self.password = password
         self.tls = tls
         self.tls_ca = tls_ca
         self.encoding = encoding
@@ -190,6 +195,8 @@ class Group:
             secret=self.secret,
             tls=self.tls,
             tls_ca=self.tls_ca,
+            user=self.user,
+            password=self.password,
         ) as client:
             stdout: list[bytes] = []
             stderr: list[bytes] = []

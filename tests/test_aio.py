@@ -264,3 +264,70 @@ def test_hello_failures_say_whose_fault():
     assert isinstance(tls, TlsError)
     other = ServerError("busy")
     assert hello_failure("h:1", other, 2.0) is other
+
+
+# ------------------------------------------------------------------- user accounts (SCRAM)
+
+
+@pytest.fixture(scope="module")
+def users_background(tmp_path_factory):
+    from rcmd import scram
+    from rcmd.server.accounts import add_user, load_users
+
+    base = tmp_path_factory.mktemp("aio-users")
+    users = base / "users.toml"
+    add_user(users, "ann", "ann's password", home=str(base / "ann"), iterations=scram.MIN_ITERATIONS)
+    with rcmd.BackgroundServer(encoding="utf-8", users=load_users(users)) as server:
+        yield server, base
+
+
+def test_a_user_logs_in_and_starts_in_their_home(users_background):
+    server, base = users_background
+
+    async def main() -> tuple[bytes, str | None]:
+        async with aio.connect(*server.address, user="ann", password="ann's password") as client:
+            return (await client.run("pwd")).stdout, client.cwd
+
+    out, cwd = asyncio.run(main())
+    assert out == f"{base / 'ann'}\n".encode()
+    assert cwd == str(base / "ann")
+
+
+def test_a_wrong_password_and_a_missing_user_are_refused(users_background, monkeypatch):
+    server, _ = users_background
+    monkeypatch.delenv("RCMD_SECRET", raising=False)
+
+    async def main(**options: str) -> None:
+        async with aio.connect(*server.address, **options):  # type: ignore[arg-type]
+            pass
+
+    with pytest.raises(AuthenticationError, match="refused us"):
+        asyncio.run(main(user="ann", password="wrong"))
+    with pytest.raises(AuthenticationError, match="requires a user name and password"):
+        asyncio.run(main())
+
+
+def test_scram_handshake_with_messages_only():
+    from rcmd import scram
+    from rcmd.messages import AuthChallenge
+
+    salt = bytes(range(16))
+    verifier = scram.make_verifier("pencil", iterations=scram.MIN_ITERATIONS, salt=salt)
+    server_nonce = new_nonce()
+    handshake = ClientHandshake("h:1", None, user="zoe", password="pencil")
+    answer = handshake.answer(Hello(auth=scram.SCHEME, nonce=server_nonce.hex()))
+    assert answer.user == "zoe"
+    assert handshake.expects_challenge
+    assert answer.nonce is not None
+    proof = handshake.prove(AuthChallenge(salt=salt.hex(), iterations=scram.MIN_ITERATIONS))
+    message = scram.auth_message("zoe", server_nonce, bytes.fromhex(answer.nonce), salt, scram.MIN_ITERATIONS)
+    assert scram.verify_client_proof(verifier, message, bytes.fromhex(proof.proof))
+    with pytest.raises(AuthenticationError, match="impostor"):
+        handshake.check_auth_ok(AuthOk(mac="00" * 32))
+    handshake.check_auth_ok(AuthOk(mac=scram.server_signature(verifier.server_key, message).hex()))
+    weak = ClientHandshake("h:1", None, user="zoe", password="pencil")
+    weak.answer(Hello(auth=scram.SCHEME, nonce=server_nonce.hex()))
+    with pytest.raises(AuthenticationError, match="fewer than"):
+        weak.prove(AuthChallenge(salt=salt.hex(), iterations=10))
+    with pytest.raises(AuthenticationError, match="no user accounts"):
+        ClientHandshake("h:1", None, user="zoe", password="pencil").answer(Hello())

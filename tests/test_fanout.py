@@ -224,3 +224,19 @@ def test_the_prompt_runs_each_line_on_every_host(farm):
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 3  # the last line's status
+
+
+def test_user_and_password_file_log_in_to_every_host(tmp_path):
+    from rcmd import scram
+    from rcmd.server.accounts import add_user, load_users
+
+    users = tmp_path / "users.toml"
+    add_user(users, "ann", "ann's password", home=str(tmp_path / "ann"), iterations=scram.MIN_ITERATIONS)
+    password_file = tmp_path / "password"
+    password_file.write_text("ann's password\n")
+    password_file.chmod(0o600)
+    with ServerFarm(2, encoding="utf-8", users=load_users(users)) as farm:
+        spec = ",".join(farm.hosts)
+        proc = rcmd("-H", spec, "--user", "ann", "--password-file", str(password_file), "-c", "pwd")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(lines(proc.stdout)) == sorted(f"{h}: {tmp_path / 'ann'}" for h in farm.hosts)
