@@ -149,3 +149,24 @@ def test_an_unreachable_host(ansible):
     assert proc.returncode == 4  # ansible's "host unreachable"
     assert "UNREACHABLE" in proc.stdout
     assert "connection refused" in proc.stdout.lower()
+
+
+def test_a_user_account_through_the_plugin(ansible, tmp_path):
+    from rcmd import scram
+    from rcmd.server.accounts import add_user, load_users
+
+    users = tmp_path / "users.toml"
+    add_user(users, "ann", "ann's password", home=str(tmp_path / "ann"), iterations=scram.MIN_ITERATIONS)
+    password_file = tmp_path / "password"
+    password_file.write_text("ann's password\n")
+    password_file.chmod(0o600)
+    with rcmd.BackgroundServer(encoding="utf-8", users=load_users(users)) as server:
+        inventory = tmp_path / "users.ini"
+        inventory.write_text(
+            f"ann ansible_host=127.0.0.1 ansible_port={server.address[1]} ansible_connection=rcmd "
+            f"ansible_rcmd_user=ann ansible_rcmd_password_file={password_file} "
+            f"ansible_python_interpreter={sys.executable}\n"
+        )
+        proc = ansible("ansible", "ann", "-i", str(inventory), "-m", "command", "-a", "pwd")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert str(tmp_path / "ann") in proc.stdout

@@ -49,6 +49,18 @@ DOCUMENTATION = """
           - name: RCMD_SECRET_FILE
         vars:
           - name: ansible_rcmd_secret_file
+      rcmd_user:
+        description: Log in as this user (a server with user accounts) instead of with the shared secret.
+        type: string
+        vars:
+          - name: ansible_rcmd_user
+      rcmd_password_file:
+        description: File holding that user's password (mode 600).
+        type: string
+        env:
+          - name: RCMD_PASSWORD_FILE
+        vars:
+          - name: ansible_rcmd_password_file
       rcmd_tls:
         description: Use TLS, trusting the system's certificate authorities.
         type: bool
@@ -105,8 +117,18 @@ class Connection(ConnectionBase):
 
         host, port = self.get_option("remote_addr"), int(self.get_option("port"))
         display.vvv(f"ESTABLISH RCMD CONNECTION TO {host}:{port}", host=host)
+        user = self.get_option("rcmd_user")
         try:
-            secret = load_secret(self.get_option("rcmd_secret_file"))
+            secret = password = None
+            if user is None:
+                secret = load_secret(self.get_option("rcmd_secret_file"))
+            else:
+                from rcmd.scram import load_password
+
+                password_file = self.get_option("rcmd_password_file")
+                if password_file is None:
+                    raise ValueError("rcmd_user needs rcmd_password_file (ansible_rcmd_password_file)")
+                password = load_password(password_file)
             self._client = connect(
                 host,
                 port,
@@ -115,6 +137,8 @@ class Connection(ConnectionBase):
                 secret=secret,
                 tls=bool(self.get_option("rcmd_tls")),
                 tls_ca=self.get_option("rcmd_tls_ca"),
+                user=user,
+                password=password,
             )
         except (OSError, RcmdError, ValueError) as exc:
             raise AnsibleConnectionFailure(f"rcmd: cannot connect to {host}:{port}: {exc}") from exc
