@@ -25,7 +25,7 @@ $(VENV)/.installed-demo: pyproject.toml $(VENV)/.created
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.created
-	$(PIP) -e '.[test,lint]'
+	$(PIP) -e '.[test,lint,ansible]'
 	touch $@
 
 $(VENV)/.installed-mutate: pyproject.toml $(VENV)/.created

@@ -8,6 +8,11 @@ Public API::
         print(result.returncode, result.stdout_text)
         for event in client.stream("make"):
             ...  # rcmd.Stdout / rcmd.Stderr chunks as they come, then rcmd.Exit
+
+    async with rcmd.aio.connect("127.0.0.1", 9000) as client:   # the same, on asyncio
+        result = await client.run("ls -l")
+
+    results = rcmd.Group("web[01-20]:9000").run("uptime")  # host -> CompletedCommand or error
 """
 
 from typing import TYPE_CHECKING
@@ -22,6 +27,7 @@ _EXPORTS = {
     "CommandStream": "client",
     "CompletedCommand": "result",
     "TimeoutExpired": "result",
+    "Group": "group",
     "NaiveClient": "naive",
     "Server": "server",
     "ServerConfig": "server",
@@ -65,6 +71,7 @@ __all__ = [
     "ConnectionClosed",
     "Exit",
     "FrameTooLarge",
+    "Group",
     "LengthPrefixFramer",
     "LocalProtocolError",
     "NaiveClient",
@@ -87,6 +94,7 @@ __all__ = [
     "TransferError",
     "TransferResult",
     "__version__",
+    "aio",
     "connect",
     "decode_message",
     "encode_frame",
@@ -95,7 +103,7 @@ __all__ = [
 ]  # a literal, so type checkers and linters see it; tests check it against _EXPORTS
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports these
-    from . import messages
+    from . import aio, messages
     from .client import Client, CommandStream, connect
     from .decoding import OutputDecoder, StreamDecoder
     from .errors import (
@@ -115,6 +123,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     )
     from .files import RemoteEntry, TransferResult
     from .framing import NEED_DATA, LengthPrefixFramer, NaiveFramer, encode_frame
+    from .group import Group
     from .messages import Exit, Stderr, Stdout, decode_message, encode_message
     from .naive import NaiveClient
     from .result import CompletedCommand, TimeoutExpired
@@ -124,8 +133,8 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
 def __getattr__(name: str) -> object:
     import importlib
 
-    if name == "messages":
-        return importlib.import_module(".messages", __name__)
+    if name in ("messages", "aio"):
+        return importlib.import_module(f".{name}", __name__)
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'rcmd' has no attribute {name!r}")

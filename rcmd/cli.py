@@ -170,10 +170,21 @@ def rcmd_main(
         False, "--trace", help="Show on stderr each recv() the client makes and each frame it completed."
     ),
     version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    hosts: list[str] | None = typer.Option(
+        None,
+        "-H",
+        "--hosts",
+        help="Run on many hosts at once: web[01-20]:9000,db1 or @FILE; repeatable (see rcmd.fanout).",
+    ),
+    gather: bool = typer.Option(
+        False, "-b", "--gather", help="With -H: print each distinct output once, under its hosts."
+    ),
+    fanout: int = typer.Option(64, help="With -H: hosts worked on at once."),
     extra: list[str] | None = typer.Argument(None, hidden=True),
 ) -> None:
     """Run commands on an rcmd server: one with -c, an interactive prompt on a terminal,
     or a script from piped stdin (rcmd < script.sh), run whole by one remote shell.
+    With -H HOSTS, on many servers at once.
 
     `rcmd demo` shows TCP's sticky packets and the length prefix that fixes them, side by side.
     """
@@ -186,6 +197,29 @@ def rcmd_main(
             f"unexpected {' '.join(extra)!r}: give the command with -c, as in: "
             f"rcmd {target or 'HOST'} -c {shlex.quote(' '.join(extra))}",
             param_hint="COMMAND",
+        )
+    if hosts:
+        from .fanout import run_cli
+
+        run_cli(
+            hosts,
+            target,
+            command,
+            framing.value,
+            encoding,
+            timeout,
+            connect_timeout,
+            secret_file,
+            tls,
+            tls_ca,
+            gather,
+            fanout,
+            no_stdin=no_stdin,
+            each_line=each_line,
+            pty=force_pty,
+            trace=trace,
+            user=user,
+            password_file=password_file,
         )
     host, port = parse_target(target)
     where = host_port(host, port)
@@ -484,6 +518,11 @@ def client_entry() -> None:
         from .demo import main
 
         raise SystemExit(main(sys.argv[2:]))
+    if sys.argv[1:] == ["ansible-path"]:  # export ANSIBLE_CONNECTION_PLUGINS=$(rcmd ansible-path)
+        from .ansible import PLUGIN_DIR
+
+        print(PLUGIN_DIR)
+        return
     if sys.argv[1:2] in (["put"], ["get"], ["df"]):  # file transfers: rcmd/files_cli.py
         from .files_cli import main as files_main
 
