@@ -55,3 +55,20 @@ def test_frame_too_large_is_the_peers_fault_and_carries_both_sizes():
         "frame of 2000 bytes exceeds the maximum of 1024 bytes "
         "(is the peer speaking another protocol, e.g. naive framing?)"
     )
+
+
+def test_local_write_error_carries_the_os_error():
+    import errno
+
+    from rcmd.errors import LocalWriteError
+
+    error = LocalWriteError(OSError(errno.ENOSPC, "No space left on device"))
+    assert (error.errno, error.strerror) == (errno.ENOSPC, "No space left on device")
+    assert str(error) == "write error: No space left on device"
+    assert isinstance(error, RcmdError)
+    bare = LocalWriteError(OSError("the disk went away"))  # no errno: its text stands in
+    assert (bare.errno, bare.strerror, str(bare)) == (
+        None,
+        "the disk went away",
+        "write error: the disk went away",
+    )
