@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import ast
 import functools
-import subprocess
+import json
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -131,18 +131,15 @@ def still_equivalent(mutant: str) -> bool:
 
 
 def read_results() -> dict[str, str]:
-    """Mutant name -> status, as `mutmut results --all true` prints them."""
-    out = subprocess.run(
-        [sys.executable, "-m", "mutmut", "results", "--all", "true"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    """Mutant name -> status, from every file mutants/ holds results for (as `mutmut results`
+    names them, but whatever only_mutate was: make mutate-rest runs with another one)."""
+    from mutmut.stats import status_by_exit_code
+
     results = {}
-    for line in out.splitlines():
-        name, sep, status = line.strip().rpartition(": ")
-        if sep and name.startswith("rcmd."):
-            results[name] = status
+    for meta in sorted(Path("mutants").rglob("*.py.meta")):
+        for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            if name.startswith("rcmd."):
+                results[name] = status_by_exit_code[code]
     return results
 
 
