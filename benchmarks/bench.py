@@ -45,7 +45,7 @@ from pathlib import Path
 import rcmd
 from rcmd.framing import NEED_DATA
 from rcmd.messages import Exit, Hello, Run, Stderr, Stdout
-from rcmd.process import spawn
+from rcmd.process import spawn_in_thread
 from rcmd.protocol import Connection, Role
 
 MiB = 1 << 20
@@ -487,7 +487,7 @@ async def local_spawns(count: int, concurrency: int, how: str = "rcmd") -> list[
     times: list[float] = []
 
     async def run_rcmd() -> None:
-        child = spawn("true", shell="/bin/sh", cwd=os.getcwd(), env=None, stdin=False)
+        child = await spawn_in_thread("true", shell="/bin/sh", cwd=os.getcwd(), env=None, stdin=False)
         try:
             await child.communicate()
         finally:
