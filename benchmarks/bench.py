@@ -471,6 +471,18 @@ def bench_bulk(mib: int, tutorial_mib: int, rounds: int) -> list[tuple]:
             rows.append(("  the same less its start-up", mib, streaming, limit / streaming))
         else:
             rows.append(("  the same less its start-up", None, None, "start-up is all of it at this size"))
+    peer_server = asyncssh_server()
+    if isinstance(peer_server, str):
+        rows += [(name, None, None, peer_server) for name in ("asyncssh", "paramiko")]
+    else:
+        with peer_server:
+            for name, peer in peer_clients(peer_server.port).items():
+                if isinstance(peer, str):
+                    rows.append((name, None, None, peer))
+                    continue
+                seconds = median_time(lambda peer=peer: peer.count(command), min(rounds, 3), mib * MiB)
+                peer.close()
+                rows.append((name, mib, seconds, limit / seconds))
     with Process([sys.executable, "-c", TUTORIAL_SERVER]) as tutorial:
         small = f"head -c {tutorial_mib * MiB} /dev/zero"
         seconds = median_time(lambda: tutorial_read(tutorial.port, small), min(rounds, 3), tutorial_mib * MiB)
@@ -643,6 +655,31 @@ async def local_spawns(count: int, concurrency: int, how: str = "rcmd") -> list[
     return times
 
 
+def peer_latency(count: int, floor: float) -> list[tuple]:
+    """`true` on an open asyncssh and paramiko connection (to the asyncssh server)."""
+    server = asyncssh_server()
+    if isinstance(server, str):
+        return [
+            (f"{name}: run('true') on an open connection", None, None, server)
+            for name in ("asyncssh", "paramiko")
+        ]
+    rows = []
+    with server:
+        for name, peer in peer_clients(server.port).items():
+            label = f"{name}: run('true') on an open connection"
+            if isinstance(peer, str):
+                rows.append((label, None, None, peer))
+                continue
+            times = []
+            for _ in range(count):
+                start = time.perf_counter()
+                peer.run("true")
+                times.append(time.perf_counter() - start)
+            peer.close()
+            rows.append((label, percentile(times, 50), percentile(times, 99), percentile(times, 50) / floor))
+    return rows
+
+
 def bench_latency(count: int) -> list[tuple]:
     floor = asyncio.run(local_spawns(count, 1))
     stdlib = asyncio.run(local_spawns(count, 1, "asyncio"))
@@ -679,6 +716,7 @@ def bench_latency(count: int) -> list[tuple]:
             statistics.median(whole) / python,
         ),
     ]
+    rows += peer_latency(count, percentile(floor, 50))
     ssh = ssh_server()
     if isinstance(ssh, str):
         return [*rows, ("whole `ssh 127.0.0.1 true`", None, None, f"skipped: {ssh}")]
