@@ -29,14 +29,14 @@ def leaves_no_process():
 def test_bulk_rows_cover_every_path_and_count_every_byte():
     rows = bench.bench_bulk(2, 1, 1)  # 2 MiB; a path that lost bytes would raise
     names = [row[0] for row in rows]
-    assert names[:5] == [
+    assert names[:4] == [
         "framed relay limit (reference)",
         "rcmd API: stream()",
         "rcmd CLI: rcmd -c > /dev/null",
         "  the same less its start-up",
-        "tutorial design (data += recv)",
     ]
-    assert names[5].startswith("ssh")
+    assert names[4:7] == ["asyncssh", "paramiko", "tutorial design (data += recv)"]  # peers: rows either way
+    assert names[7].startswith("ssh")
     for name, _mib, seconds, ratio in rows:
         if seconds is None:  # ssh where no sshd can be started; start-up longer than 2 MiB takes
             assert ratio.startswith("skipped: ") or ratio == "start-up is all of it at this size", name
