@@ -435,8 +435,6 @@ def cli_read(address, command: str) -> None:
                 "-m",
                 "rcmd",
                 f"{address[0]}:{address[1]}",
-                "--framing",
-                "prefixed",
                 "-c",
                 command,
             ],
