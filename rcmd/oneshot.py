@@ -3,8 +3,8 @@
 Importing typer (and click with it) is most of a one-shot ``rcmd -c true``'s start-up. So
 the work of the client, connecting, running and mapping errors to exit codes, lives here,
 and rcmd.cli's typer command is what parses the options and checks them before calling
-run_client(). client_entry(), the ``rcmd`` program, hands ``rcmd demo`` and ``rcmd put``,
-``get`` and ``df`` to their own modules, and runs the plain one-shot form itself,
+run_client(). client_entry(), the ``rcmd`` program, hands ``rcmd demo``, ``put``, ``get``,
+``df`` and ``ansible-path`` to their own modules, and runs the plain one-shot form itself,
 with the options' defaults, through the same run_client(): the results are the same. Any
 other argv (another option, ``--help``, a target it cannot read, a command starting with
 ``-``) goes to the typer app, which says what the typer app says.
