@@ -28,6 +28,10 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.created
 	$(PIP) -e '.[test,lint,ansible]'
 	touch $@
 
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.created
+	$(PIP) -e '.[test,lint,ansible,bench]'
+	touch $@
+
 $(VENV)/.installed-mutate: pyproject.toml $(VENV)/.created
 	$(PIP) -e '.[test,mutate]'
 	touch $@
@@ -61,7 +65,7 @@ mutate-rest: $(VENV)/.installed-mutate
 	$(BIN)/python scripts/mutmut_transports.py --per-test $(MUTATE_REST:%=--mutate %) $(MUTATE_REST_TESTS:%=--tests %)
 	$(BIN)/python scripts/mutation_report.py --fail-under 80
 
-bench: $(VENV)/.installed-test
+bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/bench.py
 
 vectors: $(VENV)/.installed-demo

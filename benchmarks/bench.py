@@ -45,7 +45,7 @@ from pathlib import Path
 import rcmd
 from rcmd.framing import NEED_DATA
 from rcmd.messages import Exit, Hello, Run, Stderr, Stdout
-from rcmd.process import spawn
+from rcmd.process import spawn_in_thread
 from rcmd.protocol import Connection, Role
 
 MiB = 1 << 20
@@ -84,6 +84,132 @@ server = socketserver.TCPServer(("127.0.0.1", 0), Handler)
 print(server.server_address[1], flush=True)
 server.serve_forever()
 """
+
+
+#: The asyncssh server as its documentation shows one running a command: a subprocess whose
+#: output is copied to the channel as it comes. In-process keys, no authentication: it only
+#: listens on 127.0.0.1, for this run. The asyncssh and paramiko rows are its clients.
+ASYNCSSH_SERVER = r"""
+import asyncio, asyncssh
+
+class NoAuth(asyncssh.SSHServer):
+    def begin_auth(self, username):
+        return False
+
+async def handle(process):
+    local = await asyncio.create_subprocess_shell(
+        process.command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, start_new_session=True)
+    async def copy(source, channel):
+        while data := await source.read(256 * 1024):
+            channel.write(data)
+            await channel.drain()
+    await asyncio.gather(copy(local.stdout, process.stdout), copy(local.stderr, process.stderr))
+    process.exit(await local.wait())
+
+async def main():
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    server = await asyncssh.listen("127.0.0.1", 0, server_host_keys=[key], server_factory=NoAuth,
+                                   process_factory=handle, encoding=None)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Future()
+
+asyncio.run(main())
+"""
+
+
+def missing(*modules: str) -> str | None:
+    """Why the peer rows cannot run: "not installed" unless every module imports."""
+    for module in modules:
+        try:
+            __import__(module)
+        except ImportError:
+            return f"skipped: not installed ({module}: pip install -e '.[bench]')"
+    return None
+
+
+class AsyncsshClient:
+    """One asyncssh connection to *port*, driven from this thread by its own event loop."""
+
+    def __init__(self, port: int) -> None:
+        import asyncssh
+
+        self.loop = asyncio.new_event_loop()
+        self.conn = self.loop.run_until_complete(
+            asyncssh.connect("127.0.0.1", port, known_hosts=None, username="bench", encoding=None)
+        )
+
+    def run(self, command: str) -> bytes:
+        return self.loop.run_until_complete(self.conn.run(command)).stdout
+
+    def lines(self, command: str, clock: LineClock) -> None:
+        async def follow() -> None:
+            async with self.conn.create_process(command) as process:
+                while data := await process.stdout.read(65536):
+                    clock.feed(data)
+
+        self.loop.run_until_complete(follow())
+
+    def count(self, command: str) -> int:
+        async def count() -> int:
+            total = 0
+            async with self.conn.create_process(command) as process:
+                while data := await process.stdout.read(256 * 1024):
+                    total += len(data)
+            return total
+
+        return self.loop.run_until_complete(count())
+
+    def close(self) -> None:
+        self.conn.close()
+        self.loop.run_until_complete(self.conn.wait_closed())
+        self.loop.close()
+
+
+class ParamikoClient:
+    """One paramiko transport to *port* (the asyncssh server: no authentication), a channel
+    per command as exec_command() opens one."""
+
+    def __init__(self, port: int) -> None:
+        import paramiko
+
+        self.transport = paramiko.Transport(socket.create_connection(("127.0.0.1", port)))
+        self.transport.start_client()
+        self.transport.auth_none("bench")
+
+    def _each(self, command: str, size: int = 256 * 1024):
+        channel = self.transport.open_session()
+        channel.exec_command(command)
+        while data := channel.recv(size):
+            yield data
+        channel.recv_exit_status()
+        channel.close()
+
+    def run(self, command: str) -> bytes:
+        return b"".join(self._each(command))
+
+    def lines(self, command: str, clock: LineClock) -> None:
+        for data in self._each(command, 65536):
+            clock.feed(data)
+
+    def count(self, command: str) -> int:
+        return sum(map(len, self._each(command)))
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def peer_clients(port: int) -> dict[str, AsyncsshClient | ParamikoClient | str]:
+    """An open asyncssh and paramiko client to the asyncssh server on *port*, or why not."""
+    return {
+        "asyncssh": missing("asyncssh") or AsyncsshClient(port),
+        "paramiko": missing("paramiko") or ParamikoClient(port),
+    }
+
+
+def asyncssh_server() -> Process | str:
+    reason = missing("asyncssh")
+    return reason if reason else Process([sys.executable, "-c", ASYNCSSH_SERVER])
 
 
 class Process:
@@ -309,8 +435,6 @@ def cli_read(address, command: str) -> None:
                 "-m",
                 "rcmd",
                 f"{address[0]}:{address[1]}",
-                "--framing",
-                "prefixed",
                 "-c",
                 command,
             ],
@@ -345,6 +469,18 @@ def bench_bulk(mib: int, tutorial_mib: int, rounds: int) -> list[tuple]:
             rows.append(("  the same less its start-up", mib, streaming, limit / streaming))
         else:
             rows.append(("  the same less its start-up", None, None, "start-up is all of it at this size"))
+    peer_server = asyncssh_server()
+    if isinstance(peer_server, str):
+        rows += [(name, None, None, peer_server) for name in ("asyncssh", "paramiko")]
+    else:
+        with peer_server:
+            for name, peer in peer_clients(peer_server.port).items():
+                if isinstance(peer, str):
+                    rows.append((name, None, None, peer))
+                    continue
+                seconds = median_time(lambda peer=peer: peer.count(command), min(rounds, 3), mib * MiB)
+                peer.close()
+                rows.append((name, mib, seconds, limit / seconds))
     with Process([sys.executable, "-c", TUTORIAL_SERVER]) as tutorial:
         small = f"head -c {tutorial_mib * MiB} /dev/zero"
         seconds = median_time(lambda: tutorial_read(tutorial.port, small), min(rounds, 3), tutorial_mib * MiB)
@@ -487,7 +623,7 @@ async def local_spawns(count: int, concurrency: int, how: str = "rcmd") -> list[
     times: list[float] = []
 
     async def run_rcmd() -> None:
-        child = spawn("true", shell="/bin/sh", cwd=os.getcwd(), env=None, stdin=False)
+        child = await spawn_in_thread("true", shell="/bin/sh", cwd=os.getcwd(), env=None, stdin=False)
         try:
             await child.communicate()
         finally:
@@ -515,6 +651,31 @@ async def local_spawns(count: int, concurrency: int, how: str = "rcmd") -> list[
 
     await asyncio.gather(*(worker(count // concurrency) for _ in range(concurrency)))
     return times
+
+
+def peer_latency(count: int, floor: float) -> list[tuple]:
+    """`true` on an open asyncssh and paramiko connection (to the asyncssh server)."""
+    server = asyncssh_server()
+    if isinstance(server, str):
+        return [
+            (f"{name}: run('true') on an open connection", None, None, server)
+            for name in ("asyncssh", "paramiko")
+        ]
+    rows = []
+    with server:
+        for name, peer in peer_clients(server.port).items():
+            label = f"{name}: run('true') on an open connection"
+            if isinstance(peer, str):
+                rows.append((label, None, None, peer))
+                continue
+            times = []
+            for _ in range(count):
+                start = time.perf_counter()
+                peer.run("true")
+                times.append(time.perf_counter() - start)
+            peer.close()
+            rows.append((label, percentile(times, 50), percentile(times, 99), percentile(times, 50) / floor))
+    return rows
 
 
 def bench_latency(count: int) -> list[tuple]:
@@ -553,6 +714,7 @@ def bench_latency(count: int) -> list[tuple]:
             statistics.median(whole) / python,
         ),
     ]
+    rows += peer_latency(count, percentile(floor, 50))
     ssh = ssh_server()
     if isinstance(ssh, str):
         return [*rows, ("whole `ssh 127.0.0.1 true`", None, None, f"skipped: {ssh}")]
@@ -566,6 +728,113 @@ def bench_latency(count: int) -> list[tuple]:
             max(whole_ssh),
             statistics.median(whole_ssh) / python,
         ),
+    ]
+
+
+# ----------------------------------------------------------------------- line latency
+
+
+def lines_command(count: int) -> str:
+    """A command printing *count* lines 20 ms apart, each the CLOCK_MONOTONIC time it was
+    printed at (in ns: the same clock here, so the delay is this time less that one)."""
+    return (
+        f"{sys.executable} -u -c 'import time\n"
+        f"for _ in range({count}):\n    print(time.monotonic_ns(), flush=True)\n    time.sleep(0.02)'"
+    )
+
+
+class LineClock:
+    """Delays, in seconds, from each line's print (the time it carries) to its arrival here."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+        self._partial = b""
+
+    def feed(self, data: bytes) -> None:
+        now = time.monotonic_ns()
+        *lines, self._partial = (self._partial + bytes(data)).split(b"\n")
+        self.delays.extend((now - int(line)) / 1e9 for line in lines)
+
+
+def relay_lines(port: int, command: str, clock: LineClock) -> None:
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(command.encode())
+        pending = b""
+        while data := sock.recv(65536):
+            pending += data
+            while len(pending) >= 4:
+                (length,) = struct.unpack_from("!I", pending)
+                if length == 0:
+                    return
+                if len(pending) < 4 + length:
+                    break
+                clock.feed(pending[4 : 4 + length])
+                pending = pending[4 + length :]
+
+
+def bench_lines(count: int, rounds: int) -> list[tuple]:
+    """Print-to-client delay of lines printed 20 ms apart: rcmd beside a bare relay (the
+    same tiny framed relay as the bulk rows), its peers and ssh. Rows: name, p50, p99, x relay."""
+    command = lines_command(count)
+    clocks: dict[str, LineClock] = {}
+    with Process([sys.executable, "-c", RELAY_SERVER]) as relay, rcmd_server() as server:
+        peer_server = asyncssh_server()
+        try:
+            paths = {
+                "bare relay (reference)": lambda clock: relay_lines(relay.port, command, clock),
+            }
+            with rcmd.connect("127.0.0.1", server.port) as client:
+
+                def rcmd_lines(clock: LineClock) -> None:
+                    for event in client.stream(command):
+                        if isinstance(event, rcmd.Stdout):
+                            clock.feed(event.data)
+
+                paths["rcmd API: stream()"] = rcmd_lines
+                peers = peer_clients(peer_server.port) if isinstance(peer_server, Process) else {}
+                for name in ("asyncssh", "paramiko"):
+                    peer = peers.get(name, peer_server)
+                    if not isinstance(peer, str):
+                        paths[name] = lambda clock, peer=peer: peer.lines(command, clock)
+                clocks = {name: LineClock() for name in paths}
+                for _ in range(rounds):  # interleaved
+                    for name, follow in paths.items():
+                        follow(clocks[name])
+                for peer in peers.values():
+                    if not isinstance(peer, str):
+                        peer.close()
+        finally:
+            if isinstance(peer_server, Process):
+                peer_server.__exit__()
+    reference = statistics.median(clocks["bare relay (reference)"].delays)
+    rows = [
+        (
+            name,
+            statistics.median(clock.delays),
+            percentile(clock.delays, 99),
+            statistics.median(clock.delays) / reference,
+        )
+        for name, clock in clocks.items()
+    ]
+    for name in ("asyncssh", "paramiko"):
+        if name not in clocks:
+            rows.append((name, None, None, peer_server if isinstance(peer_server, str) else peers[name]))
+    ssh = ssh_server()
+    if isinstance(ssh, str):
+        return [*rows, ("ssh 127.0.0.1", None, None, f"skipped: {ssh}")]
+    with ssh:
+        clock = LineClock()
+        for _ in range(rounds):
+            with subprocess.Popen(
+                [*ssh.argv, command], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE
+            ) as proc:
+                while data := proc.stdout.read1(65536):
+                    clock.feed(data)
+    p50 = statistics.median(clock.delays)
+    return [
+        *rows,
+        ("ssh 127.0.0.1 (a fresh connection each round)", p50, percentile(clock.delays, 99), p50 / reference),
     ]
 
 
@@ -746,6 +1015,15 @@ def main() -> None:
             continue
         p99_text = f"{p99 * 1000:8.2f}" if p99 is not None else f"{'':8}"
         print(f"{name:44} {p50 * 1000:8.2f} {p99_text} {ratio:8.2f}")
+
+    count, rounds = (25, 2) if q else (50, 3)
+    print(f"\nLine latency: a command printing a line every 20 ms, {count} lines x {rounds}, print to client")
+    print(f"{'path':44} {'p50 ms':>8} {'p99 ms':>8} {'x relay':>8}")
+    for name, p50, p99, ratio in bench_lines(count, rounds):
+        if p50 is None:
+            print(f"{name:44} {ratio}")
+        else:
+            print(f"{name:44} {p50 * 1000:8.3f} {p99 * 1000:8.3f} {ratio:8.2f}")
 
     print("\nConcurrency: clients each running `true` in a loop; ceiling: local spawns as many at once")
     print(

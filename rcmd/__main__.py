@@ -1,3 +1,3 @@
-from .cli import client_entry
+from .oneshot import client_entry
 
 client_entry()

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import codecs
 import enum
-import errno
 import math
 import os
 import shlex
-import socket
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -19,22 +17,14 @@ import typer
 
 from . import __version__
 from .auth import SecretError, load_secret
-from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST, DEFAULT_PORT, Client, connect, host_port
-from .console import SCRIPT_COMMAND, ExitStatus, run_lines, run_one, wants_color
-from .errors import (
-    AuthenticationError,
-    ConnectionClosed,
-    FrameTooLarge,
-    LocalWriteError,
-    ProtocolMismatch,
-    RemoteProtocolError,
-    ServerError,
-    TlsError,
-)
-from .trace import printer
+from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST, DEFAULT_PORT, host_port
+from .console import ExitStatus
+from .oneshot import Failure, client_entry, is_open, run_client, split_target
+
+__all__ = ["client_app", "client_entry", "server_app", "server_entry"]  # client_entry: its old home
 
 if TYPE_CHECKING:
-    from .naive import NaiveClient
+    pass
 
 
 class Framing(str, enum.Enum):
@@ -52,62 +42,15 @@ class ServerFraming(str, enum.Enum):
 
 def parse_target(target: str | None) -> tuple[str, int]:
     """``HOST``, ``HOST:PORT``, ``:PORT``, ``[V6]:PORT`` or a bare IPv6 address -> (host, port)."""
-    if not target:
-        return DEFAULT_HOST, DEFAULT_PORT
-    host, port = target, ""
-    if target.startswith("["):
-        host, _, rest = target[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    elif target.count(":") == 1:
-        host, port = target.split(":")
-    if port and not port.isdigit():
-        raise typer.BadParameter(f"port must be a number, got {port!r}", param_hint="HOST[:PORT]")
-    if port and not 1 <= int(port) <= 65535:
-        raise typer.BadParameter(f"port must be from 1 to 65535, got {port}", param_hint="HOST[:PORT]")
-    if "@" in host:
-        raise typer.BadParameter(
-            f"{target!r} names a user: rcmd has none (commands run as the server's user); "
-            "give HOST[:PORT], and a command with -c, as in: rcmd HOST -c 'uptime'",
-            param_hint="HOST[:PORT]",
-        )
-    return host or DEFAULT_HOST, int(port) if port else DEFAULT_PORT
+    try:
+        return split_target(target)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="HOST[:PORT]") from None
 
 
 def _fail(status: ExitStatus, message: str) -> typer.Exit:
     typer.echo(f"rcmd: {message}", err=True)
     return typer.Exit(status)
-
-
-def _pty_offered(client: Client | NaiveClient, *, quiet: bool = False) -> bool:
-    """The server can run a command on a PTY; if not, say so (unless *quiet*)."""
-    offered = isinstance(client, Client) and client.supports_pty
-    if not offered and not quiet:
-        typer.echo("rcmd: the server offers no pseudo-terminal: running without one", err=True)
-    return offered
-
-
-def _is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
-
-
-def _local_write_failure(exc: LocalWriteError) -> typer.Exit:
-    """Our stdout failed. EPIPE (``rcmd -c 'seq 1 100000' | head -1``) ends quietly, as
-    ``cat`` does; anything else (a full disk) is said once, as ``cat: write error: ...``."""
-    # Python would report the broken stdout again when it flushes it at exit: point it at
-    # /dev/null first, as the Python documentation's note on SIGPIPE advises.
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
-    if exc.errno == errno.EPIPE:
-        return typer.Exit(ExitStatus.PIPE_CLOSED)
-    return _fail(ExitStatus.WRITE_FAILED, str(exc))
 
 
 client_app = typer.Typer(add_completion=False, rich_markup_mode=None)
@@ -222,7 +165,6 @@ def rcmd_main(
             password_file=password_file,
         )
     host, port = parse_target(target)
-    where = host_port(host, port)
     try:
         codecs.lookup(encoding if encoding != "auto" else "utf-8")
     except LookupError:
@@ -233,108 +175,33 @@ def rcmd_main(
         raise _fail(ExitStatus.USAGE, "naive framing has no handshake: a secret cannot be used with it")
     if no_stdin and command is None:
         raise typer.BadParameter("-n gives a command an empty stdin: use it with -c", param_hint="-n")
-    stdin_fd = None if no_stdin or not _is_open(0) else 0
+    stdin_fd = None if no_stdin or not is_open(0) else 0
     if force_pty and no_pty:
         raise typer.BadParameter("-t asks for a pseudo-terminal, -T refuses one: give one", param_hint="-t")
     try:
-        # As connect() does: the file, else $RCMD_SECRET; naive framing ignores $RCMD_SECRET.
-        secret = None if framing is Framing.NAIVE or user is not None else load_secret(secret_file)
-        password = _password(user, password_file)
-    except (SecretError, ValueError) as exc:
-        raise _fail(ExitStatus.USAGE, str(exc)) from None
-    try:
-        with connect(
+        status = run_client(
             host,
             port,
+            command=command,
+            stdin_fd=stdin_fd,
+            force_pty=force_pty,
+            no_pty=no_pty,
+            each_line=each_line,
             framing=framing.value,
             encoding=encoding,
+            timeout=timeout,
             connect_timeout=connect_timeout,
-            secret=secret,
+            secret_file=secret_file,
             tls=tls,
             tls_ca=tls_ca,
-            trace=printer(sys.stderr, dim=wants_color(sys.stderr)) if trace else None,
+            trace=trace,
             user=user,
-            password=password,
-        ) as client:
-            if client.framing == "naive":
-                typer.echo(
-                    "rcmd: naive framing: each reply is whatever one recv(1024) returned; "
-                    f"deliberately broken, for teaching; the exit status is unknown (rcmd exits "
-                    f"{int(ExitStatus.STATUS_UNKNOWN)})",
-                    err=True,
-                )
-            pty = force_pty and stdin_fd is not None and os.isatty(stdin_fd) and _pty_offered(client)
-            if force_pty and not pty and stdin_fd is not None and not os.isatty(stdin_fd):
-                # As ssh -t: a terminal with no keyboard behind it would only get in the way.
-                typer.echo("rcmd: pseudo-terminal not used because stdin is not a terminal", err=True)
-            if command is not None:
-                color = wants_color(sys.stderr)  # red stderr, as at the prompt; piped lines get none
-                status = run_one(
-                    client, command, timeout, sys.stdout, sys.stderr, color=color, stdin_fd=stdin_fd, pty=pty
-                )
-            elif sys.stdin.isatty():
-                from .prompt import interactive
-
-                def reconnect() -> Client:
-                    again = connect(
-                        host,
-                        port,
-                        encoding=encoding,
-                        connect_timeout=connect_timeout,
-                        secret=secret,
-                        tls=tls,
-                        tls_ca=tls_ca,
-                        user=user,
-                        password=password,
-                    )
-                    assert isinstance(again, Client)
-                    return again
-
-                status = interactive(
-                    client,
-                    where,
-                    timeout,
-                    pty=not no_pty and _pty_offered(client, quiet=True),
-                    reconnect=reconnect,
-                )
-            elif each_line or client.framing == "naive":  # naive framing cannot carry stdin
-                status = run_lines(client, sys.stdin, timeout, sys.stdout, sys.stderr)
-            else:
-                status = run_one(client, SCRIPT_COMMAND, timeout, sys.stdout, sys.stderr, stdin_fd=0)
-    except KeyboardInterrupt:
-        raise typer.Exit(ExitStatus.CANCELLED) from None
-    except LocalWriteError as exc:
-        raise _local_write_failure(exc) from None
-    except AuthenticationError as exc:
-        raise _fail(ExitStatus.AUTH_FAILED, str(exc)) from None
-    except TlsError as exc:
-        raise _fail(ExitStatus.TLS_FAILED, str(exc)) from None
-    except ProtocolMismatch as exc:
-        raise _fail(ExitStatus.PROTOCOL_MISMATCH, str(exc)) from None
-    except FrameTooLarge as exc:
-        raise _fail(ExitStatus.FRAME_TOO_LARGE, f"{where}: {exc}") from None
-    except RemoteProtocolError as exc:
-        raise _fail(ExitStatus.PROTOCOL_ERROR, f"{where}: protocol error: {exc}") from None
-    except ServerError as exc:
-        raise _fail(ExitStatus.CONNECTION_LOST, f"{where}: {exc}") from None
-    except ConnectionClosed as exc:
-        raise _fail(ExitStatus.CONNECTION_LOST, f"{where}: {exc}") from None
-    except ConnectionRefusedError:
-        raise _fail(
-            ExitStatus.CONNECTION_FAILED,
-            f"cannot connect to {where}: connection refused (is rcmd-server running?)",
-        ) from None
-    except OSError as exc:
-        if isinstance(exc, socket.gaierror):
-            raise _fail(ExitStatus.HOST_NOT_FOUND, f"cannot resolve host {host!r}: {exc.strerror}") from None
-        if isinstance(exc, TimeoutError):
-            raise _fail(
-                ExitStatus.CONNECT_TIMEOUT,
-                f"cannot connect to {where}: no answer within {connect_timeout:g}s",
-            ) from None
-        raise _fail(
-            ExitStatus.CONNECTION_FAILED, f"cannot connect to {where}: {exc.strerror or exc}"
-        ) from None
+            password_file=password_file,
+        )
+    except Failure as exc:
+        if exc.message is not None:
+            typer.echo(exc.message, err=True)
+        raise typer.Exit(exc.status) from None
     raise typer.Exit(status)
 
 
@@ -483,20 +350,6 @@ def server_main(
         raise typer.Exit(1) from None
 
 
-def _password(user: str | None, password_file: str | None) -> str | None:
-    """The password for *user*: from *password_file* (which others must not read), else
-    asked for without echo. Raises rcmd.scram.PasswordError (a ValueError)."""
-    if user is None:
-        return None
-    if password_file is not None:
-        from .scram import load_password
-
-        return load_password(password_file)
-    import getpass
-
-    return getpass.getpass(f"password for {user}: ")
-
-
 def _load_users(path: str) -> dict[str, Any]:
     """The accounts in *path*, which must exist and not be readable by others."""
     import os
@@ -511,23 +364,6 @@ def _load_users(path: str) -> dict[str, Any]:
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ValueError(f"the users file {path} is readable by others: chmod 600 {path}")
     return dict(load_users(path))
-
-
-def client_entry() -> None:
-    if sys.argv[1:2] == ["demo"]:  # `rcmd demo`: a host called "demo" is still `demo:9000`
-        from .demo import main
-
-        raise SystemExit(main(sys.argv[2:]))
-    if sys.argv[1:] == ["ansible-path"]:  # export ANSIBLE_CONNECTION_PLUGINS=$(rcmd ansible-path)
-        from .ansible import PLUGIN_DIR
-
-        print(PLUGIN_DIR)
-        return
-    if sys.argv[1:2] in (["put"], ["get"], ["df"]):  # file transfers: rcmd/files_cli.py
-        from .files_cli import main as files_main
-
-        files_main(sys.argv[1:])
-    client_app()
 
 
 def server_entry() -> None:

@@ -350,9 +350,9 @@ def run_cli(
         secret = None if user is not None else load_secret(secret_file)
         password = None
         if user is not None:  # asked once, for every host, as rcmd --user asks it
-            from .cli import _password
+            from .oneshot import password_for
 
-            password = _password(user, password_file)
+            password = password_for(user, password_file)
     except (SecretError, ValueError) as exc:
         raise usage(str(exc)) from None
     try:

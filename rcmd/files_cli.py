@@ -87,13 +87,14 @@ def _connected(
     connect_timeout: float,
 ) -> Iterator[Client]:
     """A client for *host*, with rcmd's connection failures turned into its exit codes."""
-    from .cli import _password, parse_target
+    from .cli import parse_target
+    from .oneshot import password_for
 
     address, port = parse_target(host)
     where = host_port(address, port)
     try:
         secret = load_secret(secret_file) if user is None else None
-        password = _password(user, password_file)
+        password = password_for(user, password_file)
     except (SecretError, PasswordError) as exc:
         raise _fail(ExitStatus.USAGE, str(exc)) from None
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,14 +29,14 @@ def leaves_no_process():
 def test_bulk_rows_cover_every_path_and_count_every_byte():
     rows = bench.bench_bulk(2, 1, 1)  # 2 MiB; a path that lost bytes would raise
     names = [row[0] for row in rows]
-    assert names[:5] == [
+    assert names[:4] == [
         "framed relay limit (reference)",
         "rcmd API: stream()",
         "rcmd CLI: rcmd -c > /dev/null",
         "  the same less its start-up",
-        "tutorial design (data += recv)",
     ]
-    assert names[5].startswith("ssh")
+    assert names[4:7] == ["asyncssh", "paramiko", "tutorial design (data += recv)"]  # peers: rows either way
+    assert names[7].startswith("ssh")
     for name, _mib, seconds, ratio in rows:
         if seconds is None:  # ssh where no sshd can be started; start-up longer than 2 MiB takes
             assert ratio.startswith("skipped: ") or ratio == "start-up is all of it at this size", name
@@ -87,3 +88,32 @@ def test_transfer_rows_move_every_byte():
         assert mib == 2
         assert seconds > 0
         assert ratio > 0
+
+
+def test_line_latency_rows_time_every_line_against_the_relay():
+    rows = bench.bench_lines(3, 1)
+    names = [row[0] for row in rows]
+    assert names[:2] == ["bare relay (reference)", "rcmd API: stream()"]
+    assert {"asyncssh", "paramiko"} <= set(names)  # measured, or saying why not
+    assert names[-1].startswith("ssh")
+    for name, p50, p99, ratio in rows:
+        if p50 is None:
+            assert ratio.startswith("skipped: "), name
+            continue
+        assert 0 < p50 <= p99, name
+        assert ratio > 0, name
+    assert rows[0][3] == 1.0
+
+
+def test_line_clock_takes_lines_split_anywhere():
+    clock = bench.LineClock()
+    stamp = str(time.monotonic_ns()).encode()
+    for part in (stamp[:3], stamp[3:] + b"\n" + stamp[:5], stamp[5:] + b"\n"):
+        clock.feed(part)
+    assert len(clock.delays) == 2
+    assert all(0 <= delay < 60 for delay in clock.delays)
+
+
+def test_peer_rows_say_why_when_a_peer_is_not_installed():
+    assert bench.missing("os") is None
+    assert bench.missing("no_such_module_here").startswith("skipped: not installed")

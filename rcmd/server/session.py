@@ -44,7 +44,7 @@ from ..messages import (
     Stdout,
     WindowChange,
 )
-from ..process import Child, spawn
+from ..process import Child, spawn_in_thread
 from ..protocol import Connection, Phase, Role
 from ..scram import SCHEME as SCRAM
 from .accounts import ScramLogin
@@ -423,7 +423,7 @@ class PrefixedSession:
         if not await self._acquire_slot(slots):  # at most --max-commands at once, server-wide
             return None
         try:
-            if run.pty is not None:
+            if run.pty is not None:  # on the loop: its preexec_fn makes Popen fork, which a thread must not
                 process: Child = spawn_pty(
                     run.command,
                     shell=self.config.shell,
@@ -435,7 +435,9 @@ class PrefixedSession:
                     stdin=run.stdin,
                 )
             else:
-                process = spawn(run.command, shell=self.config.shell, cwd=cwd, env=env, stdin=run.stdin)
+                process = await spawn_in_thread(
+                    run.command, shell=self.config.shell, cwd=cwd, env=env, stdin=run.stdin
+                )
         except OSError as exc:
             slots.release()
             if isinstance(exc, (FileNotFoundError, PermissionError)) and exc.filename == self.config.shell:
