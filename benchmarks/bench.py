@@ -516,7 +516,8 @@ def _ssh_copy_argv(ssh: SshServer, program: str) -> list[str]:
 
 def bench_transfers(mib: int, rounds: int) -> list[tuple]:
     """put() and get() of one file against streaming the same bytes through `cat` into a
-    file (the goal: >= 0.9x; put and get also hash both ends and fsync), and scp and sftp
+    file (the goal: >= 0.9x; put and get also hash both ends, put is flushed to disk by the
+    server, get only with fsync=True, its own row), and scp and sftp
     where an sshd can be started, against the `cat` download. (name, MiB, seconds, x ref)."""
     rows: list[tuple] = []
     with tempfile.TemporaryDirectory(prefix="rcmd-bench-files-") as folder:
@@ -533,9 +534,11 @@ def bench_transfers(mib: int, rounds: int) -> list[tuple]:
                 with rcmd.connect(*address) as client:
                     return client.put(source, "uploaded", resume=False).size
 
-            def get() -> int:
+            def get(fsync: bool = False) -> int:
                 with rcmd.connect(*address) as client:
-                    return client.get(str(source), Path(folder) / "downloaded", resume=False).size
+                    return client.get(
+                        str(source), Path(folder) / "downloaded", resume=False, fsync=fsync
+                    ).size
 
             def cat_up() -> int:
                 """The same bytes as stdin of `cat > FILE`, as fast as the server takes them."""
@@ -567,6 +570,7 @@ def bench_transfers(mib: int, rounds: int) -> list[tuple]:
                 ("rcmd API: put()", median_time(put, rounds, size), up),
                 ("`cat FILE` to a file (reference)", down, down),
                 ("rcmd API: get()", median_time(get, rounds, size), down),
+                ("rcmd API: get(fsync=True)", median_time(lambda: get(fsync=True), rounds, size), down),
             ]
             rows += [(name, mib, seconds, reference / seconds) for name, seconds, reference in measured]
             cat = down

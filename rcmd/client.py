@@ -556,13 +556,19 @@ class Client:
         progress: Callable[[int, int | None], None] | None = None,
         resume: bool = True,
         preserve: bool = False,
+        fsync: bool = False,
     ) -> TransferResult:
         """Download *remote* to *local* (an existing directory: into it, under the same name),
         through a partial file renamed into place once the SHA-256 matches; see :meth:`put`.
-        A failed local write (a full disk) closes the connection, the partial file kept."""
+        A failed local write (a full disk) closes the connection, the partial file kept.
+
+        With *fsync* the file (and then its directory) is flushed to disk before the rename
+        and after it, so the new file survives a crash of this machine; without it, as with
+        scp and rsync, the kernel writes it back when it will. A put is always flushed by the
+        server before FILE_DONE."""
         from .files import get
 
-        return get(self, remote, local, progress=progress, resume=resume, preserve=preserve)
+        return get(self, remote, local, progress=progress, resume=resume, preserve=preserve, fsync=fsync)
 
     def listdir(self, path: str = ".") -> list[RemoteEntry]:
         """The entries of the remote directory *path*, sorted by name (at most 5000)."""

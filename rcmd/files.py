@@ -327,6 +327,7 @@ def get(
     progress: Progress | None = None,
     resume: bool = True,
     preserve: bool = False,
+    fsync: bool = False,
 ) -> TransferResult:
     """Download *remote* to the file *local* (see Client.get)."""
     _require_files(client)
@@ -352,9 +353,9 @@ def get(
                 Get(remote, partial=partial, block_size=block_size if partial else None, blocks=blocks)
             )
             try:
-                return _receive(
-                    client, fd, dir_fd, part, name, remote, partial, block_size, states, progress, preserve
-                )
+                where = (fd, dir_fd, part, name)
+                resumed = (partial, block_size, states)
+                return _receive(client, remote, where, resumed, progress, preserve=preserve, fsync=fsync)
             except KeyboardInterrupt:
                 client.close()  # the partial file stays: the same get resumes it
                 raise
@@ -370,17 +371,19 @@ def get(
 
 def _receive(
     client: Client,
-    fd: int,
-    dir_fd: int,
-    part: str,
-    name: str,
     remote: str,
-    partial: int,
-    block_size: int,
-    states: list[Hash],
+    where: tuple[int, int, str, str],
+    resumed: tuple[int, int, list[Hash]],
     progress: Progress | None,
+    *,
     preserve: bool,
+    fsync: bool,
 ) -> TransferResult:
+    """The rest of a GET: GET_READY, the data, FILE_END; *where* is the partial file's
+    (fd, dir_fd, partial name, final name), *resumed* what it held (bytes, block size, the
+    hash states at each block boundary)."""
+    fd, dir_fd, part, name = where
+    partial, block_size, states = resumed
     ready = _expect(client, GetReady)
     assert isinstance(ready, GetReady)
     whole = resume_state(partial, block_size, states, ready.offset)
@@ -420,7 +423,8 @@ def _receive(
             f"{remote}: the received data does not match the server's SHA-256 "
             f"({position} bytes, {digest} here; {event.size} bytes, {event.sha256} there); nothing kept"
         )
-    os.fsync(fd)
+    if fsync:
+        os.fsync(fd)
     if preserve:
         if ready.mode is not None:
             os.fchmod(fd, ready.mode)
@@ -429,7 +433,8 @@ def _receive(
     else:
         os.fchmod(fd, 0o666 & ~_umask())
     os.replace(part, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    os.fsync(dir_fd)  # the rename itself survives a crash
+    if fsync:
+        os.fsync(dir_fd)  # the rename itself survives a crash
     return TransferResult(name, position, digest, ready.offset)
 
 

@@ -57,6 +57,9 @@ RecursiveOption = typer.Option(False, "-r", "--recursive", help="Copy directorie
 PreserveOption = typer.Option(False, "-p", "--preserve", help="Keep each file's mode and modification time.")
 QuietOption = typer.Option(False, "-q", "--quiet", help="Print nothing but errors.")
 NoResumeOption = typer.Option(False, "--no-resume", help="Start over, ignoring what an earlier attempt left.")
+FsyncOption = typer.Option(
+    False, "--fsync", help="Flush each file to disk before it takes its name (slower; as rsync --fsync)."
+)
 ProgressOption = typer.Option(
     None, "--progress/--no-progress", help="Show a progress bar (default: when stderr is a terminal)."
 )
@@ -69,6 +72,7 @@ class Options:
     quiet: bool
     resume: bool
     progress: bool
+    fsync: bool = False
 
 
 def _fail(status: int, message: str) -> typer.Exit:
@@ -264,6 +268,7 @@ def get_command(
     quiet: bool = QuietOption,
     no_resume: bool = NoResumeOption,
     progress: bool | None = ProgressOption,
+    fsync: bool = FsyncOption,
     secret_file: str | None = SecretOption,
     user: str | None = UserOption,
     password_file: str | None = PasswordOption,
@@ -276,6 +281,7 @@ def get_command(
         raise typer.BadParameter("give at least one REMOTE and the LOCAL", param_hint="REMOTE... LOCAL")
     *sources, local = paths
     options = _options(recursive, preserve, quiet, no_resume, progress)
+    options.fsync = fsync
     into = os.path.isdir(local) or len(sources) > 1 or local.endswith("/")
     jobs: list[tuple[str, str]] = []  # (remote file, local path)
     with _connected(host, secret_file, user, password_file, tls, tls_ca, connect_timeout) as client:
@@ -340,6 +346,7 @@ def _transfer_all(
                         progress=reporter.advance,
                         resume=options.resume,
                         preserve=options.preserve,
+                        fsync=options.fsync,
                     )
             except (RemoteFileError, TransferError) as exc:
                 kept = f" ({exc.kept} bytes kept: run the same command again to resume)" if exc.kept else ""

@@ -78,13 +78,14 @@ def test_concurrency_rows_are_well_formed():
 def test_transfer_rows_move_every_byte():
     rows = bench.bench_transfers(2, 1)  # 2 MiB; a path that lost bytes would raise
     names = [row[0] for row in rows]
-    assert names[:4] == [
+    assert names[:5] == [
         "stdin to `cat > FILE` (reference)",
         "rcmd API: put()",
         "`cat FILE` to a file (reference)",
         "rcmd API: get()",
+        "rcmd API: get(fsync=True)",
     ]
-    for _name, mib, seconds, ratio in rows[:4]:
+    for _name, mib, seconds, ratio in rows[:5]:
         assert mib == 2
         assert seconds > 0
         assert ratio > 0

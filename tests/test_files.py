@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -103,6 +104,27 @@ def test_put_then_get_round_trip_verified(file_server, folder):
     assert seen[-1] == (len(content), len(content))
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert not list(folder.glob(".*rcmd-part"))
+
+
+def test_get_flushes_to_disk_only_when_asked(file_server, folder, monkeypatch):
+    """fsync=True flushes the file before its rename and the directory after it; by default,
+    as scp and rsync, neither (the rename alone keeps readers from half a file)."""
+    (folder / "src").write_bytes(data(MiB))
+    flushed: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        flushed.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with connect(file_server) as client:
+        client.get(str(folder / "src"), folder / "plain")
+        assert flushed == []
+        got = client.get(str(folder / "src"), folder / "flushed", fsync=True)
+    assert flushed == ["file", "dir"]
+    assert got.sha256 == sha(data(MiB))
+    assert (folder / "flushed").read_bytes() == data(MiB)
 
 
 def test_empty_file(file_server, folder):
@@ -393,7 +415,7 @@ def test_cli_put_and_get_recursive(file_server, folder):
     assert put.returncode == 0, put.stderr
     assert f"{folder}/up/sub/b  2 bytes  sha256 {sha(b'bb')}" in put.stdout
     assert put.stderr == ""  # a pipe: no progress bar
-    get = run_cli("get", "-H", host, "-r", "-q", str(folder / "up"), "down", cwd=folder)
+    get = run_cli("get", "-H", host, "-r", "-q", "--fsync", str(folder / "up"), "down", cwd=folder)
     assert (get.returncode, get.stdout, get.stderr) == (0, "", "")
     assert (folder / "down" / "sub" / "b").read_bytes() == b"bb"
     refused = run_cli("put", "-H", host, "tree", "x", cwd=folder)
