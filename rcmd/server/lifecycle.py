@@ -7,13 +7,15 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from ..process import tracker
 from .config import ServerConfig
 from .listener import Server
 
 log = logging.getLogger("rcmd.server")
+
+_Thread = TypeVar("_Thread", bound="ServerThread")
 
 
 async def serve(config: ServerConfig, *, on_ready: Callable[[str, int], None] | None = None) -> None:
@@ -40,7 +42,70 @@ async def serve(config: ServerConfig, *, on_ready: Callable[[str, int], None] | 
     tracker.close()  # what commands left outside their groups, and the watchdog
 
 
-class BackgroundServer:
+class ServerThread:
+    """Servers on one event loop in a background thread: the part BackgroundServer (one
+    server) and ServerFarm (many) share. ``start()`` returns once every server listens and
+    raises what listening raised (the servers already started are closed again); ``close()``
+    kills what runs, closes them all and joins the thread."""
+
+    _thread_name = "rcmd-server"
+
+    def __init__(self, configs: list[ServerConfig]) -> None:
+        self.configs = configs
+        self._loop = asyncio.new_event_loop()
+        self._servers: list[Server] = []
+        self._addresses: list[tuple[str, int]] = []  # bound, kept after close for messages
+        self._thread: threading.Thread | None = None
+
+    async def _start_all(self) -> None:
+        for config in self.configs:
+            server = Server(config)
+            await server.start()
+            self._servers.append(server)
+            self._addresses.append(server.address)
+
+    def start(self: _Thread) -> _Thread:
+        """Start listening in a new thread; return self once every server is bound."""
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def main() -> None:
+            asyncio.set_event_loop(self._loop)
+            try:
+                self._loop.run_until_complete(self._start_all())
+            except BaseException as exc:  # reported to start()'s caller
+                failure.append(exc)
+            finally:
+                ready.set()
+            if not failure:
+                self._loop.run_forever()
+            for server in reversed(self._servers):
+                self._loop.run_until_complete(server.close())
+            tracker.sweep()  # now, not after a delay on a loop about to close
+            self._loop.close()
+
+        self._thread = threading.Thread(target=main, name=self._thread_name, daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self._thread.join()
+            raise failure[0]
+        return self
+
+    def close(self) -> None:
+        """Stop the servers (running commands are killed) and join the thread."""
+        if self._thread is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+
+    def __enter__(self: _Thread) -> _Thread:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class BackgroundServer(ServerThread):
     """A server on its own event loop in a background thread, for demos, tests and scripts.
 
     ``with BackgroundServer(framing="naive", port=0) as server:`` then ``server.address``.
@@ -51,49 +116,9 @@ class BackgroundServer:
 
     def __init__(self, config: ServerConfig | None = None, **options: Any) -> None:
         self.config = config if config is not None else ServerConfig(**{"port": 0, **options})
-        self._loop = asyncio.new_event_loop()
-        self._server = Server(self.config)
-        self._thread: threading.Thread | None = None
-        self.address: tuple[str, int] = ("", 0)
+        super().__init__([self.config])
 
-    def start(self) -> BackgroundServer:
-        """Start listening in a new thread; return self once ``address`` is the bound one.
-
-        Raises what listening raised (e.g. OSError for a port in use)."""
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def main() -> None:
-            asyncio.set_event_loop(self._loop)
-            try:
-                self._loop.run_until_complete(self._server.start())
-                self.address = self._server.address
-            except BaseException as exc:  # reported to start()'s caller
-                failure.append(exc)
-                return
-            finally:
-                ready.set()
-            self._loop.run_forever()
-            self._loop.run_until_complete(self._server.close())
-            tracker.sweep()  # now, not after a delay on a loop about to close
-            self._loop.close()
-
-        self._thread = threading.Thread(target=main, name="rcmd-server", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if failure:
-            self._thread.join()
-            raise failure[0]
-        return self
-
-    def close(self) -> None:
-        """Stop the server (running commands are killed) and join its thread."""
-        if self._thread is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join()
-
-    def __enter__(self) -> BackgroundServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound (host, port) once started; ``("", 0)`` before."""
+        return self._addresses[0] if self._addresses else ("", 0)
