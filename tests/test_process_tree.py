@@ -210,32 +210,27 @@ def test_normal_end_leaves_no_process(server):
     assert wait_until(lambda: children_of(server.proc.pid) <= {watchdog}), children_of(server.proc.pid)
 
 
-def test_cancel_kills_every_process(server):
+@pytest.mark.parametrize("ending", ["cancel", "timeout", "server stop"])
+def test_every_process_dies_with_its_command(ending, server_factory):
+    """However a command is ended, what it started dies with it, daemons included."""
+    server = server_factory()
     conversation = Conversation(server.address)
-    pids = start(conversation, ESCAPING + "sleep 600")
-    conversation.send(Cancel())
+    # A timeout counts from the start: 5 s for four processes to start, with room to spare.
+    pids = start(conversation, ESCAPING + "sleep 600", **({"timeout": 5} if ending == "timeout" else {}))
+    if ending == "cancel":
+        conversation.send(Cancel())
+    elif ending == "server stop":
+        server.proc.send_signal(signal.SIGTERM)
     try:
         exit = until_exit(conversation, pids)
+        if ending == "server stop":
+            assert server.proc.wait(REPLY_WAIT) == 0
     finally:
         survivors = pids.survivors()
         conversation.close()
     assert exit is not None
-    assert exit.cancelled
-    assert survivors == [], f"{survivors} outlived their cancelled command"
-
-
-def test_timeout_kills_every_process(server):
-    conversation = Conversation(server.address)
-    # The timeout counts from the start: 5 s for four processes to start, with room to spare.
-    pids = start(conversation, ESCAPING + "sleep 600", timeout=5)
-    try:
-        exit = until_exit(conversation, pids)
-    finally:
-        survivors = pids.survivors()
-        conversation.close()
-    assert exit is not None
-    assert exit.timed_out
-    assert survivors == [], f"{survivors} outlived their timed-out command"
+    assert exit.timed_out if ending == "timeout" else exit.cancelled
+    assert survivors == [], f"{survivors} outlived their command ({ending})"
 
 
 def test_client_disconnect_kills_every_process(server):
@@ -243,22 +238,6 @@ def test_client_disconnect_kills_every_process(server):
     pids = start(conversation, ESCAPING + "sleep 600")
     conversation.close()
     assert pids.survivors() == []
-
-
-def test_server_stop_kills_every_process(server_factory):
-    server = server_factory()
-    conversation = Conversation(server.address)
-    pids = start(conversation, ESCAPING + "sleep 600")
-    server.proc.send_signal(signal.SIGTERM)
-    try:
-        exit = until_exit(conversation, pids)
-        assert server.proc.wait(REPLY_WAIT) == 0
-    finally:
-        survivors = pids.survivors()
-        conversation.close()
-    assert exit is not None
-    assert exit.cancelled
-    assert survivors == [], f"{survivors} outlived their server's shutdown"
 
 
 def test_server_killed_its_watchdog_kills_every_process(server_factory):
