@@ -38,7 +38,7 @@ $(VENV)/.installed-mutate: pyproject.toml $(VENV)/.created
 
 test: $(VENV)/.installed-test
 	rm -f .coverage .coverage.*
-	$(BIN)/python -m coverage run -m pytest
+	$(BIN)/python -m coverage run -m pytest --durations=25 $(PYTEST_ARGS)
 	$(BIN)/python -m coverage combine --quiet
 	$(BIN)/python -m coverage report
 
