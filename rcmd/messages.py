@@ -270,8 +270,11 @@ class Completions(Message):
     Sorted, at most MAX_COMPLETIONS; *truncated*: more matched than were listed or looked at."""
 
     TYPE: ClassVar[MessageType] = MessageType.COMPLETIONS
-    items: tuple[str, ...] = ()
+    items: Sequence[str] = ()
     truncated: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "items", tuple(self.items))  # a list compares equal to its tuple
 
 
 # ------------------------------------------------------------------ files (0x20 to 0x2F)
@@ -910,6 +913,4 @@ def _parse_json_body(cls: type[Message], body: bytes) -> dict[str, Any]:
         )
     elif cls is Hello and fields.get("extensions") is not None:
         fields["extensions"] = tuple(fields["extensions"])
-    elif cls is Completions:
-        fields["items"] = tuple(fields["items"])
     return fields
