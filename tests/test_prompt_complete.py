@@ -31,7 +31,7 @@ def test_tab_completes_a_remote_path_with_spaces(server, terminal_env, tmp_path)
     (tree / "my dir").mkdir(parents=True)
     (tree / "my dir" / "inner file.txt").write_text("found-it\n")
     (tree / "other").mkdir()
-    child = spawn(server, terminal_env, "-T")
+    child = spawn(server, terminal_env)  # commands on a PTY, the prompt's default
     expect_prompt(child)
     child.sendline(f"cd '{tree}'")
     expect_prompt(child, str(tree))
