@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import RcmdError
-from .messages import MAX_COMPLETION_TEXT, Complete, Completions, Pong
+from .messages import MAX_COMPLETION_TEXT, Complete, Completions
 
 if TYPE_CHECKING:
     from prompt_toolkit.completion import CompleteEvent, Completer, Completion
@@ -181,14 +181,12 @@ def request(client: Client, text: str, kind: str, timeout: float = COMPLETE_TIME
     ServerError, RemoteProtocolError), or TimeoutError after *timeout* seconds."""
     if EXTENSION not in (client.server_hello.extensions or ()) or len(text) > MAX_COMPLETION_TEXT:
         return Completions()
-    client.check_alive()  # raises for a connection already closed; takes a stale PONG
+    client.check_alive()  # raises for a connection the server has closed meanwhile
     client._send(Complete(text, kind))
-    deadline = time.monotonic() + timeout
-    while True:
-        event = client._next_event(deadline)
-        if isinstance(event, Completions):
-            return event
-        assert isinstance(event, Pong)  # the state machine lets nothing else through now
+    # The state machine lets nothing but COMPLETIONS (or ERROR, raised) through now.
+    answer = client._next_event(time.monotonic() + timeout)
+    assert isinstance(answer, Completions)
+    return answer
 
 
 def remote_items(client: Client, word: Word) -> tuple[str, ...]:
