@@ -41,10 +41,12 @@ class MessageType(enum.IntEnum):
     AUTH_OK = 0x06  # server -> client, after a HELLO that asked for authentication
     WINDOW_CHANGE = 0x07  # client -> server, the terminal of a command run with a PTY was resized
     PING = 0x08  # client -> server, a no-op that keeps an idle connection alive; PONG answers
+    COMPLETE = 0x09  # client -> server, while idle: complete a word of the prompt's line (Tab)
     STDOUT = 0x10  # server -> client
     STDERR = 0x11  # server -> client
     EXIT = 0x12  # server -> client
     PONG = 0x13  # server -> client, the answer to PING
+    COMPLETIONS = 0x14  # server -> client, the answer to COMPLETE
     # Files (rcmd.files, rcmd.server.files): 0x20-0x2F.
     PUT = 0x20  # client -> server: upload a file
     GET = 0x21  # client -> server: download a file
@@ -238,6 +240,43 @@ class Pong(Message):
     TYPE: ClassVar[MessageType] = MessageType.PONG
 
 
+# ------------------------------------------------------- completion (extension "complete")
+
+#: What COMPLETE may complete: a file name, or a command name (the first word of a command).
+COMPLETION_KINDS = ("path", "command")
+#: COMPLETE's text is at most this long: PATH_MAX on Linux, so a longer word names no file.
+MAX_COMPLETION_TEXT = 4096
+#: COMPLETIONS holds at most this many items, of at most MAX_COMPLETION_BYTES in all (UTF-8):
+#: far more than a person reads (bash asks before it shows 100), and 64 KiB is a quarter of
+#: the 256 KiB frame every client accepts, whatever names a directory holds.
+MAX_COMPLETIONS = 1000
+MAX_COMPLETION_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Complete(Message):
+    """Complete *text*, one word of the prompt's line with its quotes and escapes removed:
+    a path (relative to the connection's directory; a leading ``~`` is the server's home), or
+    with *kind* ``"command"`` a command name (from the server's PATH, and its shell's builtins)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.COMPLETE
+    text: str
+    kind: str = "path"
+
+
+@dataclass(frozen=True, slots=True)
+class Completions(Message):
+    """The answer to COMPLETE: every *item* starts with its text; a directory ends in ``/``.
+    Sorted, at most MAX_COMPLETIONS; *truncated*: more matched than were listed or looked at."""
+
+    TYPE: ClassVar[MessageType] = MessageType.COMPLETIONS
+    items: Sequence[str] = ()
+    truncated: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "items", tuple(self.items))  # a list compares equal to its tuple
+
+
 # ------------------------------------------------------------------ files (0x20 to 0x2F)
 
 
@@ -408,6 +447,8 @@ AnyMessage = (
     | FsResult
     | AuthChallenge
     | AuthProof
+    | Complete
+    | Completions
 )
 OutputChunk = Stdout | Stderr
 
@@ -431,6 +472,7 @@ _BY_TYPE: dict[int, type[Message]] = {
         Pong,
         *(Put, Get, PutReady, PutFrom, GetReady, FileData, FileEnd, FileDone, FileError, Fs, FsResult),
         *(AuthChallenge, AuthProof),
+        *(Complete, Completions),
     )
 }
 
@@ -563,6 +605,26 @@ def _iterations(value: int) -> str | None:
     return None if 1 <= value < 2**31 else "is out of range (1 to 2**31-1)"
 
 
+def _completion_text(value: str) -> str | None:
+    if len(value) > MAX_COMPLETION_TEXT:
+        return f"is longer than {MAX_COMPLETION_TEXT} characters"
+    return _text(value)
+
+
+def _completion_kind(value: str) -> str | None:
+    return None if value in COMPLETION_KINDS else f"must be one of {', '.join(COMPLETION_KINDS)}"
+
+
+def _completion_items(value: list[Any] | tuple[Any, ...]) -> str | None:
+    if len(value) > MAX_COMPLETIONS:
+        return f"holds more than {MAX_COMPLETIONS} items"
+    if not all(isinstance(item, str) and not _has_surrogate(item) for item in value):
+        return "must be a list of strings (Unicode text)"
+    if sum(len(item.encode("utf-8")) for item in value) > MAX_COMPLETION_BYTES:
+        return f"holds more than {MAX_COMPLETION_BYTES} bytes"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class _Field:
     """One key of a JSON body: the JSON types it takes (``type(None)``: it may be null),
@@ -677,6 +739,14 @@ SCHEMA: dict[type[Message], dict[str, _Field]] = {
         "iterations": _Field((int,), required=True, check=_iterations),
     },
     AuthProof: {"proof": _Field(_STR, required=True, check=_sha256)},
+    Complete: {
+        "text": _Field(_STR, required=True, check=_completion_text),
+        "kind": _Field(_STR, required=True, check=_completion_kind),
+    },
+    Completions: {
+        "items": _Field((list, tuple), required=True, check=_completion_items),
+        "truncated": _Field((bool,)),
+    },
 }
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .completion import RemoteCompleter, prompt_completer
 from .console import ExitStatus, run_one, wants_color
 from .errors import ConnectionClosed, RcmdError, RemoteProtocolError, ServerError
 from .keepalive import KeepAlive
@@ -91,6 +92,7 @@ def _interactive(
     keepalive: KeepAlive | None = None,
 ) -> int:
     from prompt_toolkit import PromptSession
+    from prompt_toolkit.shortcuts import CompleteStyle
     from prompt_toolkit.styles import Style
 
     from . import __version__
@@ -99,10 +101,17 @@ def _interactive(
     path = history_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     color = wants_color(sys.stdout)
+    remote = _completer(client, keepalive)
     session: PromptSession[str] = PromptSession(
         history=_command_history(str(path)),
         style=Style.from_dict({"host": "ansigreen bold", "cwd": "ansiblue bold", "naive": "ansired bold"}),
         color_depth=None if color else _no_color_depth(),
+        # Tab asks the server (rcmd/completion.py), as bash does: it inserts what all the
+        # completions share, and a second Tab lists them. Never while typing: one question
+        # per key press would be a round trip each.
+        completer=prompt_completer(remote) if remote is not None else None,
+        complete_while_typing=False,
+        complete_style=CompleteStyle.READLINE_LIKE,
     )
     print(WELCOME.format(version=__version__, where=where), file=sys.stderr)
     status: int = ExitStatus.OK
@@ -139,6 +148,8 @@ def _interactive(
                 client.close()
             client = live
             keepalive.watch(client)
+            if remote is not None:
+                remote.client = client  # Tab asks the new connection
             try:
                 status = run_one(
                     client,
@@ -173,6 +184,18 @@ def cd_home(command: str) -> str:
     """*command* with a ``cd $HOME...`` written as ``cd ~...``; anything else unchanged."""
     match = _CD_HOME.fullmatch(command)
     return f"cd ~{match.group(2)}" if match else command
+
+
+def _completer(client: Client | NaiveClient, keepalive: KeepAlive | None) -> RemoteCompleter | None:
+    """Tab completion from the server, for a prefixed connection (naive framing has none),
+    with the prompt's own commands (exit, put, get...) among the command names."""
+    from .client import Client
+    from .files_prompt import ALWAYS, TRANSFER_ONLY
+
+    if not isinstance(client, Client):
+        return None
+    local = {"exit", "quit", *ALWAYS, *(TRANSFER_ONLY if client.transfer_only else ())}
+    return RemoteCompleter(client, keepalive, local)
 
 
 def _file_command(client: Client | NaiveClient, command: str) -> int | None:

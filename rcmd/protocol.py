@@ -53,6 +53,7 @@ class Phase(enum.Enum):
     IDLE = "idle"  # no command running; the client may send RUN
     RUNNING = "running"  # a command runs; output flows until its EXIT
     FILES = "files"  # a PUT, GET or FS is being answered, until FILE_DONE, FILE_ERROR or FS_RESULT
+    COMPLETING = "completing"  # a COMPLETE is being answered, until its COMPLETIONS
     CLOSED = "closed"  # an ERROR went either way, or the protocol broke
 
 
@@ -92,6 +93,9 @@ TRANSITIONS: dict[tuple[Role, MessageType], tuple[Phase, Phase]] = {
     (_S, MessageType.FILE_DONE): (_FILES, _IDLE),
     (_S, MessageType.FILE_ERROR): (_FILES, _IDLE),
     (_S, MessageType.FS_RESULT): (_FILES, _IDLE),
+    # Completion (docs/PROTOCOL.md 5d): a question and its answer, between commands.
+    (_C, MessageType.COMPLETE): (_IDLE, Phase.COMPLETING),
+    (_S, MessageType.COMPLETIONS): (Phase.COMPLETING, _IDLE),
 }
 
 #: Which file request each message of the FILES phase belongs to: data flows from the client
@@ -123,6 +127,7 @@ _MAY_ARRIVE_LATE |= {MessageType.FILE_DATA, MessageType.FILE_END}
 #: HELLO; RUN's ``pty`` field needs "pty" too. A client never sends them to a server without it.
 EXTENSION_OF: dict[MessageType, str] = {MessageType.WINDOW_CHANGE: "pty", MessageType.PING: "ping"}
 EXTENSION_OF |= {MessageType.PUT: "files", MessageType.GET: "files", MessageType.FS: "files"}
+EXTENSION_OF[MessageType.COMPLETE] = "complete"
 
 
 class Connection:

@@ -17,7 +17,9 @@ def events(conn):
     return out
 
 
-SERVER_HELLO = Hello(encoding="utf-8", cwd="/", extensions=("pty", "ping", "files"))  # as rcmd-server's
+SERVER_HELLO = Hello(
+    encoding="utf-8", cwd="/", extensions=("pty", "ping", "files", "complete")
+)  # as rcmd-server's
 
 
 def handshake(server_hello: Hello = SERVER_HELLO):
@@ -165,7 +167,9 @@ from rcmd.protocol import HANDSHAKE_MAX_FRAME_SIZE  # noqa: E402
 def auth_handshake():
     client, server = Connection(Role.CLIENT), Connection(Role.SERVER)
     client.receive_data(
-        server.send(Hello(auth="hmac-sha256", nonce="11" * 32, extensions=("pty", "ping", "files")))
+        server.send(
+            Hello(auth="hmac-sha256", nonce="11" * 32, extensions=("pty", "ping", "files", "complete"))
+        )
     )
     assert events(client)[0].auth == "hmac-sha256"
     assert client.phase is Phase.HANDSHAKE  # its own HELLO (with the proof) is still to go
@@ -222,6 +226,8 @@ from rcmd.errors import ProtocolError  # noqa: E402
 from rcmd.messages import (  # noqa: E402  # noqa: E402
     AuthChallenge,
     AuthProof,
+    Complete,
+    Completions,
     FileData,
     FileDone,
     FileEnd,
@@ -272,6 +278,9 @@ EXPECTED_TRANSITIONS = {
     (S, MessageType.FILE_DONE): (Phase.FILES, Phase.IDLE),
     (S, MessageType.FILE_ERROR): (Phase.FILES, Phase.IDLE),
     (S, MessageType.FS_RESULT): (Phase.FILES, Phase.IDLE),
+    # completion (PROTOCOL.md 5d)
+    (C, MessageType.COMPLETE): (Phase.IDLE, Phase.COMPLETING),
+    (S, MessageType.COMPLETIONS): (Phase.COMPLETING, Phase.IDLE),
 }
 
 #: One message of each type that the transition table governs (HELLO and ERROR are apart).
@@ -298,11 +307,13 @@ SAMPLES: dict[MessageType, Message] = {
     MessageType.FILE_DONE: FileDone(1, "66" * 32),
     MessageType.FILE_ERROR: FileError("no"),
     MessageType.FS_RESULT: FsResult(cwd="/"),
+    MessageType.COMPLETE: Complete("x"),
+    MessageType.COMPLETIONS: Completions(["x"]),
 }
 #: Client messages a server drops while idle: they crossed the EXIT (or FILE_ERROR) on the wire.
 LATE = {MessageType.STDIN, MessageType.STDIN_END, MessageType.CANCEL, MessageType.WINDOW_CHANGE}
 LATE |= {MessageType.FILE_DATA, MessageType.FILE_END}  # an upload's, crossing a FILE_ERROR
-PHASES_AFTER_HELLO = [Phase.AUTHENTICATING, Phase.IDLE, Phase.RUNNING]
+PHASES_AFTER_HELLO = [Phase.AUTHENTICATING, Phase.IDLE, Phase.RUNNING, Phase.COMPLETING]
 
 
 def pair_in(phase: Phase) -> dict[Role, Connection]:
@@ -314,6 +325,9 @@ def pair_in(phase: Phase) -> dict[Role, Connection]:
     if phase is Phase.RUNNING:
         server.receive_data(client.send(Run("cat", stdin=True)))
         assert events(server) == [Run("cat", stdin=True)]
+    elif phase is Phase.COMPLETING:
+        server.receive_data(client.send(Complete("x")))
+        assert events(server) == [Complete("x")]
     assert client.phase is server.phase is phase
     return {C: client, S: server}
 

@@ -73,6 +73,26 @@ MUSTS: dict[tuple[str, str], list[str]] = {
         "test_aio.py::test_scram_handshake_with_messages_only",
     ],
     ("5", "a server MUST NOT run a full shell parse"): ["test_validation.py::test_the_cd_grammar"],
+    ("5d", "A client MUST NOT send COMPLETE to a server"): [
+        "test_messages_complete.py::test_a_client_asks_no_completion_of_a_server_without_the_extension",
+        "test_messages_complete.py::test_no_completion_before_authentication",
+        "test_messages_complete.py::test_complete_only_while_idle",
+        "test_complete_server.py::test_an_older_server_is_not_asked",
+        "test_complete_server.py::test_no_completion_before_authentication",
+    ],
+    ("5d", "A server MUST send at most 1000 items"): [
+        "test_complete_server.py::test_limits_on_items_and_bytes_with_truncated",
+    ],
+    ("5d", "A receiver MUST reject a COMPLETIONS over either"): [
+        "test_messages_complete.py::test_malformed_completion_payloads_say_exactly_what_is_wrong",
+    ],
+    ("5d", "A server MUST answer without holding up"): [
+        "test_complete_server.py::test_a_listing_runs_off_the_event_loop",
+        "test_complete_server.py::test_the_scan_is_bounded",
+    ],
+    ("5d", "A server MUST NOT pass `text` to a shell"): [
+        "test_complete_server.py::test_the_word_never_reaches_a_shell",
+    ],
 }
 
 

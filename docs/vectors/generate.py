@@ -26,6 +26,8 @@ from rcmd.messages import (
     AuthOk,
     AuthProof,
     Cancel,
+    Complete,
+    Completions,
     Error,
     Exit,
     FileData,
@@ -186,6 +188,10 @@ def message_vectors() -> list[dict[str, Any]]:
             ),
         ),
         ("FS_RESULT of df", "S->C", FsResult(cwd="/", used=5, quota=1048576)),
+        ("COMPLETE a path (the user typed `ls my\\ `)", "C->S", Complete("my ", "path")),
+        ("COMPLETE a command name", "C->S", Complete("pyth", "command")),
+        ("COMPLETIONS", "S->C", Completions(["my dir/", "my file.txt"])),
+        ("COMPLETIONS, some left out", "S->C", Completions(["python3", "python3.12"], truncated=True)),
     ]
     return [
         {"name": name, "direction": direction, "message": describe(message), "frame": frame_hex(message)}
@@ -355,6 +361,19 @@ def exchange_vectors() -> list[dict[str, Any]]:
             ],
         ),
         exchange(
+            "Tab between two commands: a path completed in the connection's directory",
+            [
+                ("S->C", Hello(software=SOFTWARE, encoding="utf-8", cwd="/srv", extensions=("complete",))),
+                ("C->S", Hello(software=SOFTWARE)),
+                ("C->S", Complete("my ", "path")),
+                ("S->C", Completions(["my dir/", "my file.txt"])),
+                ("C->S", Run("cat 'my file.txt'")),
+                ("S->C", Stdout(b"x\n")),
+                ("S->C", Exit(0, cwd="/srv")),
+            ],
+            note="the user typed `cat my\\ f` and Tab: the prompt inserts `ile.txt` and a space",
+        ),
+        exchange(
             "a sticky cd",
             [
                 ("S->C", hello),
@@ -407,6 +426,19 @@ def error_vectors() -> list[dict[str, Any]]:
         ),
         ("FILE_DATA while idle, to a client", Role.CLIENT, [server_hello], frame_hex(FileData(b"x"))),
         ("PUT while a command runs", Role.SERVER, [client_hello, run_no_stdin], frame_hex(Put("x"))),
+        (
+            "COMPLETE while a command runs",
+            Role.SERVER,
+            [client_hello, run_no_stdin],
+            frame_hex(Complete("x")),
+        ),
+        ("COMPLETIONS nobody asked for", Role.CLIENT, [server_hello], frame_hex(Completions(["x"]))),
+        (
+            "COMPLETE of an unknown kind",
+            Role.SERVER,
+            [client_hello],
+            _raw(0x09, b'{"text":"x","kind":"user"}'),
+        ),
         (
             "a block hash that is not 64 hex digits",
             Role.SERVER,

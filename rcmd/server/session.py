@@ -31,6 +31,7 @@ from ..messages import (
     AuthOk,
     AuthProof,
     Cancel,
+    Complete,
     Error,
     Exit,
     Hello,
@@ -59,6 +60,7 @@ from .command import (
     OutputForwarder,
     RunningCommand,
 )
+from .complete import answer as complete
 from .files import FILE_MESSAGES, FileService
 from .pty import PtyChild, spawn_pty
 
@@ -70,7 +72,7 @@ log = logging.getLogger("rcmd.server")
 #: How much one read from a client takes.
 READ_SIZE = 256 * 1024
 #: What this server speaks beyond version 1's messages, announced in its HELLO.
-EXTENSIONS = ("pty", "ping", "files")  # files: PUT, GET and FS (rcmd/server/files.py)
+EXTENSIONS = ("pty", "ping", "files", "complete")  # files: rcmd/server/files.py; complete: complete.py
 
 
 class Stage(enum.Enum):
@@ -124,8 +126,8 @@ class PrefixedSession:
     @property
     def stage(self) -> Stage:
         phase = self.conn.phase
-        if phase is Phase.IDLE and self.command is None:
-            return Stage.IDLE
+        if phase in (Phase.IDLE, Phase.COMPLETING) and self.command is None:
+            return Stage.IDLE  # completing: a person at the prompt pressed Tab
         if phase in (Phase.RUNNING, Phase.FILES) or self.command is not None:
             return Stage.BUSY  # a transfer is as busy as a command
         return Stage.HANDSHAKE  # HANDSHAKE, AUTHENTICATING, or CLOSED (on its way out)
@@ -243,6 +245,9 @@ class PrefixedSession:
             return
         if isinstance(event, AuthProof):
             await self._logged_in(event)
+            return
+        if isinstance(event, Complete):  # Tab at the prompt (rcmd/server/complete.py)
+            await self.send(await complete(event, self.cwd, allowed=self._not_allowed() is None))
             return
         if isinstance(event, Run):
             reason = event.refusal() or _unencodable(event) or self._not_allowed()
