@@ -55,6 +55,7 @@ from .command import (
     KILL_WAIT,
     LINGER,
     OUTPUT_CUT_NOTE,
+    STDIN_BACKLOG,
     TERM_GRACE,
     OutputForwarder,
     RunningCommand,
@@ -69,6 +70,12 @@ log = logging.getLogger("rcmd.server")
 
 #: How much one read from a client takes.
 READ_SIZE = 256 * 1024
+#: While a command does not read its stdin, its client is read on for this many frame limits
+#: of input past STDIN_BACKLOG (1 MiB by default, held in memory), so a CANCEL behind input
+#: the command has not read is seen at once. Past that the client is not read until the
+#: command reads: the protocol has no flow-control window, so what is in flight beyond it
+#: (socket buffers hold a few MiB on loopback) waits, the CANCEL with it.
+STDIN_READ_AHEAD = 1
 #: What this server speaks beyond version 1's messages, announced in its HELLO.
 EXTENSIONS = ("pty", "ping", "files")  # files: PUT, GET and FS (rcmd/server/files.py)
 
@@ -351,14 +358,15 @@ class PrefixedSession:
 
     async def _write_stdin(self, event: Stdin | StdinEnd) -> None:
         """Pass stdin on through the command's queue; the read loop goes on reading (a
-        CANCEL or a hang-up must be seen whatever the command does) until STDIN_BACKLOG
-        is queued, then waits while the command does not read it."""
+        CANCEL or a hang-up must be seen whatever the command does) until the command is
+        STDIN_BACKLOG behind and a frame limit more is held (STDIN_READ_AHEAD), then waits
+        until it is back under STDIN_BACKLOG."""
         command, task = self.command, self.command_task
         if command is None or task is None or command.stdin is None:
             return  # the command ended, or takes no stdin: late input goes nowhere
         feeder = command.stdin
         feeder.put(event.data if isinstance(event, Stdin) else None)
-        if feeder.full:
+        if feeder.queued > STDIN_BACKLOG + self.config.max_frame_size * STDIN_READ_AHEAD:
             room = asyncio.ensure_future(feeder.room())
             ended = asyncio.ensure_future(self._ended.wait())
             await asyncio.wait({room, ended, task}, return_when=asyncio.FIRST_COMPLETED)
