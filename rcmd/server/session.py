@@ -70,6 +70,12 @@ log = logging.getLogger("rcmd.server")
 
 #: How much one read from a client takes.
 READ_SIZE = 256 * 1024
+#: A connection's read loop lets the others have the event loop after this many messages.
+#: Without it a client whose input never runs dry kept it for good: neither read() of
+#: buffered input nor send() to a client that keeps up waits, so 8 MiB of PINGs (1.6
+#: million, each answered) held every other client for 60 s. 32 small messages are well
+#: under a millisecond; a large one is a few ms at most (rcmd.messages.MAX_JSON_TOKENS).
+EVENTS_PER_TURN = 32
 #: While a command does not read its stdin, its client is read on for this many frame limits
 #: of input past STDIN_BACKLOG (1 MiB by default, held in memory), so a CANCEL behind input
 #: the command has not read is seen at once. Past that the client is not read until the
@@ -212,6 +218,7 @@ class PrefixedSession:
             self._arm_timer(None, "")  # a timer left armed would keep this session alive for its length
 
     async def _read_loop(self) -> None:
+        handled = 0
         while not self._ending():
             data = await self.reader.read(READ_SIZE)
             self.last_active = asyncio.get_running_loop().time()
@@ -219,9 +226,15 @@ class PrefixedSession:
                 self._first_bytes = data[:2]
             self.conn.receive_data(data)
             while True:
+                if handled >= EVENTS_PER_TURN:
+                    handled = 0
+                    await asyncio.sleep(0)  # the other connections' turn
+                    if self._ending():
+                        return
                 event = self.conn.next_event()
                 if event is NEED_DATA:
                     break
+                handled += 1
                 if isinstance(event, Status):  # CLOSED: the client hung up between messages
                     return
                 if isinstance(event, Error):
