@@ -839,7 +839,7 @@ def _too_many_tokens(body: bytes) -> bool:
         return False
     # Escapes out (`\\` before `\"`, as a parser pairs them left to right): then each `"`
     # opens or closes a string, and a string is `"[^"]*"`.
-    unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"") if b"\\" in body else body
     strings = unescaped.count(b'"') // 2
     if strings > MAX_JSON_TOKENS:
         return True

@@ -73,9 +73,10 @@ READ_SIZE = 256 * 1024
 #: A connection's read loop lets the others have the event loop after this many messages.
 #: Without it a client whose input never runs dry kept it for good: neither read() of
 #: buffered input nor send() to a client that keeps up waits, so 8 MiB of PINGs (1.6
-#: million, each answered) held every other client for 60 s. 32 small messages are well
-#: under a millisecond; a large one is a few ms at most (rcmd.messages.MAX_JSON_TOKENS).
-EVENTS_PER_TURN = 32
+#: million, each answered) held every other client for 60 s. With 8, an honest client's
+#: `true` took a median 16 ms during such a flood (24 ms with 32), on a loaded machine;
+#: 8 STDIN or FILE_DATA frames are still up to 8 MiB a turn.
+EVENTS_PER_TURN = 8
 #: While a command does not read its stdin, its client is read on for this many frame limits
 #: of input past STDIN_BACKLOG (1 MiB by default, held in memory), so a CANCEL behind input
 #: the command has not read is seen at once. Past that the client is not read until the
