@@ -307,7 +307,8 @@ class Attack:
             self.count("max-size cd line" if cd else "max-size junk frame")
 
     async def ping_flood(self) -> None:
-        """A MiB of PINGs, its PONGs read as they come (so the server never waits on us)."""
+        """A MiB of PINGs, its PONGs read as they come (so the server never waits on us),
+        cut off when the attack's time is up (answering them all can take longer)."""
         while self.more():
             try:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(*self.plain), 15)
@@ -316,9 +317,9 @@ class Attack:
             try:
                 reading = asyncio.ensure_future(reader.read())  # all, until the server closes
                 writer.write(HELLO + PING_FLOOD)
-                await asyncio.wait_for(writer.drain(), 30)
+                await asyncio.wait_for(writer.drain(), max(0.1, self.until - time.monotonic()))
                 writer.write_eof()
-                await asyncio.wait_for(reading, 30)
+                await asyncio.wait_for(reading, max(0.1, self.until - time.monotonic()))
             except (OSError, asyncio.TimeoutError):
                 pass
             finally:
