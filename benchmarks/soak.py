@@ -8,12 +8,17 @@ Against a server subprocess (and a TLS one, if trustme is installed), in phases:
 
 1. idle: an honest client runs ``true`` in a loop alone: its latency when nobody attacks.
 2. attack: hostile clients push max-size frames (a 1 MiB ``cd`` line, a 1 MiB junk frame),
-   random garbage, slowloris (a byte a second, far more of them than --max-connections),
-   connect-and-reset, and TLS connect-and-reset, while the honest client goes on.
+   floods of small messages (a MiB of PINGs, each answered), random garbage, slowloris (a
+   byte a second, far more of them than --max-connections), connect-and-reset, and TLS
+   connect-and-reset, while the honest client goes on.
 3. cycles: connect / run / close, half of them leaving while their command still runs,
    for the memory a departed client leaves behind.
 4. lockout: 1,000 sockets that say HELLO and then nothing, held open; how long until a new
    honest client gets a command through.
+
+Before the phases, the costliest 1 MiB RUNs we know of (tiny values by the hundred thousand,
+escapes, a ``cd`` line) go through the sans-I/O path the server runs on its event loop for
+each message (decode, check, refusal, ``cd``): the worst is a row of the table.
 
 Then one table: inputs tried, unhandled exceptions in the server's log, RSS, descriptors,
 processes left, and the honest client's latency. Every count and phase is bounded; every
@@ -41,7 +46,8 @@ from pathlib import Path
 
 import rcmd
 from rcmd.framing import encode_frame
-from rcmd.messages import Hello, Run, encode_message
+from rcmd.messages import Hello, Ping, Run, encode_message
+from rcmd.protocol import Connection, Role
 
 MiB = 1 << 20
 HELLO = encode_frame(encode_message(Hello()))
@@ -49,6 +55,8 @@ LINGER_ZERO = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # close() sends RST, not FIN
 #: A ``cd`` line as large as a frame may be: the server parses it before it runs anything.
 CD_FRAME = encode_frame(encode_message(Run("cd " + "'x' " * ((MiB - 64) // 4))))
 JUNK_FRAME = (MiB - 4).to_bytes(4, "big") + b"\x10" + os.urandom(MiB - 5)
+#: A frame limit of PINGs: each is answered, and the input never runs dry.
+PING_FLOOD = encode_frame(encode_message(Ping())) * (MiB // 5)
 UNHANDLED = re.compile(r"Task exception was never retrieved|Traceback|Exception in callback")
 
 
@@ -175,6 +183,81 @@ def honest_main(target: str, seconds: float) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ costly messages
+
+
+def costly_bodies() -> dict[str, bytes]:
+    """RUN bodies of up to a frame limit, each built to make decoding or checking slow."""
+    room = MiB - 64
+
+    def body(obj: object) -> bytes:
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+    def unknown(item: bytes) -> bytes:  # a key the server does not know: parsed, then ignored
+        return b'{"command":"true","later":[' + b",".join([item] * (room // (len(item) + 1) - 8)) + b"]}"
+
+    return {
+        "cd line": body({"command": "cd " + "'x' " * (room // 4 - 2)}),
+        "1 string of \\u00e9 escapes": b'{"command":"' + b"\\u00e9" * (room // 6 - 4) + b'"}',
+        "1 string of lone surrogates": b'{"command":"' + b"\\ud800" * (room // 6 - 4) + b'"}',
+        "1 string of brackets, quotes": body({"command": '[,:{"' * (room // 7)}),
+        "env of 80,000 variables": body(
+            {"command": "true", "env": {f"{n:x}": "" for n in range(room // 13)}}
+        ),
+        "300,000 empty lists": unknown(b"[]"),
+        "lists nested 31 deep": unknown(b"[" * 30 + b"]" * 30),
+        "250,000 floats": unknown(b"1.5"),
+        "350,000 empty strings": unknown(b'""'),
+        "100,000 tokens, 1 level": unknown(b"[0,0,0,0,0,0,0,0,0,0]"),
+    }
+
+
+def message_cost(body: bytes) -> float:
+    """Seconds the server's per-message path takes for a RUN with *body*: framing, decode,
+    schema, refusal and ``cd`` (all on its event loop), the best of 5."""
+    from rcmd.errors import RemoteProtocolError
+    from rcmd.server.cd import parse_cd
+
+    frame = encode_frame(b"\x02" + body)
+    best = float("inf")
+    for _ in range(5):
+        conn = Connection(Role.SERVER, max_frame_size=MiB)
+        conn.send(Hello())
+        conn.receive_data(HELLO)
+        conn.next_event()
+        started = time.perf_counter()
+        conn.receive_data(frame)
+        try:
+            run = conn.next_event()
+            if isinstance(run, Run) and run.refusal() is None:
+                parse_cd(run.command)
+        except RemoteProtocolError:
+            pass  # refused: the server sends an ERROR and closes
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def worst_main() -> int:
+    costs = {name: message_cost(body) for name, body in costly_bodies().items()}
+    text = json.dumps("x" * (MiB - 64)).encode()
+    started = time.perf_counter()
+    json.loads(text)
+    costs["(json.loads of a 1 MiB string alone)"] = time.perf_counter() - started
+    print(json.dumps(costs))
+    return 0
+
+
+def worst_messages(server_path: str | None) -> dict[str, float]:
+    """message_cost() of each costly body, with the server's code (--server-path)."""
+    env = dict(os.environ)
+    if server_path:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [server_path, env.get("PYTHONPATH")]))
+    out = subprocess.run(
+        [sys.executable, __file__, "--worst"], capture_output=True, text=True, env=env, timeout=600
+    )
+    return json.loads(out.stdout) if out.returncode == 0 else {f"failed: {out.stderr[-200:]}": 0.0}
+
+
 # ------------------------------------------------------------------ hostile clients
 
 
@@ -222,6 +305,27 @@ class Attack:
             cd = self.cd and random.random() < 0.5
             await self._exchange(self.plain, HELLO + (CD_FRAME if cd else JUNK_FRAME))
             self.count("max-size cd line" if cd else "max-size junk frame")
+
+    async def ping_flood(self) -> None:
+        """A MiB of PINGs, its PONGs read as they come (so the server never waits on us),
+        cut off when the attack's time is up (answering them all can take longer)."""
+        while self.more():
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(*self.plain), 15)
+            except (OSError, asyncio.TimeoutError):
+                continue
+            try:
+                reading = asyncio.ensure_future(reader.read())  # all, until the server closes
+                writer.write(HELLO + PING_FLOOD)
+                await asyncio.wait_for(writer.drain(), max(0.1, self.until - time.monotonic()))
+                writer.write_eof()
+                await asyncio.wait_for(reading, max(0.1, self.until - time.monotonic()))
+            except (OSError, asyncio.TimeoutError):
+                pass
+            finally:
+                reading.cancel()
+                writer.transport.abort()
+            self.count("PING flood (1 MiB)")
 
     async def garbage(self) -> None:
         while self.more():
@@ -286,6 +390,7 @@ class Attack:
 
     async def run(self, slowloris: int) -> None:
         workers = [self.max_frames() for _ in range(2)]
+        workers += [self.ping_flood()]
         workers += [self.garbage() for _ in range(6)]
         workers += [self.resets() for _ in range(6)]
         workers += [self.slowloris() for _ in range(slowloris)]
@@ -372,11 +477,16 @@ def main(argv: list[str] | None = None) -> int:
         "--no-cd-line", action="store_true", help="leave out the 1 MiB `cd` line (its parse is a known stall)"
     )
     parser.add_argument("--log-level", default="info", help="the servers' --log-level (default info)")
+    parser.add_argument(
+        "--worst", action="store_true", help="only time the costliest 1 MiB messages (JSON on stdout)"
+    )
     parser.add_argument("--honest", help=argparse.SUPPRESS)  # HOST:PORT: be the honest client
     parser.add_argument("--seconds", type=float, default=10.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.honest:
         return honest_main(args.honest, args.seconds)
+    if args.worst:
+        return worst_main()
     quick = args.quick
     idle_commands = 200 if quick else 1000
     attack_seconds, attack_budget = (10.0, 20_000) if quick else (120.0, 100_000)
@@ -396,6 +506,9 @@ def main(argv: list[str] | None = None) -> int:
         if tls is not None:
             servers.append(tls)
 
+        print("costly messages: the per-message path, 1 MiB RUNs", file=sys.stderr)
+        costs = worst_messages(args.server_path)
+
         print(f"phase 1: {idle_commands} commands, nobody attacking", file=sys.stderr)
         idle = Latencies()
         honest_loop(plain.address, idle, idle_commands, 600.0)
@@ -411,11 +524,14 @@ def main(argv: list[str] | None = None) -> int:
         attack.on_thousand.append(plain)
         honest = honest_process(plain.address, attack_seconds)
         started, cpu_before = time.monotonic(), plain.cpu_seconds()
+        tls_before, own_before = (tls.cpu_seconds() if tls else 0.0), sum(os.times()[:2])
         try:
             asyncio.run(attack.run(args.slowloris))
         finally:
             attack_took = time.monotonic() - started
             attack_cpu = (plain.cpu_seconds() - cpu_before) / attack_took
+            tls_cpu = ((tls.cpu_seconds() - tls_before) if tls else 0.0) / attack_took
+            attackers_cpu = (sum(os.times()[:2]) - own_before) / attack_took
             report = json.loads(honest.communicate(timeout=attack_seconds + 120)[0] or "{}")
         under_attack = Latencies(report.get("samples", []), report.get("errors", []))
         rss_after_attack = plain.rss()
@@ -439,12 +555,21 @@ def main(argv: list[str] | None = None) -> int:
             ("honest `true`, idle", idle.row()),
             ("honest `true`, under attack", under_attack.row()),
             (
-                "  server CPU in the attack",
-                f"{attack_cpu:.0%} of a core (load average {os.getloadavg()[0]:.1f})",
+                "  CPU in the attack",
+                f"server {attack_cpu:.0%} of a core, TLS server {tls_cpu:.0%}, attackers {attackers_cpu:.0%}"
+                f" ({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f})",
             ),
             (
                 "  p99 attack / p99 idle",
                 f"{under_attack.p99() / idle.p99():.1f}x  (goal <= 3x; max goal < 1 s)",
+            ),
+            (
+                "worst 1 MiB message on the loop",
+                "{:.1f} ms ({})".format(*max((ms * 1e3, name) for name, ms in costs.items())),
+            ),
+            *(
+                (f"  {name}", f"{ms * 1e3:.1f} ms")
+                for name, ms in sorted(costs.items(), key=lambda item: -item[1])
             ),
             (
                 "RSS after 1,000 inputs -> after all",

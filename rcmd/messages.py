@@ -483,6 +483,15 @@ _BY_TYPE: dict[int, type[Message]] = {
 #: with one, every peer on every platform gets the same answer, far below any stack limit.
 MAX_JSON_DEPTH = 32
 
+#: A JSON body may hold at most this many tokens: strings (keys included), opening brackets,
+#: commas and colons, counted outside strings (N keys and values make fewer than 3N). A parser
+#: costs what it builds, not what it reads: a 1 MiB RUN of 300,000 empty lists held the
+#: server's event loop 0.3 s, nested ones 1 s, while every other client waited. Counted in
+#: C before parsing, the bound keeps any body to a few ms (benchmarks/soak.py --worst). 8,192
+#: is far above any real body: a RUN with 2,000 env variables has ~8,000 (4 each), a GET
+#: with MAX_BLOCKS hashes ~2,050. FS_RESULT (server to client: an ``ls``) is not bound.
+MAX_JSON_TOKENS = 8192
+
 #: Integers in JSON bodies (protocol version, exit status, signal) fit in 32 bits, as they
 #: do in C and in every peer's native integers.
 _INT32 = range(-(2**31), 2**31)
@@ -767,7 +776,14 @@ def _run_refusal(run: Run) -> str | None:
     for name, value in (("command", run.command), ("cwd", run.cwd)):
         if value is not None and (problem := _unrunnable(value)):
             return f"{problem} in {name!r}"
-    for key, value in run.env.items():
+    env = run.env
+    if env and "" not in env:
+        # Every name and value at once, in C (a Python loop over thousands is milliseconds);
+        # the loop below runs only to name what is wrong.
+        names, values = "".join(env), "".join(env.values())
+        if "=" not in names and _unrunnable(names) is None and _unrunnable(values) is None:
+            return None
+    for key, value in env.items():
         if not key:
             return "empty env name"
         if (problem := _unrunnable(key)) is not None:
@@ -878,9 +894,44 @@ def _too_deep(obj: dict[str, Any] | list[Any]) -> bool:
     return True
 
 
+#: Every byte but those that start a JSON token outside a string (`"`, `,`, `:`, `[`, `{`).
+_NOT_TOKEN_MARKS = bytes(set(range(256)) - set(b'",:[{'))
+_STRING = re.compile(rb'"[^"]*"')
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+
+
+def _too_many_tokens(body: bytes) -> bool:
+    """Whether *body* holds more than MAX_JSON_TOKENS tokens: a few passes in C over its
+    bytes, before any parsing (~1 ms a MiB). Marks inside strings count too, and a string's
+    two quotes count twice, so a body that has more marks than the bound is counted again,
+    its strings taken out."""
+    if len(body.translate(None, _NOT_TOKEN_MARKS)) <= MAX_JSON_TOKENS:
+        return False
+    # Escapes out (`\\` before `\"`, as a parser pairs them left to right): then each `"`
+    # opens or closes a string, and a string is `"[^"]*"`.
+    unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"") if b"\\" in body else body
+    strings = unescaped.count(b'"') // 2
+    if strings > MAX_JSON_TOKENS:
+        return True
+    outside = _STRING.sub(b"", unescaped)  # at most MAX_JSON_TOKENS strings
+    return strings + len(outside.translate(None, _NOT_TOKEN_MARKS)) > MAX_JSON_TOKENS
+
+
+def _opens_too_deep(body: bytes) -> bool:
+    """Whether *body*, too large to parse, opens more than MAX_JSON_DEPTH brackets in a row
+    (blanks and keys between them aside): so a ``[[[[...`` bomb gets the same reason whatever
+    its size. One pass in C; a bracket inside a string counts too, as the body is refused anyway."""
+    opens = body.translate(None, _NOT_BRACKETS).replace(b"{", b"[").replace(b"}", b"]")
+    return b"[" * (MAX_JSON_DEPTH + 1) in opens
+
+
 def _parse_json_body(cls: type[Message], body: bytes) -> dict[str, Any]:
     name = cls.TYPE.name
     too_deep = f"{name} body is nested deeper than {MAX_JSON_DEPTH} levels"
+    if cls is not FsResult and _too_many_tokens(body):
+        if _opens_too_deep(body):
+            raise RemoteProtocolError(too_deep)
+        raise RemoteProtocolError(f"{name} body holds more than {MAX_JSON_TOKENS} JSON tokens")
     try:
         obj = json.loads(body.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float)
     except _NotJson as exc:

@@ -18,7 +18,7 @@ from ..messages import (
     Error,
     encode_message,
 )
-from .config import Framing, ServerConfig
+from .config import TLS_HANDSHAKE_WARN, Framing, ServerConfig, tls_handshake_cost
 from .session import READ_SIZE, PrefixedSession, Session, Stage
 
 log = logging.getLogger("rcmd.server")
@@ -119,6 +119,17 @@ class Server:
         host, port = self.address
         where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         log.info("listening on %s (framing %s)", where, self.config.framing.value)
+        if self.config.tls is not None:
+            cost = tls_handshake_cost(self.config.tls)
+            level = logging.WARNING if cost > TLS_HANDSHAKE_WARN else logging.INFO
+            log.log(
+                level,
+                "a TLS handshake costs %.1f ms of the event loop%s",
+                cost * 1e3,
+                ", during which no client is served: an ECDSA P-256 certificate costs ~0.7 ms"
+                if level == logging.WARNING
+                else "",
+            )
 
     async def serve_forever(self) -> None:
         assert self._server is not None, "start() first"
