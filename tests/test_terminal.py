@@ -221,7 +221,8 @@ def test_the_prompt_reconnects_after_a_server_restart_and_restores_the_directory
 
     first = server_factory()
     port = first.port
-    child = spawn(first, terminal_env, "-T")
+    # Wide enough for the prompt to show pytest's temporary path on one line, however long.
+    child = spawn(first, terminal_env, "-T", cols=400)
     expect_prompt(child)
     target = os.path.realpath(tmp_path)
     child.sendline(f"cd {target}")
