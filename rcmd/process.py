@@ -134,7 +134,7 @@ class Child:
         if self._exited is None:
             loop = asyncio.get_running_loop()
             self._exited = loop.create_future()
-            if self._popen.poll() is not None:
+            if self._popen.returncode is not None:  # reaped already (an exited one's pidfd is ready)
                 self._exited.set_result(self._popen.returncode)
             else:
                 _watch_exit(loop, self._popen, self._exited)
@@ -570,10 +570,11 @@ class ProcessTracker:
         if killed:
             log.info("killed %d orphan(s) at shutdown", len(killed))
 
-    def _children(self) -> Iterator[int]:
-        """Our children, from /proc/PID/task/TID/children (OSError where there is none)."""
+    def _children(self, *, main_thread_only: bool = False) -> Iterator[int]:
+        """Our children, from /proc/PID/task/TID/children (OSError where there is none):
+        those of every thread, or of the main thread only."""
         me = os.getpid()
-        for tid in os.listdir(f"/proc/{me}/task"):
+        for tid in [str(me)] if main_thread_only else os.listdir(f"/proc/{me}/task"):
             children = os.open(f"/proc/{me}/task/{tid}/children", os.O_RDONLY)
             try:
                 listed = os.read(children, 1 << 16)  # plain reads: this is per command
@@ -588,14 +589,18 @@ class ProcessTracker:
 
         As subreaper, once a command's shell has exited every process it left is either
         such a child of ours or a descendant of one, so no such child means nothing to
-        sweep: a normal command costs this (one small read per server thread), not a scan.
-        True when it cannot be told (no /proc/PID/task/TID/children). A shell being started
-        on a spawn thread, its pid not yet in leaders, counts as an orphan: at worst one
-        sweep more, which finds nothing (its command is live).
+        sweep: a normal command costs this (one small read), not a scan. Only the main
+        thread's children are read: an orphan is handed to the subreaper's first live
+        thread, its main thread (Linux's find_new_reaper), whichever thread forked its
+        ancestor; reading every thread's list cost 4 times as much with 2 spawn threads.
+        A shell started on a spawn thread is that thread's child, so one whose pid is not
+        yet in leaders is not mistaken for an orphan. True when it cannot be told (no
+        /proc/PID/task/TID/children).
         """
         watchdog = self._watchdog.pid if self._watchdog is not None else None
         try:
-            return any(pid not in self.leaders and pid != watchdog for pid in self._children())
+            children = self._children(main_thread_only=True)
+            return any(pid not in self.leaders and pid != watchdog for pid in children)
         except OSError:
             return True
 

@@ -93,3 +93,35 @@ def test_a_shell_started_on_a_thread_is_not_reaped_before_it_is_known():
         [sys.executable, "-c", REAP_RACE, ROOT], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "3"
+
+
+# In a process of its own, a subreaper: the orphan comes back to it.
+ORPHAN_SWEPT = r"""
+import asyncio, os, sys
+sys.path.insert(0, sys.argv[1])
+from rcmd.process import _become_subreaper, spawn_in_thread, tracker
+
+async def main():
+    tracker.subreaper = _become_subreaper()
+    assert tracker.subreaper
+    # Started on a spawn thread, its shell leaves a process that holds none of its pipes.
+    child = await spawn_in_thread(
+        "sleep 60 >/dev/null 2>&1 & echo $!", shell="/bin/sh", cwd="/", env=None, stdin=False
+    )
+    stdout, _ = await child.communicate()
+    orphan = os.pidfd_open(int(stdout))
+    child.close()  # the command has ended: what it left must be seen, and swept
+    loop = asyncio.get_running_loop()
+    dead = loop.create_future()
+    loop.add_reader(orphan, dead.set_result, "swept")
+    print(await asyncio.wait_for(dead, 30))
+
+asyncio.run(main())
+"""
+
+
+def test_what_a_command_started_on_a_thread_leaves_is_swept_when_it_ends():
+    result = subprocess.run(
+        [sys.executable, "-c", ORPHAN_SWEPT, ROOT], capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == "swept", result.stderr
