@@ -9,6 +9,7 @@ its exit status).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -66,6 +67,24 @@ def test_a_start_cancelled_midway_kills_and_reaps_the_command():
     assert asyncio.run(main()) == set()
 
 
+def test_a_start_cancelled_midway_that_fails_leaves_no_command_live():
+    async def main() -> set[int]:
+        live = set(tracker.live)
+        task = asyncio.create_task(
+            spawn_in_thread("true", shell="/bin/sh", cwd="/no/such/directory", env=None, stdin=False)
+        )
+        await asyncio.sleep(0)  # it has handed the start to a thread, and awaits it
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, FileNotFoundError):
+            await task
+        deadline = time.monotonic() + 30
+        while tracker.spawning and time.monotonic() < deadline:  # the thread's failure comes back
+            await asyncio.sleep(0.01)
+        return tracker.live - live  # a number left live would keep its cookie from every sweep
+
+    assert asyncio.run(main()) == set()
+
+
 # In a process of its own: as a subreaper's, reap_orphans() reaps any exited child.
 REAP_RACE = r"""
 import asyncio, os, subprocess, sys
@@ -81,7 +100,7 @@ async def main():
     tracker.spawning = 1
     tracker.reap_orphans()  # the SIGCHLD handler, meanwhile
     tracker.leaders.add(shell.pid)
-    tracker.spawned(None)
+    tracker.spawned()
     print(shell.wait())  # the Child's reaping: its real status, not ECHILD's 0
 
 asyncio.run(main())
