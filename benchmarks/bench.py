@@ -344,12 +344,17 @@ def ssh_server() -> SshServer | str:
         return str(exc)
 
 
+#: The event loop rcmd-server runs on here: "asyncio", or "uvloop" (--loop; the [bench] extra).
+SERVER_LOOP = "asyncio"
+
+
 def rcmd_server(*args: str) -> Process:
+    install = "import uvloop; uvloop.install(); " if SERVER_LOOP == "uvloop" else ""
     return Process(
         [
             sys.executable,
             "-c",
-            "from rcmd.cli import server_entry; server_entry()",
+            f"{install}from rcmd.cli import server_entry; server_entry()",
             "--port",
             "0",
             "--log-level",
@@ -740,10 +745,12 @@ def bench_latency(count: int) -> list[tuple]:
 
 def lines_command(count: int) -> str:
     """A command printing *count* lines 20 ms apart, each the CLOCK_MONOTONIC time it was
-    printed at (in ns: the same clock here, so the delay is this time less that one)."""
+    printed at (in ns: the same clock here, so the delay is this time less that one).
+    Each line is one write(): print() under -u writes the number and the newline apart,
+    and a reader woken between the two paid a second trip for the same line."""
     return (
-        f"{sys.executable} -u -c 'import time\n"
-        f"for _ in range({count}):\n    print(time.monotonic_ns(), flush=True)\n    time.sleep(0.02)'"
+        f"{sys.executable} -c 'import os, time\n"
+        f'for _ in range({count}):\n    os.write(1, b"%d\\n" % time.monotonic_ns())\n    time.sleep(0.02)\''
     )
 
 
@@ -777,6 +784,27 @@ def relay_lines(port: int, command: str, clock: LineClock) -> None:
                 pending = pending[4 + length :]
 
 
+def bare_lines(port: int, command: str, clock: LineClock) -> None:
+    """The command's output through rcmd-server to the least client there can be: blocking
+    recv() into rcmd's sans-I/O core, as the relay's client reads. Its delay less the
+    relay's is the server's share; the API's less this one, the client's."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = Connection(Role.CLIENT)
+        while conn.next_event() is NEED_DATA:  # the server's HELLO
+            conn.receive_data(sock.recv(65536))
+        sock.sendall(conn.send(Hello(software="bench")) + conn.send(Run(command)))
+        while True:
+            conn.receive_data(sock.recv(65536))
+            while (event := conn.next_event()) is not NEED_DATA:
+                if isinstance(event, Stdout):
+                    clock.feed(event.data)
+                elif isinstance(event, Exit):
+                    return
+                elif not isinstance(event, Stderr):
+                    raise RuntimeError(f"the server said {event!r}")
+
+
 def bench_lines(count: int, rounds: int) -> list[tuple]:
     """Print-to-client delay of lines printed 20 ms apart: rcmd beside a bare relay (the
     same tiny framed relay as the bulk rows), its peers and ssh. Rows: name, p50, p99, x relay."""
@@ -796,6 +824,9 @@ def bench_lines(count: int, rounds: int) -> list[tuple]:
                             clock.feed(event.data)
 
                 paths["rcmd API: stream()"] = rcmd_lines
+                paths["  rcmd-server, sans-I/O client"] = lambda clock: bare_lines(
+                    server.port, command, clock
+                )
                 peers = peer_clients(peer_server.port) if isinstance(peer_server, Process) else {}
                 for name in ("asyncssh", "paramiko"):
                     peer = peers.get(name, peer_server)
@@ -911,9 +942,15 @@ def drive_clients(port: int, clients: int, per_client: int, connected) -> tuple[
 
 def bench_concurrency(clients: int, per_client: int) -> list[tuple]:
     start = time.perf_counter()
+    cpu_start = time.process_time()
     ceiling_times = asyncio.run(local_spawns(clients * per_client, clients))
     ceiling = len(ceiling_times) / (time.perf_counter() - start)
-    rows = []
+    # The spawner's own CPU a command, every thread of this process: the reference for the
+    # server's (which spawns the same way, and adds the protocol and the network).
+    spawner_cpu = (time.process_time() - cpu_start) / len(ceiling_times) * 1000
+    rows = [
+        ("local spawns (ceiling)", clients, ceiling, ceiling, 1.0, percentile(ceiling_times, 99), spawner_cpu)
+    ]
     with rcmd_server("--max-connections", str(clients + 10), "--max-commands", str(clients)) as server:
         mark = {}
 
@@ -979,67 +1016,97 @@ def bench_concurrency(clients: int, per_client: int) -> list[tuple]:
 # ------------------------------------------------------------------------------- main
 
 
+SECTIONS = ("bulk", "transfers", "memory", "latency", "lines", "concurrency")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes and counts (about 16 s)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=SECTIONS,
+        metavar="SECTION",
+        help=f"run only this section (repeatable): {', '.join(SECTIONS)}",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="the event loop rcmd-server runs on (uvloop: pip install uvloop, or the [bench] extra)",
+    )
     args = parser.parse_args()
     q = args.quick
+    only = set(args.only or SECTIONS)
+    global SERVER_LOOP
+    SERVER_LOOP = args.loop
     print(
         f"rcmd {rcmd.__version__} bench: {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}"
+        f"{platform.system()} {platform.release()}, server on {args.loop}"
     )
 
     rounds = 3 if q else 5
-    print(f"\nBulk output (`head -c N /dev/zero`), median of {rounds}")
-    print(f"{'path':38} {'MiB':>6} {'seconds':>8} {'MB/s':>7} {'x limit':>8}")
-    for name, mib, seconds, ratio in bench_bulk(256 if q else 1024, 4 if q else 8, rounds):
-        if seconds is None:
-            print(f"{name:38} {ratio}")
-        else:
-            print(f"{name:38} {mib:6} {seconds:8.3f} {mib * MiB / seconds / 1e6:7.0f} {ratio:8.2f}")
+    if "bulk" in only:
+        print(f"\nBulk output (`head -c N /dev/zero`), median of {rounds}")
+        print(f"{'path':38} {'MiB':>6} {'seconds':>8} {'MB/s':>7} {'x limit':>8}")
+        for name, mib, seconds, ratio in bench_bulk(256 if q else 1024, 4 if q else 8, rounds):
+            if seconds is None:
+                print(f"{name:38} {ratio}")
+            else:
+                print(f"{name:38} {mib:6} {seconds:8.3f} {mib * MiB / seconds / 1e6:7.0f} {ratio:8.2f}")
 
-    print(f"\nFile transfers (one file, new connection each), median of {rounds}")
-    print(f"{'path':38} {'MiB':>6} {'seconds':>8} {'MB/s':>7} {'x ref':>8}")
-    for name, mib, seconds, ratio in bench_transfers(256 if q else 1024, rounds):
-        if seconds is None:
-            print(f"{name:38} {ratio}")
-        else:
-            print(f"{name:38} {mib:6} {seconds:8.3f} {mib * MiB / seconds / 1e6:7.0f} {ratio:8.2f}")
+    if "transfers" in only:
+        print(f"\nFile transfers (one file, new connection each), median of {rounds}")
+        print(f"{'path':38} {'MiB':>6} {'seconds':>8} {'MB/s':>7} {'x ref':>8}")
+        for name, mib, seconds, ratio in bench_transfers(256 if q else 1024, rounds):
+            if seconds is None:
+                print(f"{name:38} {ratio}")
+            else:
+                print(f"{name:38} {mib:6} {seconds:8.3f} {mib * MiB / seconds / 1e6:7.0f} {ratio:8.2f}")
 
-    print("\nServer memory")
-    print(f"{'case':44} {'before':>9} {'after/peak':>11}")
-    for name, before, after in bench_memory(512 if q else 2048, 200 if q else 1000):
-        print(f"{name:44} {before / 1024:7.1f}MB {after / 1024:9.1f}MB")
+    if "memory" in only:
+        print("\nServer memory")
+        print(f"{'case':44} {'before':>9} {'after/peak':>11}")
+        for name, before, after in bench_memory(512 if q else 2048, 200 if q else 1000):
+            print(f"{name:44} {before / 1024:7.1f}MB {after / 1024:9.1f}MB")
 
-    print("\nLatency of `true`")
-    print(f"{'path':44} {'p50 ms':>8} {'p99 ms':>8} {'x floor':>8}")
-    for name, p50, p99, ratio in bench_latency(100 if q else 500):
-        if p50 is None:
-            print(f"{name:44} {ratio}")
-            continue
-        p99_text = f"{p99 * 1000:8.2f}" if p99 is not None else f"{'':8}"
-        print(f"{name:44} {p50 * 1000:8.2f} {p99_text} {ratio:8.2f}")
+    if "latency" in only:
+        print("\nLatency of `true`")
+        print(f"{'path':44} {'p50 ms':>8} {'p99 ms':>8} {'x floor':>8}")
+        for name, p50, p99, ratio in bench_latency(100 if q else 500):
+            if p50 is None:
+                print(f"{name:44} {ratio}")
+                continue
+            p99_text = f"{p99 * 1000:8.2f}" if p99 is not None else f"{'':8}"
+            print(f"{name:44} {p50 * 1000:8.2f} {p99_text} {ratio:8.2f}")
 
-    count, rounds = (25, 2) if q else (50, 3)
-    print(f"\nLine latency: a command printing a line every 20 ms, {count} lines x {rounds}, print to client")
-    print(f"{'path':44} {'p50 ms':>8} {'p99 ms':>8} {'x relay':>8}")
-    for name, p50, p99, ratio in bench_lines(count, rounds):
-        if p50 is None:
-            print(f"{name:44} {ratio}")
-        else:
-            print(f"{name:44} {p50 * 1000:8.3f} {p99 * 1000:8.3f} {ratio:8.2f}")
+    if "lines" in only:
+        count, line_rounds = (25, 2) if q else (50, 3)
+        print(
+            f"\nLine latency: a command printing a line every 20 ms, {count} lines x {line_rounds}, print to client"
+        )
+        print(f"{'path':44} {'p50 ms':>8} {'p99 ms':>8} {'x relay':>8}")
+        for name, p50, p99, ratio in bench_lines(count, line_rounds):
+            if p50 is None:
+                print(f"{name:44} {ratio}")
+            else:
+                print(f"{name:44} {p50 * 1000:8.3f} {p99 * 1000:8.3f} {ratio:8.2f}")
 
-    print("\nConcurrency: clients each running `true` in a loop; ceiling: local spawns as many at once")
-    print(
-        f"{'clients from':24} {'clients':>7} {'cmds/s':>8} {'ceiling':>8} {'x ceil':>7} {'p99 ms':>8} {'server CPU ms/cmd':>18}"
-    )
-    for count in (50,) if q else (50, 500):
-        for name, clients, rate, ceiling, ratio, p99, cpu in bench_concurrency(
-            count, 8 if count > 100 else 40
-        ):
-            print(
-                f"{name:24} {clients:7} {rate:8.0f} {ceiling:8.0f} {ratio:7.2f} {p99 * 1000:8.1f} {cpu:18.3f}"
-            )
+    if "concurrency" in only:
+        print(
+            "\nConcurrency: clients each running `true` in a loop; ceiling: local spawns as many at once\n"
+            "(CPU: the server's a command, every thread; for the ceiling, the spawning process's)"
+        )
+        print(
+            f"{'clients from':24} {'clients':>7} {'cmds/s':>8} {'ceiling':>8} {'x ceil':>7} {'p99 ms':>8} {'CPU ms/cmd':>11}"
+        )
+        for count in (50,) if q else (50, 500):
+            for name, clients, rate, ceiling, ratio, p99, cpu in bench_concurrency(
+                count, 8 if count > 100 else 40
+            ):
+                print(
+                    f"{name:24} {clients:7} {rate:8.0f} {ceiling:8.0f} {ratio:7.2f} {p99 * 1000:8.1f} {cpu:11.3f}"
+                )
 
 
 if __name__ == "__main__":

@@ -32,11 +32,11 @@ per command waits for its exit instead.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import functools
 import logging
 import os
+import queue
 import secrets
 import select
 import signal
@@ -134,7 +134,7 @@ class Child:
         if self._exited is None:
             loop = asyncio.get_running_loop()
             self._exited = loop.create_future()
-            if self._popen.poll() is not None:
+            if self._popen.returncode is not None:  # reaped already (an exited one's pidfd is ready)
                 self._exited.set_result(self._popen.returncode)
             else:
                 _watch_exit(loop, self._popen, self._exited)
@@ -209,52 +209,77 @@ async def spawn_in_thread(
     serves other connections. Cancelled while the shell is being started, the command is
     killed and reaped once it has started."""
     loop = asyncio.get_running_loop()
+    requests = _spawn_requests()
     number = tracker.started()
-    try:
-        starting = loop.run_in_executor(
-            _spawner(), functools.partial(_start, number, command, shell=shell, cwd=cwd, env=env, stdin=stdin)
-        )
-    except BaseException:  # no thread to start it (the interpreter is shutting down)
-        tracker.ended(number)
-        raise
+    starting: asyncio.Future[Child] = loop.create_future()
+    start = functools.partial(_start, number, command, shell=shell, cwd=cwd, env=env, stdin=stdin)
+    requests.put((loop, starting, number, start))
     tracker.spawning += 1  # before anything else runs on the loop, such as reap_orphans()
-    starting.add_done_callback(tracker.spawned)
-    try:
-        return await asyncio.shield(starting)
-    except asyncio.CancelledError:
-        starting.add_done_callback(_abandon)
-        raise
-    except BaseException:
-        tracker.ended(number)
-        raise
+    return await starting  # cancelled, it is cancelled too: _started() then kills the command
 
 
 #: Threads that fork and exec commands (spawn_in_thread). The event loop would otherwise wait
 #: 0.15 to 0.3 ms a command, serving nobody, while the child is forked and execs (the GIL is
 #: released meanwhile). With 50 clients on 2 busy cores, in one run: 238 commands/s spawning
-#: on the loop, 350 with one thread, 445 with two (two commands can start at once).
+#: on the loop, 350 with one thread, 445 with two (two commands can start at once); see
+#: benchmarks/spawners.py for these and the other ways measured (posix_spawn, a helper process).
 SPAWN_THREADS = 2
-_spawn_executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+_SpawnRequest = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Child]", int, Callable[[], Child]]
+_requests: queue.SimpleQueue[_SpawnRequest] = queue.SimpleQueue()
+_requests_pid = 0  # the process whose threads serve _requests (none after a fork)
 
 
-def _spawner() -> concurrent.futures.ThreadPoolExecutor:
-    global _spawn_executor
-    if _spawn_executor is None:
-        _spawn_executor = concurrent.futures.ThreadPoolExecutor(
-            SPAWN_THREADS, thread_name_prefix="rcmd-spawn"
-        )
-    return _spawn_executor
+def _spawn_requests() -> queue.SimpleQueue[_SpawnRequest]:
+    """The queue the spawn threads take requests from, starting them on first use.
+
+    A plain queue and call_soon_threadsafe() rather than run_in_executor(): that chains a
+    concurrent future to an asyncio one, and cost 40% more of the loop's CPU a command.
+    """
+    global _requests, _requests_pid
+    if _requests_pid != os.getpid():  # first use, or a fork of the process: no threads yet
+        _requests, _requests_pid = queue.SimpleQueue(), os.getpid()
+        for n in range(SPAWN_THREADS):
+            threading.Thread(
+                target=_serve_spawns, args=(_requests,), name=f"rcmd-spawn-{n}", daemon=True
+            ).start()
+    return _requests
 
 
-def _abandon(starting: asyncio.Future[Child]) -> None:
-    """The command started for a spawn_in_thread() that was cancelled: kill it, close our
-    ends of its pipes, and reap it when it has died."""
-    if starting.cancelled() or starting.exception() is not None:
-        return  # its number was ended by spawn_in_thread() already
-    child = starting.result()
-    kill_tree(child)
-    child.close()
-    child.wait()
+def _serve_spawns(requests: queue.SimpleQueue[_SpawnRequest]) -> None:
+    """A spawn thread: start each command asked for, and hand it to the loop that asked."""
+    while True:
+        loop, starting, number, start = requests.get()
+        child: Child | None = None
+        error: BaseException | None = None
+        try:
+            child = start()
+        except BaseException as exc:  # to the caller, whatever it is
+            error = exc
+        try:
+            loop.call_soon_threadsafe(_started, starting, number, child, error)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            if child is not None:
+                signal_group(child)
+
+
+def _started(
+    starting: asyncio.Future[Child], number: int, child: Child | None, error: BaseException | None
+) -> None:
+    """On the loop: a spawn thread is done with a spawn_in_thread() request. A command whose
+    caller was cancelled meanwhile is killed, its pipes closed, and reaped when it has died."""
+    tracker.spawned()
+    if child is None:
+        tracker.ended(number)
+        if not starting.cancelled():
+            assert error is not None
+            starting.set_exception(error)
+    elif starting.cancelled():
+        kill_tree(child)
+        child.close()
+        child.wait()
+    else:
+        starting.set_result(child)
 
 
 def _start(
@@ -570,10 +595,11 @@ class ProcessTracker:
         if killed:
             log.info("killed %d orphan(s) at shutdown", len(killed))
 
-    def _children(self) -> Iterator[int]:
-        """Our children, from /proc/PID/task/TID/children (OSError where there is none)."""
+    def _children(self, *, main_thread_only: bool = False) -> Iterator[int]:
+        """Our children, from /proc/PID/task/TID/children (OSError where there is none):
+        those of every thread, or of the main thread only."""
         me = os.getpid()
-        for tid in os.listdir(f"/proc/{me}/task"):
+        for tid in [str(me)] if main_thread_only else os.listdir(f"/proc/{me}/task"):
             children = os.open(f"/proc/{me}/task/{tid}/children", os.O_RDONLY)
             try:
                 listed = os.read(children, 1 << 16)  # plain reads: this is per command
@@ -588,14 +614,18 @@ class ProcessTracker:
 
         As subreaper, once a command's shell has exited every process it left is either
         such a child of ours or a descendant of one, so no such child means nothing to
-        sweep: a normal command costs this (one small read per server thread), not a scan.
-        True when it cannot be told (no /proc/PID/task/TID/children). A shell being started
-        on a spawn thread, its pid not yet in leaders, counts as an orphan: at worst one
-        sweep more, which finds nothing (its command is live).
+        sweep: a normal command costs this (one small read), not a scan. Only the main
+        thread's children are read: an orphan is handed to the subreaper's first live
+        thread, its main thread (Linux's find_new_reaper), whichever thread forked its
+        ancestor; reading every thread's list cost 4 times as much with 2 spawn threads.
+        A shell started on a spawn thread is that thread's child, so one whose pid is not
+        yet in leaders is not mistaken for an orphan. True when it cannot be told (no
+        /proc/PID/task/TID/children).
         """
         watchdog = self._watchdog.pid if self._watchdog is not None else None
         try:
-            return any(pid not in self.leaders and pid != watchdog for pid in self._children())
+            children = self._children(main_thread_only=True)
+            return any(pid not in self.leaders and pid != watchdog for pid in children)
         except OSError:
             return True
 
@@ -626,7 +656,7 @@ class ProcessTracker:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)  # a zombie already: returns at once
 
-    def spawned(self, starting: asyncio.Future[Child]) -> None:
+    def spawned(self) -> None:
         """A spawn_in_thread() is over: its shell, if started, is in leaders. An exited
         child whose reaping waited for this is reaped now."""
         self.spawning -= 1

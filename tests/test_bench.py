@@ -68,7 +68,9 @@ def test_latency_rows_are_percentiles_against_the_floor():
 
 def test_concurrency_rows_are_well_formed():
     rows = bench.bench_concurrency(4, 3)
-    assert [row[0] for row in rows] == ["load generator", "rcmd.connect() threads"]
+    assert [row[0] for row in rows] == ["local spawns (ceiling)", "load generator", "rcmd.connect() threads"]
+    assert rows[0][2] == rows[0][3]  # the ceiling is its own reference
+    assert rows[0][4] == 1.0
     for name, clients, rate, ceiling, _ratio, p99, cpu_ms in rows:
         assert clients == 4, name
         assert min(rate, ceiling, p99) > 0, name
@@ -94,7 +96,7 @@ def test_transfer_rows_move_every_byte():
 def test_line_latency_rows_time_every_line_against_the_relay():
     rows = bench.bench_lines(3, 1)
     names = [row[0] for row in rows]
-    assert names[:2] == ["bare relay (reference)", "rcmd API: stream()"]
+    assert names[:3] == ["bare relay (reference)", "rcmd API: stream()", "  rcmd-server, sans-I/O client"]
     assert {"asyncssh", "paramiko"} <= set(names)  # measured, or saying why not
     assert names[-1].startswith("ssh")
     for name, p50, p99, ratio in rows:
@@ -118,3 +120,24 @@ def test_line_clock_takes_lines_split_anywhere():
 def test_peer_rows_say_why_when_a_peer_is_not_installed():
     assert bench.missing("os") is None
     assert bench.missing("no_such_module_here").startswith("skipped: not installed")
+
+
+def test_sections_can_be_chosen_and_the_server_loop_named(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["bench.py", "--only", "memory", "--quick"])
+    monkeypatch.setattr(bench, "bench_memory", lambda stream_mib, idle: [("case", 1024, 2048)])
+    bench.main()
+    out = capsys.readouterr().out
+    assert "server on asyncio" in out
+    assert "Server memory" in out
+    assert "Latency" not in out
+    assert "Bulk output" not in out
+    assert bench.SERVER_LOOP == "asyncio"
+
+
+def test_the_server_runs_on_uvloop_when_asked(monkeypatch):
+    pytest.importorskip("uvloop")
+    monkeypatch.setattr(bench, "SERVER_LOOP", "uvloop")
+    with bench.rcmd_server() as server:
+        assert b"uvloop.install()" in Path(f"/proc/{server.proc.pid}/cmdline").read_bytes()
+        with bench.rcmd.connect("127.0.0.1", server.port) as client:
+            assert client.run("echo hi").stdout == b"hi\n"

@@ -9,6 +9,7 @@ its exit status).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -66,6 +67,24 @@ def test_a_start_cancelled_midway_kills_and_reaps_the_command():
     assert asyncio.run(main()) == set()
 
 
+def test_a_start_cancelled_midway_that_fails_leaves_no_command_live():
+    async def main() -> set[int]:
+        live = set(tracker.live)
+        task = asyncio.create_task(
+            spawn_in_thread("true", shell="/bin/sh", cwd="/no/such/directory", env=None, stdin=False)
+        )
+        await asyncio.sleep(0)  # it has handed the start to a thread, and awaits it
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, FileNotFoundError):
+            await task
+        deadline = time.monotonic() + 30
+        while tracker.spawning and time.monotonic() < deadline:  # the thread's failure comes back
+            await asyncio.sleep(0.01)
+        return tracker.live - live  # a number left live would keep its cookie from every sweep
+
+    assert asyncio.run(main()) == set()
+
+
 # In a process of its own: as a subreaper's, reap_orphans() reaps any exited child.
 REAP_RACE = r"""
 import asyncio, os, subprocess, sys
@@ -81,7 +100,7 @@ async def main():
     tracker.spawning = 1
     tracker.reap_orphans()  # the SIGCHLD handler, meanwhile
     tracker.leaders.add(shell.pid)
-    tracker.spawned(None)
+    tracker.spawned()
     print(shell.wait())  # the Child's reaping: its real status, not ECHILD's 0
 
 asyncio.run(main())
@@ -93,3 +112,35 @@ def test_a_shell_started_on_a_thread_is_not_reaped_before_it_is_known():
         [sys.executable, "-c", REAP_RACE, ROOT], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "3"
+
+
+# In a process of its own, a subreaper: the orphan comes back to it.
+ORPHAN_SWEPT = r"""
+import asyncio, os, sys
+sys.path.insert(0, sys.argv[1])
+from rcmd.process import _become_subreaper, spawn_in_thread, tracker
+
+async def main():
+    tracker.subreaper = _become_subreaper()
+    assert tracker.subreaper
+    # Started on a spawn thread, its shell leaves a process that holds none of its pipes.
+    child = await spawn_in_thread(
+        "sleep 60 >/dev/null 2>&1 & echo $!", shell="/bin/sh", cwd="/", env=None, stdin=False
+    )
+    stdout, _ = await child.communicate()
+    orphan = os.pidfd_open(int(stdout))
+    child.close()  # the command has ended: what it left must be seen, and swept
+    loop = asyncio.get_running_loop()
+    dead = loop.create_future()
+    loop.add_reader(orphan, dead.set_result, "swept")
+    print(await asyncio.wait_for(dead, 30))
+
+asyncio.run(main())
+"""
+
+
+def test_what_a_command_started_on_a_thread_leaves_is_swept_when_it_ends():
+    result = subprocess.run(
+        [sys.executable, "-c", ORPHAN_SWEPT, ROOT], capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == "swept", result.stderr
