@@ -47,7 +47,6 @@ from .messages import (
     WindowChange,
 )
 from .protocol import Connection, Phase, Role
-from .result import CompletedCommand, TimeoutExpired
 
 __all__ = ["Client", "CommandStream", "CompletedCommand", "TimeoutExpired", "connect"]
 
@@ -57,6 +56,7 @@ if TYPE_CHECKING:  # for annotations only: ssl is imported when TLS is used (4 m
 
     from .files import RemoteEntry, TransferResult
     from .naive import NaiveClient
+    from .result import CompletedCommand, TimeoutExpired
     from .trace import FrameCounter, Tracer
 
 DEFAULT_HOST = "127.0.0.1"
@@ -280,6 +280,8 @@ class Client:
 
         result = completed(command, exit, captured(Stdout), captured(Stderr), codec)
         if exit.timed_out and timeout is not None:
+            from .result import TimeoutExpired
+
             raise TimeoutExpired(result, timeout)
         if check:
             result.check_returncode()
@@ -920,3 +922,13 @@ def _start_tls(
         return context.wrap_socket(sock, server_hostname=host)
     except OSError as exc:  # ssl.SSLError included
         raise tls_failure(host, port, exc) from None
+
+
+def __getattr__(name: str) -> object:
+    """CompletedCommand and TimeoutExpired, from rcmd.result on first use: a one-shot
+    ``rcmd -c`` never makes one, and would pay for dataclasses and subprocess."""
+    if name in ("CompletedCommand", "TimeoutExpired"):
+        from . import result
+
+        return getattr(result, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,10 +15,10 @@ from .errors import ConnectionClosed, ServerError, TlsError
 from .framing import CLOSED, Status
 from .messages import Cancel, Error, Exit, Message, Stdin, StdinEnd
 from .protocol import Connection
-from .result import CompletedCommand
 
 if TYPE_CHECKING:
     from .messages import AnyMessage
+    from .result import CompletedCommand
 
 __all__ = ["STDIN_CHUNK_SIZE", "CommandState", "completed", "host_port", "next_message", "tls_failure"]
 
@@ -119,6 +119,8 @@ class CommandState(Generic[ClientT]):
 
 def completed(command: str, exit: Exit, stdout: Any, stderr: Any, encoding: str) -> CompletedCommand:
     """The :class:`CompletedCommand` of *command*, which ended with *exit*."""
+    from .result import CompletedCommand  # not before: a one-shot `rcmd -c` never needs one
+
     return CompletedCommand(
         command=command,
         returncode=exit.returncode,

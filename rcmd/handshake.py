@@ -25,7 +25,6 @@ from . import __version__
 from .auth import NONCE_SIZE, PROOF_SIZE, client_proof, decode_hex, new_nonce, proofs_match, server_proof
 from .errors import AuthenticationError, ProtocolMismatch, RemoteProtocolError, ServerError, TlsError
 from .messages import AuthChallenge, AuthOk, AuthProof, Hello
-from .scram import SCHEME as SCRAM
 
 __all__ = ["TLS_REQUIRED_REASON", "ClientHandshake", "hello_failure"]
 
@@ -81,15 +80,17 @@ class ClientHandshake:
         sides disagree on authentication, or the server offers a scheme we do not know."""
         software = f"rcmd {__version__}"
         where, secret = self.where, self.secret
-        if self.user is not None or server_hello.auth == SCRAM:
-            return self._answer_as_user(server_hello, software)
-        if not server_hello.auth:
+        if self.user is None and not server_hello.auth:
             if secret is not None:
                 raise AuthenticationError(
                     f"the server at {where} does not ask for authentication, but a secret was given: "
                     "refusing to send it commands (it may not be the server you meant)"
                 )
             return Hello(software=software)
+        from .scram import SCHEME as SCRAM  # not before: a server without accounts needs none of it
+
+        if self.user is not None or server_hello.auth == SCRAM:
+            return self._answer_as_user(server_hello, software)
         if secret is None:
             raise AuthenticationError(
                 f"the server at {where} requires authentication: give the shared secret "
@@ -107,6 +108,8 @@ class ClientHandshake:
         return Hello(software=software, nonce=client_nonce.hex(), mac=proof.hex())
 
     def _answer_as_user(self, server_hello: Hello, software: str) -> Hello:
+        from .scram import SCHEME as SCRAM
+
         where = self.where
         if server_hello.auth != SCRAM:
             raise AuthenticationError(
