@@ -884,7 +884,8 @@ def connect(
     if use_tls and framing == "naive":
         raise ValueError("naive framing has no TLS")
     deadline = None if connect_timeout is None else time.monotonic() + connect_timeout
-    sock = socket.create_connection((host, port), timeout=connect_timeout)
+    # create_connection() hands the host to getaddrinfo(), which takes bytes (typeshed says str).
+    sock = socket.create_connection((resolvable(host), port), timeout=connect_timeout)  # type: ignore[arg-type]
     try:
         if use_tls:
             sock = _start_tls(sock, host, port, tls, tls_ca)
@@ -909,6 +910,13 @@ def connect(
     except BaseException:
         sock.close()
         raise
+
+
+def resolvable(host: str) -> str | bytes:
+    """*host* as getaddrinfo() takes it without help: an ASCII name as bytes, since a str
+    goes through the "idna" codec, whose import (stringprep, unicodedata) is ~5% of a
+    one-shot ``rcmd -c``. A name with other letters stays a str, for IDNA to encode."""
+    return host.encode("ascii") if host.isascii() else host
 
 
 def _start_tls(

@@ -3,9 +3,10 @@
 rcmd's messages are small frozen dataclasses with ``__slots__`` (as h11's events are). On
 Python 3.11, ``dataclasses`` imports ``inspect`` (with ``ast``, ``dis``, ``tokenize``) and
 compiles six methods per class: for the 30 message classes, most of the start-up of a
-one-shot ``rcmd -c true``. This module makes the same classes from the same class bodies
-with one small compiled ``__init__`` each, and the rest shared. rcmd.messages uses it at run
-time and shows type checkers the real ``dataclass`` (``if TYPE_CHECKING``), so both read::
+one-shot ``rcmd -c true``. This module makes the same classes from the same class bodies,
+with one small ``__init__`` each, compiled on its first use, and the rest shared. rcmd.messages
+uses it at run time and shows type checkers the real ``dataclass`` (``if TYPE_CHECKING``), so
+both read::
 
     @dataclass(frozen=True, slots=True)
     class Exit(Message):
@@ -125,6 +126,33 @@ def _init_for(
     return init
 
 
+class _InitOnFirstUse:
+    """A record's ``__init__`` until its first use (making an instance, or reading it from the
+    class, as inspect.signature does): then it is compiled and put in its place. Compiling is
+    most of a record's making, and a one-shot ``rcmd -c`` makes instances of 5 of the 30
+    message classes."""
+
+    __slots__ = ("annotations", "defaults", "names", "owner")
+
+    def __init__(self, names: list[str], defaults: dict[str, Any], annotations: dict[str, Any]) -> None:
+        self.names, self.defaults, self.annotations = names, defaults, annotations
+        self.owner: type | None = None
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.owner = owner
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        assert self.owner is not None
+        init = _init_for(self.owner.__qualname__, self.names, self.defaults, self.annotations)
+        type.__setattr__(self.owner, "__init__", init)
+        return init if instance is None else init.__get__(instance, owner)
+
+
+def _annotations_of(record: type) -> dict[str, Any]:
+    init = record.__dict__["__init__"]
+    return dict(init.annotations if isinstance(init, _InitOnFirstUse) else init.__annotations__)
+
+
 def _parameters(names: list[str], defaults: dict[str, Any], annotations: dict[str, Any]) -> str:
     """The parameters as ``str(inspect.signature(...))`` writes them."""
     parameters = []
@@ -153,7 +181,7 @@ def dataclass(*, frozen: bool, slots: bool) -> Callable[[type[T]], type[T]]:
             if "__record__" in base.__dict__:
                 names += [name for name in base.__dict__["__match_args__"] if name not in names]
                 defaults.update(base.__dict__["__record__"])
-                annotations.update(base.__dict__["__init__"].__annotations__)
+                annotations.update(_annotations_of(base))
         for name, annotation in namespace.get("__annotations__", {}).items():
             if _is_classvar(annotation):
                 continue
@@ -171,7 +199,7 @@ def dataclass(*, frozen: bool, slots: bool) -> Callable[[type[T]], type[T]]:
         namespace["__slots__"] = tuple(name for name in names if name not in inherited_slots)
         namespace["__match_args__"] = tuple(names)
         namespace["__record__"] = defaults
-        namespace["__init__"] = _init_for(cls.__qualname__, names, defaults, annotations)
+        namespace["__init__"] = _InitOnFirstUse(names, defaults, annotations)
         namespace["__qualname__"] = cls.__qualname__
         if namespace.get("__doc__") is None:  # as dataclasses: the signature, e.g. "Stdout(data: 'bytes')"
             namespace["__doc__"] = f"{cls.__name__}({_parameters(names, defaults, annotations)})"

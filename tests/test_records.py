@@ -100,6 +100,18 @@ def test_a_record_is_frozen_and_has_no_dict():
     assert not hasattr(sample, "__dict__")
 
 
+def test_init_is_compiled_on_first_use_and_a_record_base_gives_its_fields_first():
+    make = records.dataclass(frozen=True, slots=True)
+    base = make(type("Base", (), {"__annotations__": {"a": "int"}}))
+    assert not callable(base.__dict__["__init__"])  # not compiled yet
+    child = make(type("Child", (base,), {"__annotations__": {"b": "str"}, "b": "x"}))
+    assert repr(child(1)) == "Child(a=1, b='x')"
+    assert child.__match_args__ == ("a", "b")
+    assert child.__slots__ == ("b",)  # a is the base's slot
+    assert str(inspect.signature(base)) == "(a: 'int') -> None"
+    assert callable(base.__dict__["__init__"])  # compiled by that first use, and kept
+
+
 def test_a_record_matches_by_position():
     match messages.Exit(3, signal=9):
         case messages.Exit(code, signal):
