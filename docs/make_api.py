@@ -5,7 +5,8 @@
 
 tests/test_readme.py checks that the committed file equals a fresh generation, so a changed
 docstring or signature goes with a regenerated reference. Only what rcmd defines is listed:
-a class's own public methods and properties, not what it inherits from Python.
+a class's public methods and properties, its own and those it inherits from rcmd's classes,
+not what it inherits from Python.
 """
 
 from __future__ import annotations
@@ -62,7 +63,12 @@ def _class_section(name: str, cls: type) -> list[str]:
     if init_owner.__module__.startswith("rcmd"):
         lines += ["```python", f"{name}{_signature(cls)}", "```", ""]
     lines += [_doc(cls), ""]
-    for member_name, member in vars(cls).items():
+    members: dict[str, object] = {}  # its own, then what it inherits from rcmd's classes
+    for klass in cls.__mro__:
+        if klass.__module__.startswith("rcmd"):
+            for member_name, member in vars(klass).items():
+                members.setdefault(member_name, member)
+    for member_name, member in members.items():
         if member_name.startswith("_"):
             continue
         if isinstance(member, property):

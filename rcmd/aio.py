@@ -22,37 +22,15 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from .auth import load_secret
-from .client import (
-    CANCEL_WAIT,
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_HOST,
-    DEFAULT_PORT,
-    READ_SIZE,
-    STDIN_CHUNK_SIZE,
-    X509_V_ERR_HOSTNAME_MISMATCH,
-    X509_V_ERR_IP_ADDRESS_MISMATCH,
-    CompletedCommand,
-    host_port,
-)
+from .client import CANCEL_WAIT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST, DEFAULT_PORT, READ_SIZE
+from .client_core import CommandState, completed, host_port, next_message, tls_failure
 from .decoding import resolve_encoding
-from .errors import AuthenticationError, ConnectionClosed, RcmdError, ServerError, TlsError
-from .framing import CLOSED, DEFAULT_MAX_FRAME_SIZE, NEED_DATA
+from .errors import ConnectionClosed, RcmdError, ServerError
+from .framing import DEFAULT_MAX_FRAME_SIZE, NEED_DATA
 from .handshake import ClientHandshake, hello_failure
-from .messages import (
-    AuthChallenge,
-    AuthOk,
-    Cancel,
-    Error,
-    Exit,
-    Hello,
-    Message,
-    Run,
-    Stderr,
-    Stdin,
-    StdinEnd,
-    Stdout,
-)
+from .messages import AuthChallenge, AuthOk, Exit, Hello, Message, Run, Stderr, Stdout
 from .protocol import Connection, Role
+from .result import CompletedCommand
 
 if TYPE_CHECKING:
     import ssl
@@ -84,6 +62,7 @@ class AsyncClient:
         self.encoding = "utf-8"
         self.cwd: str | None = None
         self.server_hello: Hello | None = None
+        self._login: ClientHandshake | None = None  # the handshake, until connect() returns
 
     @property
     def where(self) -> str:
@@ -106,7 +85,7 @@ class AsyncClient:
         self.server_hello = hello
         self.encoding = resolve_encoding(encoding, hello.encoding)
         self.cwd = hello.cwd
-        handshake = ClientHandshake(self.where, secret, user=user, password=password)
+        handshake = self._login = ClientHandshake(self.where, secret, user=user, password=password)
         self._send(handshake.answer(hello))
         try:
             if handshake.expects_challenge:
@@ -121,7 +100,7 @@ class AsyncClient:
                 if reply.cwd is not None:
                     self.cwd = reply.cwd  # a user's home
         except ServerError as exc:
-            raise handshake.refused(exc) from None
+            raise handshake.failed(exc) from None
 
     # ------------------------------------------------------------------------ public API
 
@@ -149,16 +128,7 @@ class AsyncClient:
                     stderr.append(event.data)
         exit = events.exit
         assert exit is not None
-        result = CompletedCommand(
-            command=command,
-            returncode=exit.returncode,
-            stdout=b"".join(stdout),
-            stderr=b"".join(stderr),
-            signal=exit.signal,
-            timed_out=exit.timed_out,
-            cancelled=exit.cancelled,
-            encoding=self.encoding,
-        )
+        result = completed(command, exit, b"".join(stdout), b"".join(stderr), self.encoding)
         if check:
             result.check_returncode()
         return result
@@ -236,23 +206,16 @@ class AsyncClient:
 
         Raises ServerError (the server sent ERROR), ConnectionClosed, RemoteProtocolError.
         """
-        while True:
-            event = self._conn.next_event()
-            if event is NEED_DATA:
-                try:
-                    data = await self._reader.read(READ_SIZE)
-                except OSError as exc:
-                    raise ConnectionClosed(f"connection to the server lost: {exc}") from None
-                self._conn.receive_data(data)
-                continue
-            if event is CLOSED:
-                raise ConnectionClosed("the server closed the connection")
-            if isinstance(event, Error):
-                raise ServerError(event.reason)
-            return event  # type: ignore[return-value]
+        while (event := next_message(self._conn)) is NEED_DATA:
+            try:
+                data = await self._reader.read(READ_SIZE)
+            except OSError as exc:
+                raise ConnectionClosed(f"connection to the server lost: {exc}") from None
+            self._conn.receive_data(data)
+        return event  # type: ignore[return-value]
 
 
-class AsyncCommandStream:
+class AsyncCommandStream(CommandState[AsyncClient]):
     """The output of one running command. Made by :meth:`AsyncClient.stream`.
 
     ``async for`` yields Stdout / Stderr chunks and a last Exit (also kept as ``exit``).
@@ -260,37 +223,6 @@ class AsyncCommandStream:
     seconds for its Exit, else closes the connection; on cancellation of the task it closes
     the connection at once.
     """
-
-    def __init__(self, client: AsyncClient, command: str, *, stdin_open: bool = False) -> None:
-        self.client = client
-        self.command = command
-        self.exit: Exit | None = None
-        self._cancel_sent = False
-        self._stdin_open = stdin_open
-
-    def write_stdin(self, data: bytes | str) -> None:
-        """Queue *data* for the command's stdin (started with ``stdin=True``); it is sent
-        while output is read. ``await client.drain()`` is not needed."""
-        if not self._stdin_open:
-            raise ValueError("stdin is not open: start the command with stdin=True")
-        if isinstance(data, str):
-            data = data.encode(self.client.encoding)
-        if self.exit is None:
-            for start in range(0, len(data), STDIN_CHUNK_SIZE):
-                self.client._send(Stdin(data[start : start + STDIN_CHUNK_SIZE]))
-
-    def close_stdin(self) -> None:
-        """End the command's stdin: it reads EOF."""
-        if self._stdin_open:
-            self._stdin_open = False
-            if self.exit is None:
-                self.client._send(StdinEnd())
-
-    def cancel(self) -> None:
-        """Ask the server to kill the command's process group; its Exit still comes."""
-        if self.exit is None and not self._cancel_sent:
-            self._cancel_sent = True
-            self.client._send(Cancel())
 
     def __aiter__(self) -> AsyncIterator[Stdout | Stderr | Exit]:
         return self
@@ -300,9 +232,7 @@ class AsyncCommandStream:
             raise StopAsyncIteration
         event = await self.client._next_event()
         if isinstance(event, Exit):
-            self.exit = event
-            if event.cwd is not None:
-                self.client.cwd = event.cwd
+            self._ended(event)
         return event  # type: ignore[return-value]
 
     async def wait(self) -> Exit:
@@ -416,7 +346,7 @@ async def _open(
         raise TimeoutError(f"cannot connect to {host_port(host, port)} within {connect_timeout:g}s") from None
     except OSError as exc:
         if context is not None:
-            raise _tls_failure(host, port, exc) from None
+            raise tls_failure(host, port, exc) from None
         raise
     client = AsyncClient(reader, writer, address=(host, port), max_frame_size=max_frame_size)
     remaining = (
@@ -428,35 +358,10 @@ async def _open(
         )
     except asyncio.TimeoutError as exc:
         client.abort()
-        failure = hello_failure(client.where, TimeoutError(), connect_timeout)
-        if client.server_hello is not None:  # the HELLO came; the proof was not answered
-            failure = AuthenticationError(f"the server at {client.where} did not answer our proof in time")
-        raise failure from exc
+        if client._login is None:  # no HELLO came
+            raise hello_failure(client.where, TimeoutError(), connect_timeout) from exc
+        raise client._login.failed(TimeoutError()) from exc
     except BaseException:
         client.abort()
         raise
     return client
-
-
-def _tls_failure(host: str, port: int, exc: OSError) -> Exception:
-    """The TlsError for a failed TLS handshake, worded as the blocking client words it."""
-    import ssl
-
-    where = host_port(host, port)
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        if exc.verify_code in (X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH):
-            return TlsError(
-                f"the TLS certificate of {where} is not for {host!r}: {exc.verify_message}"
-                " (connect by a name or address the certificate lists)"
-            )
-        return TlsError(
-            f"the TLS certificate of {where} is not trusted: {exc.verify_message}"
-            " (give its CA with --tls-ca FILE)"
-        )
-    if isinstance(exc, ssl.SSLError):
-        return TlsError(
-            f"TLS with {where} failed ({exc.reason or exc}): the server may not use TLS; connect without --tls"
-        )
-    if isinstance(exc, ConnectionRefusedError):
-        return exc  # nothing listens there: not a TLS fault
-    return TlsError(f"TLS with {where} failed: {exc}: the server may not use TLS")

@@ -17,7 +17,8 @@ import typer
 
 from . import __version__
 from .auth import SecretError, load_secret
-from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST, DEFAULT_PORT, host_port
+from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST, DEFAULT_PORT
+from .client_core import host_port
 from .console import ExitStatus
 from .oneshot import Failure, client_entry, is_open, run_client, split_target
 

@@ -8,7 +8,6 @@ prints a large output cannot deadlock the two ends against each other.
 from __future__ import annotations
 
 import codecs
-import mmap
 import os
 import selectors
 import shlex
@@ -18,34 +17,22 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, Literal, TypeAlias, overload
 
-from . import __version__
-from .auth import (
-    NONCE_SIZE,
-    PROOF_SIZE,
-    client_proof,
-    decode_hex,
-    load_secret,
-    new_nonce,
-    proofs_match,
-    server_proof,
+from .auth import load_secret
+from .client_core import (
+    STDIN_CHUNK_SIZE,
+    CommandState,
+    completed,
+    host_port,
+    next_message,
+    tls_failure,
 )
 from .decoding import OutputDecoder, resolve_encoding
-from .errors import (
-    AuthenticationError,
-    ConnectionClosed,
-    ProtocolMismatch,
-    RcmdError,
-    RemoteProtocolError,
-    ServerError,
-    TlsError,
-)
-from .framing import CLOSED, DEFAULT_MAX_FRAME_SIZE, NEED_DATA
+from .errors import ConnectionClosed, RcmdError, RemoteProtocolError, ServerError
+from .framing import DEFAULT_MAX_FRAME_SIZE, NEED_DATA
+from .handshake import ClientHandshake, hello_failure
 from .messages import (
     AuthChallenge,
     AuthOk,
-    AuthProof,
-    Cancel,
-    Error,
     Exit,
     Hello,
     Message,
@@ -55,13 +42,10 @@ from .messages import (
     Run,
     Stderr,
     Stdin,
-    StdinEnd,
     Stdout,
     WindowChange,
 )
 from .protocol import Connection, Phase, Role
-from .result import CompletedCommand, TimeoutExpired
-from .scram import SCHEME as SCRAM
 
 __all__ = ["Client", "CommandStream", "CompletedCommand", "TimeoutExpired", "connect"]
 
@@ -71,6 +55,7 @@ if TYPE_CHECKING:  # for annotations only: ssl is imported when TLS is used (4 m
 
     from .files import RemoteEntry, TransferResult
     from .naive import NaiveClient
+    from .result import CompletedCommand, TimeoutExpired
     from .trace import FrameCounter, Tracer
 
 DEFAULT_HOST = "127.0.0.1"
@@ -83,20 +68,6 @@ READ_SIZE = 256 * 1024
 AUTO_DETECT_WAIT = 1.0
 #: In PTY mode, the keys a terminal turns into signals (with ISIG): Ctrl-C, Ctrl-\\, Ctrl-Z.
 INTERRUPT_KEYS = frozenset(b"\x03\x1c\x1a")
-#: Input is sent in STDIN messages of at most this size.
-STDIN_CHUNK_SIZE = 64 * 1024
-#: What a TLS server's ERROR to a plaintext client says (rcmd/server/listener.py): a TLS failure.
-TLS_REQUIRED_REASON = "this server requires TLS"
-#: OpenSSL's verify codes for a certificate valid but issued for another host name (62)
-#: or IP address (64): a different fault from an untrusted CA, with a different fix.
-X509_V_ERR_HOSTNAME_MISMATCH = 62
-X509_V_ERR_IP_ADDRESS_MISMATCH = 64
-
-
-def host_port(host: str, port: int) -> str:
-    """``host:port``, an IPv6 address in brackets (``[::1]:9000``), as URLs write it."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
 
 #: Leaving a ``with client.stream()`` block on an error cancels the command and waits this
 #: long for its Exit: the server's kill takes SIGTERM, 2 s, SIGKILL, then up to 1 s for the
@@ -171,11 +142,6 @@ class Client:
             self._would_block += (ssl.SSLWantReadError, ssl.SSLWantWriteError)
         self._conn = Connection(Role.CLIENT, max_frame_size=max_frame_size)
         self._outbox = bytearray()
-        # recv_into() one buffer of our own: 1 GiB streams ~4% faster than with a new object
-        # per recv(). An anonymous mapping, not a bytearray (which is zero-filled): its pages
-        # take memory only once a read reaches them, so an idle client holds a page, not 256 KiB.
-        self._read_buffer = mmap.mmap(-1, READ_SIZE)
-        self._read_view = memoryview(self._read_buffer)
         self._selector = selectors.DefaultSelector()
         self._selector.register(sock, selectors.EVENT_READ)
         # interrupt() writes here to wake the selector: safe from a signal handler.
@@ -193,13 +159,12 @@ class Client:
         self._closed = False
         deadline = None if hello_timeout is None else time.monotonic() + hello_timeout
         try:
-            hello = self.server_hello = self._receive_hello(deadline, hello_timeout)
-            self.encoding = resolve_encoding(encoding, hello.encoding)
-            self.cwd = hello.cwd
-            if user is not None or hello.auth == SCRAM:
-                self._scram_handshake(hello, user, password, deadline)
-            else:
-                self._handshake(hello, secret, deadline)
+            self._log_in(
+                ClientHandshake(self._where, secret, user=user, password=password),
+                encoding,
+                deadline,
+                hello_timeout,
+            )
         except BaseException:
             self.close()
             raise
@@ -208,114 +173,33 @@ class Client:
     def _where(self) -> str:
         return host_port(*self.address)
 
-    def _handshake(self, hello: Hello, secret: bytes | None, deadline: float | None) -> None:
-        """Send our HELLO; with authentication, prove ourselves and check the server's proof."""
-        where = self._where
-        software = f"rcmd {__version__}"
-        if not hello.auth:
-            if secret is not None:
-                raise AuthenticationError(
-                    f"the server at {where} does not ask for authentication, but a secret was given: "
-                    "refusing to send it commands (it may not be the server you meant)"
-                )
-            self._send(Hello(software=software))
-            return
-        if secret is None:
-            raise AuthenticationError(
-                f"the server at {where} requires authentication: give the shared secret "
-                "(--secret-file FILE, or $RCMD_SECRET)"
-            )
-        server_nonce = decode_hex(hello.nonce, NONCE_SIZE)
-        if hello.auth != "hmac-sha256" or server_nonce is None:
-            raise AuthenticationError(
-                f"the server at {where} offers authentication rcmd does not know: {hello.auth!r}"
-            )
-        client_nonce = new_nonce()
-        proof = client_proof(secret, server_nonce, client_nonce)
-        self._send(Hello(software=software, nonce=client_nonce.hex(), mac=proof.hex()))
-        try:
-            reply = self._next_event(deadline)
-        except ServerError as exc:
-            raise AuthenticationError(
-                f"the server at {where} refused us: {exc.reason} (wrong secret?)"
-            ) from None
-        except TimeoutError:
-            raise AuthenticationError(f"the server at {where} did not answer our proof in time") from None
-        assert isinstance(reply, AuthOk)  # Connection lets nothing else come now
-        mac = decode_hex(reply.mac, PROOF_SIZE)
-        if mac is None or not proofs_match(server_proof(secret, server_nonce, client_nonce), mac):
-            raise AuthenticationError(
-                f"the server at {where} could not prove it knows the secret: it may be an impostor"
-            )
-
-    def _scram_handshake(
-        self, hello: Hello, user: str | None, password: str | None, deadline: float | None
+    def _log_in(
+        self, handshake: ClientHandshake, encoding: str, deadline: float | None, timeout: float | None
     ) -> None:
-        """Log in as *user* (docs/PROTOCOL.md 4c): our HELLO names the user, the server sends
-        the salt, we prove we know the password, the server proves it holds the verifier."""
-        from . import scram
-
-        where = self._where
-        if hello.auth != SCRAM:
-            raise AuthenticationError(
-                f"the server at {where} has no user accounts (it offers {hello.auth or 'no authentication'}): "
-                "connect without --user"
-            )
-        if user is None or password is None:
-            raise AuthenticationError(
-                f"the server at {where} requires a user name and password (--user NAME)"
-            )
-        server_nonce = decode_hex(hello.nonce, NONCE_SIZE)
-        if server_nonce is None:
-            raise AuthenticationError(f"the server at {where} sent a bad nonce")
-        client_nonce = new_nonce()
-        self._send(Hello(software=f"rcmd {__version__}", nonce=client_nonce.hex(), user=user))
+        """The handshake (rcmd.handshake): the server's HELLO, ours, and the proofs it asks for."""
         try:
-            challenge = self._next_event(deadline)
-            assert isinstance(challenge, AuthChallenge)  # Connection lets nothing else come now
-            salt = bytes.fromhex(challenge.salt)
-            if challenge.iterations < scram.MIN_ITERATIONS:
-                raise AuthenticationError(
-                    f"the server at {where} asks for {challenge.iterations} PBKDF2 rounds, fewer than "
-                    f"{scram.MIN_ITERATIONS}: refusing (a cheap proof could be brute-forced)"
-                )
-            salted = scram.salted_password(password, salt, challenge.iterations)
-            message = scram.auth_message(user, server_nonce, client_nonce, salt, challenge.iterations)
-            self._send(AuthProof(scram.client_proof(salted, message).hex()))
-            reply = self._next_event(deadline)
-        except ServerError as exc:
-            raise AuthenticationError(f"the server at {where} refused us: {exc.reason}") from None
-        except TimeoutError:
-            raise AuthenticationError(f"the server at {where} did not answer in time") from None
-        assert isinstance(reply, AuthOk)
-        mac = decode_hex(reply.mac, PROOF_SIZE)
-        expected = scram.server_signature(scram.server_key(salted), message)
-        if mac is None or not proofs_match(expected, mac):
-            raise AuthenticationError(
-                f"the server at {where} could not prove it holds your verifier: it may be an impostor"
-            )
-        if reply.cwd is not None:
-            self.cwd = reply.cwd  # the user's home
-        self.transfer_only = bool(reply.transfer_only)
-
-    def _receive_hello(self, deadline: float | None, timeout: float | None) -> Hello:
-        """The server's HELLO; anything else means it does not speak rcmd (ProtocolMismatch)."""
+            hello = self._next_event(deadline)
+        except (TimeoutError, RcmdError) as exc:
+            raise hello_failure(self._where, exc, timeout) from None
+        assert isinstance(hello, Hello)  # Connection lets nothing else come first
+        self.server_hello = hello
+        self.encoding = resolve_encoding(encoding, hello.encoding)
+        self.cwd = hello.cwd
+        self._send(handshake.answer(hello))
         try:
-            event = self._next_event(deadline)
-        except TimeoutError:
-            raise ProtocolMismatch(
-                f"the server at {self._where} sent no HELLO within {timeout:g}s: it may speak naive "
-                "framing (use --framing naive), or not be an rcmd server at all"
-            ) from None
-        except RemoteProtocolError as exc:
-            raise ProtocolMismatch(f"the server at {self._where} does not speak rcmd: {exc}") from None
-        except ServerError as exc:
-            # A TLS server answers a plaintext client with one ERROR frame instead of HELLO.
-            if TLS_REQUIRED_REASON in exc.reason:
-                raise TlsError(f"{self._where}: {exc.reason}") from None
-            raise
-        assert isinstance(event, Hello)  # Connection lets nothing else come first
-        return event
+            if handshake.expects_challenge:
+                challenge = self._next_event(deadline)
+                assert isinstance(challenge, AuthChallenge)  # Connection lets nothing else come now
+                self._send(handshake.prove(challenge))
+            if handshake.expects_auth_ok:
+                reply = self._next_event(deadline)
+                assert isinstance(reply, AuthOk)  # Connection lets nothing else come now
+                handshake.check_auth_ok(reply)
+                if reply.cwd is not None:
+                    self.cwd = reply.cwd  # a user's home
+                self.transfer_only = bool(reply.transfer_only)
+        except (ServerError, TimeoutError) as exc:
+            raise handshake.failed(exc) from None
 
     # ------------------------------------------------------------------------ public API
 
@@ -388,17 +272,10 @@ class Client:
         def captured(kind: type) -> Any:
             return empty.join(parts[kind]) if capture_output and sinks[kind] is None else None
 
-        result = CompletedCommand(
-            command=command,
-            returncode=exit.returncode,
-            stdout=captured(Stdout),
-            stderr=captured(Stderr),
-            signal=exit.signal,
-            timed_out=exit.timed_out,
-            cancelled=exit.cancelled,
-            encoding=codec,
-        )
+        result = completed(command, exit, captured(Stdout), captured(Stderr), codec)
         if exit.timed_out and timeout is not None:
+            from .result import TimeoutExpired
+
             raise TimeoutExpired(result, timeout)
         if check:
             result.check_returncode()
@@ -637,17 +514,25 @@ class Client:
     # ------------------------------------------------------------------------------- I/O
 
     def _send(self, message: Message) -> None:
-        self._outbox += self._conn.send(message)
-        self._flush()
+        self._flush(self._conn.send(message))
 
-    def _flush(self) -> None:
-        """Send what the socket takes now without blocking; the rest waits in the outbox."""
+    def _flush(self, data: bytes = b"") -> None:
+        """Send the outbox, then *data*, as far as the socket takes them now without blocking;
+        the rest waits in the outbox. With the outbox empty, as it mostly is, *data* goes
+        straight from the message: STDIN is not copied into the outbox first."""
+        pending: bytes | memoryview = data
         try:
+            if pending and not self._outbox:
+                pending = memoryview(data)[self._sock.send(data) :]
+            if pending:
+                self._outbox += pending
+                pending = b""
             while self._outbox:
                 sent = self._sock.send(self._outbox)
                 del self._outbox[:sent]
         except self._would_block:
-            pass
+            if pending:
+                self._outbox += pending
         except (BrokenPipeError, ConnectionResetError):
             # The server hung up. What it said last (an ERROR, or just the close) is still
             # to be read, and says more than EPIPE: the reads report it.
@@ -666,16 +551,9 @@ class Client:
         Raises ServerError (the server sent ERROR), ConnectionClosed, RemoteProtocolError,
         or TimeoutError when *deadline* (a time.monotonic() value) passes.
         """
-        while True:
-            event = self._conn.next_event()
-            if event is NEED_DATA:
-                self._wait_for_io(deadline)
-                continue
-            if event is CLOSED:
-                raise ConnectionClosed("the server closed the connection")
-            if isinstance(event, Error):
-                raise ServerError(event.reason)
-            return event  # type: ignore[return-value]
+        while (event := next_message(self._conn)) is NEED_DATA:
+            self._wait_for_io(deadline)
+        return event  # type: ignore[return-value]
 
     def _wait_for_io(self, deadline: float | None) -> None:
         if self._tls_sock is not None and self._tls_sock.pending():
@@ -706,21 +584,26 @@ class Client:
                 self._receive()
 
     def _receive(self) -> None:
+        """One recv_into() straight into the framer's buffer: the kernel's copy is the only
+        one until a message takes its bytes (the framer reuses that buffer)."""
         try:
-            count = self._sock.recv_into(self._read_buffer)
+            with self._conn.get_buffer(READ_SIZE) as room:
+                count = self._sock.recv_into(room)
+                received = bytes(room[:count]) if self._trace is not None else b""
         except self._would_block:
             return
         except OSError as exc:
             raise ConnectionClosed(f"connection to the server lost: {exc}") from None
-        self._conn.receive_data(self._read_view[:count])  # the framer copies what it keeps
+        self._conn.buffer_updated(count)
         if self._trace is not None:
-            self._trace_received(count)
+            self._trace_received(received)
 
-    def _trace_received(self, count: int) -> None:
+    def _trace_received(self, received: bytes) -> None:
         assert self._trace is not None
         assert self._frame_counter is not None
+        count = len(received)
         self._trace(f"recv {count} bytes" if count else "recv 0 bytes: the server closed the connection")
-        for line in self._frame_counter.receive(self._read_view[:count]):
+        for line in self._frame_counter.receive(received):
             self._trace(line)
 
     # -------------------------------------------------------------- stdin from a file
@@ -803,7 +686,7 @@ class Client:
                 self._active.cancel()
 
 
-class CommandStream:
+class CommandStream(CommandState["Client"]):
     """The output of one running command, as it arrives. Made by :meth:`Client.stream`.
 
     Iterate for :class:`Stdout` / :class:`Stderr` chunks and a last :class:`Exit`, which
@@ -816,34 +699,9 @@ class CommandStream:
     """
 
     def __init__(self, client: Client, command: str, *, stdin_open: bool = False) -> None:
-        self.client = client
-        self.command = command
-        self.exit: Exit | None = None
-        self._cancel_sent = False
-        self._stdin_open = stdin_open
+        super().__init__(client, command, stdin_open=stdin_open)
         self.pty = False
         self._pongs_awaited = 0  # PINGs sent after an interrupt key (PTY mode)
-
-    def write_stdin(self, data: bytes | str) -> None:
-        """Send *data* to the command's stdin (the stream was started with ``stdin=True``).
-
-        Does not block: what the socket cannot take now is sent while output is read.
-        Input for a command that has already ended is dropped by the server.
-        """
-        if not self._stdin_open:
-            raise ValueError("stdin is not open: start the command with stdin=True")
-        if isinstance(data, str):
-            data = data.encode(self.client.encoding)
-        if self.exit is None:
-            for start in range(0, len(data), STDIN_CHUNK_SIZE):
-                self.client._send(Stdin(data[start : start + STDIN_CHUNK_SIZE]))
-
-    def close_stdin(self) -> None:
-        """End the command's stdin: it reads EOF."""
-        if self._stdin_open:
-            self._stdin_open = False
-            if self.exit is None:
-                self.client._send(StdinEnd())
 
     def __iter__(self) -> Iterator[Stdout | Stderr | Exit]:
         return self
@@ -862,17 +720,9 @@ class CommandStream:
             self.client.close()
             raise
         if isinstance(event, Exit):
-            self.exit = event
+            self._ended(event)
             self.client._detach_source()
-            if event.cwd is not None:
-                self.client.cwd = event.cwd
         return event  # type: ignore[return-value]
-
-    @property
-    def cancel_requested(self) -> bool:
-        """True once this side asked for a cancel; an Exit with ``cancelled`` set without it
-        means the server cancelled the command on its own (it is shutting down)."""
-        return self._cancel_sent
 
     @property
     def flushing(self) -> bool:
@@ -885,12 +735,6 @@ class CommandStream:
         """A cancel was asked for (by :meth:`cancel` or :meth:`Client.interrupt`): what
         arrives from now on is the output that was in flight, up to the Exit."""
         return self._cancel_sent or self.client._interrupted
-
-    def cancel(self) -> None:
-        """Ask the server to kill the command's process group (SIGTERM, then SIGKILL)."""
-        if self.exit is None and not self._cancel_sent:
-            self._cancel_sent = True
-            self.client._send(Cancel())
 
     def wait(self) -> Exit:
         """Discard the rest of the output and return the Exit."""
@@ -932,9 +776,7 @@ class CommandStream:
             while self.exit is None:
                 event = self.client._next_event(deadline)
                 if isinstance(event, Exit):
-                    self.exit = event
-                    if event.cwd is not None:
-                        self.client.cwd = event.cwd
+                    self._ended(event)
         except (RcmdError, OSError):  # TimeoutError included
             self.client.close()
 
@@ -1055,7 +897,8 @@ def connect(
     if use_tls and framing == "naive":
         raise ValueError("naive framing has no TLS")
     deadline = None if connect_timeout is None else time.monotonic() + connect_timeout
-    sock = socket.create_connection((host, port), timeout=connect_timeout)
+    # create_connection() hands the host to getaddrinfo(), which takes bytes (typeshed says str).
+    sock = socket.create_connection((resolvable(host), port), timeout=connect_timeout)  # type: ignore[arg-type]
     try:
         if use_tls:
             sock = _start_tls(sock, host, port, tls, tls_ca)
@@ -1082,30 +925,31 @@ def connect(
         raise
 
 
+def resolvable(host: str) -> str | bytes:
+    """*host* as getaddrinfo() takes it without help: an ASCII name as bytes, since a str
+    goes through the "idna" codec, whose import (stringprep, unicodedata) is ~5% of a
+    one-shot ``rcmd -c``. A name with other letters stays a str, for IDNA to encode."""
+    return host.encode("ascii") if host.isascii() else host
+
+
 def _start_tls(
     sock: socket.socket, host: str, port: int, tls: bool | ssl.SSLContext, tls_ca: str | None
 ) -> ssl.SSLSocket:
     """The TLS handshake, blocking (the socket's timeout applies), with readable failures."""
     import ssl
 
-    where = host_port(host, port)
     context = tls if isinstance(tls, ssl.SSLContext) else ssl.create_default_context(cafile=tls_ca)
     try:
         return context.wrap_socket(sock, server_hostname=host)
-    except ssl.SSLCertVerificationError as exc:
-        if exc.verify_code in (X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH):
-            raise TlsError(
-                f"the TLS certificate of {where} is not for {host!r}: {exc.verify_message}"
-                " (connect by a name or address the certificate lists)"
-            ) from None
-        raise TlsError(
-            f"the TLS certificate of {where} is not trusted: {exc.verify_message}"
-            " (give its CA with --tls-ca FILE)"
-        ) from None
-    except ssl.SSLError as exc:
-        raise TlsError(
-            f"TLS with {where} failed ({exc.reason or exc}): the server may not use TLS;"
-            " connect without --tls"
-        ) from None
-    except (ConnectionError, TimeoutError) as exc:
-        raise TlsError(f"TLS with {where} failed: {exc}: the server may not use TLS") from None
+    except OSError as exc:  # ssl.SSLError included
+        raise tls_failure(host, port, exc) from None
+
+
+def __getattr__(name: str) -> object:
+    """CompletedCommand and TimeoutExpired, from rcmd.result on first use: a one-shot
+    ``rcmd -c`` never makes one, and would pay for dataclasses and subprocess."""
+    if name in ("CompletedCommand", "TimeoutExpired"):
+        from . import result
+
+        return getattr(result, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

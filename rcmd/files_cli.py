@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 import typer
 
 from .auth import SecretError, load_secret
-from .client import DEFAULT_CONNECT_TIMEOUT, Client, connect, host_port
+from .client import DEFAULT_CONNECT_TIMEOUT, Client, connect
+from .client_core import host_port
 from .console import ExitStatus
 from .errors import (
     AuthenticationError,

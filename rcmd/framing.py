@@ -55,6 +55,13 @@ def encode_frame(payload: bytes) -> bytes:
     return PREFIX.pack(len(payload)) + payload
 
 
+#: A framer fed through get_buffer() keeps a buffer this large or less, empty, for the next
+#: reads (a client's of 256 KiB reuse it); a larger one, grown for a large frame, is let go
+#: once that frame is taken. One fed by receive_data() lets go of it as soon as it is empty,
+#: so an idle connection holds nothing.
+KEPT_BUFFER_SIZE = 512 * 1024
+
+
 class LengthPrefixFramer:
     """Splits a byte stream into length-prefixed frames.
 
@@ -62,20 +69,32 @@ class LengthPrefixFramer:
     is checked against *max_frame_size* the moment its 4 bytes are in, so an oversized
     frame raises :class:`FrameTooLarge` before its payload is buffered. EOF inside a frame
     raises :class:`RemoteProtocolError` saying how much was missing.
+
+    Bytes can also be received straight into the framer's buffer, with one copy fewer
+    (asyncio's BufferedProtocol has the same pair)::
+
+        with framer.get_buffer(256 * 1024) as room:
+            count = sock.recv_into(room)
+        framer.buffer_updated(count)   # 0 means EOF, as recv_into() says it
     """
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         if not 0 < max_frame_size <= 0xFFFFFFFF:
             raise ValueError("max_frame_size must be between 1 and 2**32 - 1")
         self.max_frame_size = max_frame_size
+        # Received bytes not yet taken are _buffer[_start:_end]; frames are cut from _start,
+        # and new bytes go at _end, so neither moves the rest.
         self._buffer = bytearray()
+        self._start = 0
+        self._end = 0
         self._eof = False
         self._expected: int | None = None  # payload length of the frame being read
+        self._reading_into = False  # get_buffer() was used: keep the buffer for the next read
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned as frames."""
-        return len(self._buffer)
+        return self._end - self._start
 
     def receive_data(self, data: bytes | memoryview) -> None:
         """Feed bytes from the peer (any bytes-like object: they are copied in, so a
@@ -84,10 +103,52 @@ class LengthPrefixFramer:
             if data:
                 raise RuntimeError("receive_data() after EOF")
             return
-        if data:
-            self._buffer += data
-        else:
+        if not data:
             self._eof = True
+            return
+        size = memoryview(data).nbytes
+        if self._end + size <= len(self._buffer):  # room left by get_buffer()
+            self._buffer[self._end : self._end + size] = data
+        else:  # what was taken and any room leave the buffer (no copy), then data is appended
+            del self._buffer[self._end :]
+            del self._buffer[: self._start]
+            self._buffer += data
+            self._start, self._end = 0, len(self._buffer) - size
+        self._end += size
+
+    def get_buffer(self, size: int) -> memoryview:
+        """A writable view of *size* free bytes at the end of the buffer, to receive into;
+        then call :meth:`buffer_updated` with how many were written. Release the view (a
+        ``with`` block) before calling anything else on the framer."""
+        if self._eof:
+            raise RuntimeError("get_buffer() after EOF")
+        if size <= 0:
+            raise ValueError("size must be positive")
+        self._reading_into = True
+        self._make_room(size)
+        return memoryview(self._buffer)[self._end : self._end + size]
+
+    def buffer_updated(self, count: int) -> None:
+        """*count* bytes were written to the view get_buffer() gave; 0 means EOF."""
+        if count < 0 or self._end + count > len(self._buffer):
+            raise ValueError(f"buffer_updated({count}) beyond the buffer get_buffer() gave")
+        if count == 0:
+            self._eof = True
+        self._end += count
+
+    def _make_room(self, size: int) -> None:
+        """At least *size* bytes free after _end: the unread bytes moved to the front, or
+        into a larger buffer."""
+        if self._end + size <= len(self._buffer):
+            return
+        unread = self._end - self._start
+        if unread + size <= len(self._buffer):
+            buffer = self._buffer  # room enough once the unread bytes move to the front
+        else:
+            buffer = bytearray(max(unread + size, 2 * len(self._buffer)))
+        with memoryview(buffer) as target, memoryview(self._buffer) as source:
+            target[:unread] = source[self._start : self._end]  # a memmove
+        self._buffer, self._start, self._end = buffer, 0, unread
 
     def next_frame(self) -> bytes | Status:
         """Return the next whole payload, ``NEED_DATA`` or ``CLOSED``.
@@ -108,36 +169,40 @@ class LengthPrefixFramer:
             return length
         if not length:
             return None, self._take(0, 0)
-        return self._buffer[0], self._take(1, length)
+        return self._buffer[self._start], self._take(1, length)
 
     def _whole_frame(self) -> int | Status:
         """The payload length of the whole frame at the front of the buffer, or the status."""
-        buffer = self._buffer
         if self._expected is None:
-            if len(buffer) < PREFIX.size:
-                return self._short(f"{len(buffer)} of {PREFIX.size} length-prefix bytes")
-            (length,) = PREFIX.unpack_from(buffer)
+            if self.buffered < PREFIX.size:
+                return self._short(f"{self.buffered} of {PREFIX.size} length-prefix bytes")
+            (length,) = PREFIX.unpack_from(self._buffer, self._start)
             if length > self.max_frame_size:
                 raise FrameTooLarge(length, self.max_frame_size)
-            del buffer[: PREFIX.size]
+            self._start += PREFIX.size
             self._expected = length
         length = self._expected
-        if len(buffer) < length:
-            return self._short(f"{len(buffer)} of {length} payload bytes")
+        if self.buffered < length:
+            return self._short(f"{self.buffered} of {length} payload bytes")
         return length
 
     def _take(self, start: int, length: int) -> bytes:
         """Bytes *start* to *length* of the payload, as one copy; the frame leaves the buffer."""
+        first = self._start
         with memoryview(self._buffer) as view:
-            payload = bytes(view[start:length])  # one copy (a slice of the bytearray would be two)
-        del self._buffer[:length]  # CPython moves the start of a bytearray, no memmove
+            payload = bytes(view[first + start : first + length])  # one copy
+        self._start += length
         self._expected = None
+        if self._start == self._end:  # all taken: new bytes go to the front again
+            self._start = self._end = 0
+            if not self._reading_into or len(self._buffer) > KEPT_BUFFER_SIZE:
+                self._buffer = bytearray()
         return payload
 
     def _short(self, progress: str) -> Status:
         if not self._eof:
             return NEED_DATA
-        if not self._buffer and self._expected is None:
+        if not self.buffered and self._expected is None:
             return CLOSED
         raise RemoteProtocolError(f"connection closed in the middle of a frame: got {progress}")
 

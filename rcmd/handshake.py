@@ -1,13 +1,20 @@
 """The client's side of the handshake, sans-I/O: what to answer the server's HELLO with, and
-the check of its AUTH_OK. Shared by every client transport (rcmd.aio now; the blocking client's
-``_handshake`` does the same steps and can call this too).
+the check of its AUTH_OK. The one implementation, used by both transports (rcmd.client and
+rcmd.aio); each only moves the messages::
 
+    try:
+        server_hello = receive()
+    except (TimeoutError, RcmdError) as exc:
+        raise hello_failure(where, exc, timeout)    # ProtocolMismatch, TlsError, ...
     handshake = ClientHandshake(where="127.0.0.1:9000", secret=secret)  # or user=, password=
-    our_hello = handshake.answer(server_hello)   # raises AuthenticationError
-    if handshake.expects_challenge:              # a user's login (SCRAM-SHA-256)
-        send(handshake.prove(auth_challenge))    # PBKDF2: slow on purpose, run it off the loop
-    if handshake.expects_auth_ok:
-        handshake.check_auth_ok(auth_ok)         # raises AuthenticationError
+    send(handshake.answer(server_hello))            # raises AuthenticationError
+    try:
+        if handshake.expects_challenge:             # a user's login (SCRAM-SHA-256)
+            send(handshake.prove(receive()))        # PBKDF2: slow on purpose, run it off the loop
+        if handshake.expects_auth_ok:
+            handshake.check_auth_ok(receive())      # raises AuthenticationError
+    except (ServerError, TimeoutError) as exc:
+        raise handshake.failed(exc)                 # refused, or no answer: AuthenticationError
 
 Nothing here reads a socket or a clock: the transport moves the messages and keeps the time.
 """
@@ -18,7 +25,6 @@ from . import __version__
 from .auth import NONCE_SIZE, PROOF_SIZE, client_proof, decode_hex, new_nonce, proofs_match, server_proof
 from .errors import AuthenticationError, ProtocolMismatch, RemoteProtocolError, ServerError, TlsError
 from .messages import AuthChallenge, AuthOk, AuthProof, Hello
-from .scram import SCHEME as SCRAM
 
 __all__ = ["TLS_REQUIRED_REASON", "ClientHandshake", "hello_failure"]
 
@@ -74,15 +80,17 @@ class ClientHandshake:
         sides disagree on authentication, or the server offers a scheme we do not know."""
         software = f"rcmd {__version__}"
         where, secret = self.where, self.secret
-        if self.user is not None or server_hello.auth == SCRAM:
-            return self._answer_as_user(server_hello, software)
-        if not server_hello.auth:
+        if self.user is None and not server_hello.auth:
             if secret is not None:
                 raise AuthenticationError(
                     f"the server at {where} does not ask for authentication, but a secret was given: "
                     "refusing to send it commands (it may not be the server you meant)"
                 )
             return Hello(software=software)
+        from .scram import SCHEME as SCRAM  # not before: a server without accounts needs none of it
+
+        if self.user is not None or server_hello.auth == SCRAM:
+            return self._answer_as_user(server_hello, software)
         if secret is None:
             raise AuthenticationError(
                 f"the server at {where} requires authentication: give the shared secret "
@@ -100,6 +108,8 @@ class ClientHandshake:
         return Hello(software=software, nonce=client_nonce.hex(), mac=proof.hex())
 
     def _answer_as_user(self, server_hello: Hello, software: str) -> Hello:
+        from .scram import SCHEME as SCRAM
+
         where = self.where
         if server_hello.auth != SCRAM:
             raise AuthenticationError(
@@ -138,9 +148,17 @@ class ClientHandshake:
         self.expects_auth_ok = True
         return AuthProof(scram.client_proof(salted, message).hex())
 
-    def refused(self, exc: ServerError) -> AuthenticationError:
-        """The error for an ERROR the server sent instead of AUTH_OK."""
-        return AuthenticationError(f"the server at {self.where} refused us: {exc.reason} (wrong secret?)")
+    def failed(self, exc: Exception) -> Exception:
+        """The error to raise when the exchange after our HELLO failed with *exc*: the server's
+        ERROR is a refusal, a TimeoutError no answer (both AuthenticationError); any other
+        exception comes back as it is."""
+        if isinstance(exc, ServerError):
+            hint = "wrong user name or password?" if self.user is not None else "wrong secret?"
+            return AuthenticationError(f"the server at {self.where} refused us: {exc.reason} ({hint})")
+        if isinstance(exc, TimeoutError):
+            waited_for = "our HELLO" if self.expects_challenge else "our proof"
+            return AuthenticationError(f"the server at {self.where} did not answer {waited_for} in time")
+        return exc
 
     def check_auth_ok(self, reply: AuthOk) -> None:
         """Check the server's proof in *reply*; AuthenticationError if it does not hold."""

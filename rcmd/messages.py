@@ -16,10 +16,14 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import RemoteProtocolError
+
+if TYPE_CHECKING:  # what these are: frozen dataclasses with slots
+    from dataclasses import dataclass, field
+else:  # the same classes, made without the dataclasses module's cost (rcmd.records)
+    from .records import dataclass, field
 
 #: Version of the message set; both HELLOs carry it and a mismatch is refused.
 PROTOCOL_VERSION = 1

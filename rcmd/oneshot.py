@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .auth import SecretError, load_secret
-from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST, DEFAULT_PORT, Client, connect, host_port
+from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST, DEFAULT_PORT, Client, connect
+from .client_core import host_port
 from .console import SCRIPT_COMMAND, ExitStatus, run_lines, run_one, wants_color
 from .errors import (
     AuthenticationError,

@@ -183,6 +183,16 @@ class Connection:
         closed the connection."""
         self._framer.receive_data(data)
 
+    def get_buffer(self, size: int) -> memoryview:
+        """Room for *size* bytes read from the peer, written straight into the framer's buffer
+        (``sock.recv_into(view)``: one copy fewer than receive_data()); then call
+        buffer_updated() with the count. Release the view first (``with``)."""
+        return self._framer.get_buffer(size)
+
+    def buffer_updated(self, count: int) -> None:
+        """*count* bytes were read into get_buffer()'s view; 0 means the peer closed."""
+        self._framer.buffer_updated(count)
+
     def next_event(self) -> AnyMessage | Status:
         """The next message from the peer, ``NEED_DATA``, or ``CLOSED`` (clean EOF)."""
         if self._failure is not None:

@@ -197,7 +197,8 @@ def test_connection_refused(server_factory):
 STUB_RESOLVER = """
 import socket, sys
 def getaddrinfo(host, *args, **kwargs):
-    sys.stderr.write(f"stub resolver asked for {host}\\n")
+    name = host.decode() if isinstance(host, bytes) else host  # an ASCII name comes as bytes
+    sys.stderr.write(f"stub resolver asked for {name}\\n")
     raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 socket.getaddrinfo = getaddrinfo
 from rcmd.cli import client_entry

@@ -93,6 +93,65 @@ def test_any_split_into_recv_chunks_gives_the_same_frames(payloads, cuts, into_o
     assert status is CLOSED
 
 
+@settings(max_examples=300)
+@given(
+    payloads=st.lists(st.binary(max_size=3000), max_size=20),
+    cuts=st.lists(st.integers(min_value=0, max_value=70000), max_size=40),
+    room=st.integers(min_value=1, max_value=5000),
+    mixed=st.booleans(),
+)
+def test_reading_into_the_framers_buffer_gives_the_same_frames(payloads, cuts, room, mixed):
+    """get_buffer() and buffer_updated(), as recv_into() uses them: a read may fill less
+    than the room asked for, and may be mixed with receive_data(); frames taken before
+    the buffer moves or grows keep their bytes."""
+    stream = b"".join(encode_frame(p) for p in payloads)
+    framer = LengthPrefixFramer()
+    frames = []
+    for number, chunk in enumerate(split_at(stream, cuts)):
+        while chunk:
+            if mixed and number % 2:
+                framer.receive_data(chunk)
+                chunk = b""
+            else:
+                with framer.get_buffer(room) as view:
+                    count = min(room, len(chunk))
+                    view[:count] = chunk[:count]
+                framer.buffer_updated(count)
+                chunk = chunk[count:]
+            frames += drain(framer)[0]
+    framer.buffer_updated(0)
+    rest, status = drain(framer)
+    assert frames + rest == payloads
+    assert status is CLOSED
+
+
+def test_a_framer_read_into_keeps_its_buffer_and_one_fed_lets_go_of_it():
+    into, fed = LengthPrefixFramer(), LengthPrefixFramer()
+    frame = encode_frame(b"x" * 1000)
+    with into.get_buffer(64 * 1024) as view:
+        view[: len(frame)] = frame
+    into.buffer_updated(len(frame))
+    fed.receive_data(frame)
+    assert into.next_frame() == fed.next_frame() == b"x" * 1000
+    assert len(into._buffer) == 64 * 1024  # the next read reuses it
+    assert len(fed._buffer) == 0  # an idle connection holds nothing
+    assert into.buffered == fed.buffered == 0
+
+
+def test_buffer_updated_is_checked():
+    framer = LengthPrefixFramer()
+    with framer.get_buffer(10):
+        pass
+    with pytest.raises(ValueError, match="beyond the buffer"):
+        framer.buffer_updated(11)
+    with pytest.raises(ValueError, match="size must be positive"):
+        framer.get_buffer(0)
+    framer.buffer_updated(0)
+    with pytest.raises(RuntimeError, match="after EOF"):
+        framer.get_buffer(10)
+    assert framer.next_frame() is CLOSED
+
+
 @given(
     payloads=st.lists(st.binary(max_size=300), max_size=20),
     cuts=st.lists(st.integers(min_value=0, max_value=7000), max_size=40),

@@ -88,6 +88,26 @@ def test_a_target_it_cannot_read_is_typer_s_usage_error():
     assert "Usage:" in stderr
 
 
+#: What a plain one-shot `rcmd -c true` has no use for, each a few ms of its start-up:
+#: the CLI's libraries, TLS, the machinery of dataclasses (rcmd.records makes the messages),
+#: IDNA for an ASCII host name, and what only results and other clients use.
+NOT_FOR_A_ONE_SHOT = (
+    "typer",
+    "click",
+    "rich",
+    "prompt_toolkit",
+    "ssl",
+    "dataclasses",
+    "inspect",
+    "encodings.idna",
+    "hashlib",
+    "subprocess",
+    "asyncio",
+    "rcmd.result",
+    "rcmd.scram",
+)
+
+
 def test_the_plain_one_shot_imports_neither_typer_nor_the_prompt(server):
     probe = (
         "import sys\n"
@@ -96,10 +116,18 @@ def test_the_plain_one_shot_imports_neither_typer_nor_the_prompt(server):
         "try:\n"
         "    client_entry()\n"
         "except SystemExit as exc:\n"
-        "    loaded = sorted(m for m in ('typer', 'click', 'rich', 'prompt_toolkit') if m in sys.modules)\n"
+        f"    loaded = sorted(m for m in {NOT_FOR_A_ONE_SHOT!r} if m in sys.modules)\n"
         "    print(exc.code, loaded)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "0 []"
+
+
+def test_an_ascii_host_is_resolved_without_idna():
+    from rcmd.client import resolvable
+
+    assert resolvable("127.0.0.1") == b"127.0.0.1"
+    assert resolvable("web-01.example") == b"web-01.example"
+    assert resolvable("bücher.example") == "bücher.example"  # IDNA encodes it, as before
