@@ -58,6 +58,13 @@ def main() -> int:
     parser.add_argument("--tests", action="append", required=True, help="a test file or node id to run")
     parser.add_argument("--max-children", type=int, default=2)
     parser.add_argument("--per-test", action="store_true", help="the tests run the code in-process")
+    parser.add_argument(
+        "--timeout-multiplier",
+        type=float,
+        default=3.0,
+        help="CPU-seconds limit per mutant: (its tests' time + 1) * this * 2 (mutmut's own is 15: a"
+        " mutant that spins the server's loop would hold a core for minutes)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep mutants/ and the results in it")
     parser.add_argument("names", nargs="*", help="(with --keep) mutants to test again, globs allowed")
     args = parser.parse_args()
@@ -66,6 +73,7 @@ def main() -> int:
         shutil.rmtree("mutants", ignore_errors=True)
     config().only_mutate = args.mutate
     config().pytest_add_cli_args_test_selection = args.tests
+    config().timeout_multiplier = args.timeout_multiplier
     sys.argv = ["mutmut", "run", "--max-children", str(args.max_children), *args.names]
     if args.per_test:
         mutmut_main.cli()  # exits

@@ -309,6 +309,14 @@ def test_blocks_from_a_peer_come_as_a_list():
     assert message.blocks == [SHA]
 
 
+def test_a_one_character_term_is_a_name():
+    from rcmd.messages import PtyRequest, Run
+
+    assert decode_message(b'\x02{"command":"vi","pty":{"term":"x"}}') == Run(
+        "vi", pty=PtyRequest("x", 24, 80)
+    )
+
+
 # ------------------------------------------------------------------------- their exceptions
 
 

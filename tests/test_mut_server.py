@@ -10,6 +10,7 @@ event (a message, a log line, the close) with a generous bound, never a sleep.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -47,7 +48,7 @@ from rcmd.server import BackgroundServer
 from rcmd.server.command import OUTPUT_CUT_NOTE, STDIN_BACKLOG
 
 #: Bound on every wait for a reply: the server's own waits are a few seconds at most.
-WAIT = 15.0
+WAIT = 10.0
 
 
 class ServerLog(logging.Handler):
@@ -165,7 +166,15 @@ def start(tmp_path: Path) -> Iterator:
 
     yield started
     for server in servers:
-        server.close()
+        stop(server)
+
+
+def stop(server: BackgroundServer) -> None:
+    """Close *server*, failing (not hanging) if its thread does not end."""
+    closer = threading.Thread(target=server.close, daemon=True)
+    closer.start()
+    closer.join(WAIT)
+    assert not closer.is_alive(), "the server's thread did not stop"
 
 
 @pytest.fixture
@@ -551,7 +560,7 @@ def test_the_shutdown_of_the_server_tells_every_client(tmp_path, server_log):
         busy.send(Run("echo on; exec sleep 60"))
         assert busy.receive() == Stdout(b"on\n")
     finally:
-        server.close()
+        stop(server)
     assert busy.rest() == [
         Exit(-15, signal=15, cancelled=True, cwd=str(tmp_path)),
         Error("the server is shutting down"),
@@ -601,7 +610,7 @@ def test_a_shutdown_ends_the_wait_for_a_command_slot(tmp_path, server_log):
         second.send(Run("echo waited"))
         server_log.wait_for(r": run 'echo waited'$")
     finally:
-        server.close()
+        stop(server)
     assert second.rest() == [Error("the server is shutting down")]  # its command never ran
     cancelled = Exit(-15, signal=15, cancelled=True, cwd=str(tmp_path))
     assert first.rest() == [cancelled, Error("the server is shutting down")]
@@ -672,10 +681,15 @@ def test_a_full_server_of_idle_connections_closes_the_quietest(start, peers, ser
     assert old.receive() == Pong()
     third = peers(server)
     assert new.rest() == [Error("server full: closing idle connection")]
-    third.send(Ping())
+    port = new.sock.getsockname()[1]
+    server_log.wait_for(rf"^127\.0\.0\.1:{port} closed to make room: server full: closing idle connection$")
+    server_log.wait_for(rf"^127\.0\.0\.1:{port} disconnected$")
+    third.send(Ping())  # now old is the quietest, and the server is full again
     assert third.receive() == Pong()
-    old.send(Ping())
-    assert old.receive() == Pong()
+    fourth = peers(server)
+    assert old.rest() == [Error("server full: closing idle connection")]
+    fourth.send(Ping())
+    assert fourth.receive() == Pong()
 
 
 def test_past_max_startups_the_oldest_handshake_goes_first(start, peers):
@@ -703,3 +717,290 @@ def test_an_ipv6_address_is_logged_in_brackets(start, server_log):
     except OSError:
         pytest.skip("::1 cannot be bound here")
     server_log.wait_for(rf"^listening on \[::1\]:{server.address[1]} \(framing prefixed\)$")
+
+
+# ------------------------------------------------------------------------------------ TLS
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import trustme
+
+    folder = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(folder / "server.pem"))
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    return folder
+
+
+def until_closed(sock: socket.socket) -> list[Message]:
+    """Every message *sock* gets until the server closes it."""
+    framer, messages = LengthPrefixFramer(), []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            chunk = b""
+        framer.receive_data(chunk)
+        while isinstance(frame := framer.next_frame(), bytes):
+            messages.append(decode_message(frame))
+        if not chunk:
+            return messages
+
+
+def test_tls_round_trip(start, certs, server_log):
+    from rcmd import connect
+
+    server = start(tls_cert=str(certs / "server.pem"))
+    with connect(*server.address, tls_ca=str(certs / "ca.pem")) as client:
+        assert client.run("echo secure").stdout == b"secure\n"
+    server_log.wait_for(r"^127\.0\.0\.1:\d+ disconnected$")
+
+
+def test_a_plaintext_client_of_a_tls_server_is_told_to_use_tls(start, certs, server_log):
+    from rcmd.server.listener import PLAINTEXT_TO_TLS
+
+    server = start(tls_cert=str(certs / "server.pem"))
+    with socket.create_connection(server.address, timeout=WAIT) as sock:
+        assert until_closed(sock) == [Error(PLAINTEXT_TO_TLS)]
+    server_log.wait_for(r"^127\.0\.0\.1:\d+: not a TLS client, told to use --tls$")
+    assert (
+        PLAINTEXT_TO_TLS
+        == "this server requires TLS: connect with --tls (and --tls-ca FILE for a private CA)"
+    )
+
+
+def test_a_failed_tls_handshake_is_one_line(start, certs, server_log):
+    server = start(tls_cert=str(certs / "server.pem"))
+    with socket.create_connection(server.address, timeout=WAIT) as sock:
+        sock.sendall(b"\x16\x03\x01\x00\x05hello")
+        assert until_closed(sock) == []
+    server_log.wait_for(r"^127\.0\.0\.1:\d+: TLS handshake failed: ")
+    assert not server_log.has("TLS connection failed")
+
+
+def test_a_tls_handshake_is_evicted_and_a_full_tls_server_says_nothing(start, certs, server_log):
+    server = start(tls_cert=str(certs / "server.pem"), max_startups=1, handshake_timeout=600)
+    with socket.create_connection(server.address, timeout=WAIT) as first:
+        first.sendall(b"\x16")  # a TLS record begins, and stalls: held in the handshake
+        server_log.wait_for(r"accepted \(1 connections\)$")
+        with socket.create_connection(server.address, timeout=WAIT) as second:
+            assert until_closed(first) == []  # nothing in plaintext to a TLS client
+            server_log.wait_for(r"^127\.0\.0\.1:\d+: closed during the TLS handshake$")
+            server_log.wait_for(r"closed to make room: server full: closing a connection that has not")
+            second.sendall(b"\x16")
+    busy = start(tls_cert=str(certs / "server.pem"), max_connections=1)
+    from rcmd import connect
+
+    with connect(*busy.address, tls_ca=str(certs / "ca.pem")) as client:
+        with client.stream("echo go; exec sleep 60") as stream:
+            next(iter(stream))
+            with socket.create_connection(busy.address, timeout=WAIT) as refused:
+                assert refused.recv(100) == b""  # a TLS client would not read a plaintext reason
+
+
+# ------------------------------------------------------------- the listener on its own loop
+
+
+def test_loop_exceptions_an_oserror_outside_a_task_is_one_line(caplog):
+    import asyncio
+
+    from rcmd.server import Server
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        seen: list[dict] = []
+        loop.set_exception_handler(lambda loop, context: seen.append(context))
+        server = Server(port=0)
+        await server.start()
+        try:
+            error = OSError(24, "Too many open files")
+            server._loop_exception(loop, {"message": "accept failed", "exception": error})
+            assert seen == []
+            in_a_task = {"message": "m", "exception": error, "task": None}
+            server._loop_exception(loop, in_a_task)
+            in_a_future = {"message": "m", "exception": error, "future": None}
+            server._loop_exception(loop, in_a_future)
+            not_oserror = {"message": "m", "exception": ValueError("v")}
+            server._loop_exception(loop, not_oserror)
+            server._loop_exception(loop, {"exception": ConnectionResetError(104, "reset")})
+            assert seen == [in_a_task, in_a_future, not_oserror]
+        finally:
+            await server.close()
+        assert loop.get_exception_handler() is not None  # the one before, given back
+        loop.set_exception_handler(None)
+        bare = Server(port=0)
+        await bare.start()
+        try:
+            with caplog.at_level("ERROR", "asyncio"):
+                bare._loop_exception(loop, {"message": "to the default", "exception": ValueError("v")})
+            assert "to the default" in caplog.text
+        finally:
+            await bare.close()
+        assert loop.get_exception_handler() is None
+
+    caplog.set_level("WARNING", "rcmd.server")
+    asyncio.run(main())
+    assert caplog.messages[0] == "accept failed: [Errno 24] Too many open files"
+    assert "network error: [Errno 104] reset" in caplog.messages
+
+
+def test_peek_first_byte_leaves_it_to_be_read():
+    import asyncio
+
+    from rcmd.server.listener import _peek_first_byte
+
+    async def main() -> None:
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            assert await _peek_first_byte(ours, 0.05) is None  # nothing in time
+            theirs.sendall(b"\x16rest")
+            assert await _peek_first_byte(ours, WAIT) == 0x16
+            assert await _peek_first_byte(ours, WAIT) == 0x16  # still there
+            assert ours.recv(10) == b"\x16rest"
+            theirs.close()
+            assert await _peek_first_byte(ours, WAIT) is None  # EOF
+
+    asyncio.run(main())
+
+
+def test_a_server_address_before_start_and_serve_forever_until_close():
+    import asyncio
+
+    from rcmd.server import Server
+
+    with pytest.raises(AssertionError, match=r"^start\(\) first$"):
+        _ = Server(port=0).address
+
+    async def main() -> None:
+        async with Server(port=0) as server:
+            serving = asyncio.ensure_future(server.serve_forever())
+            await asyncio.sleep(0)
+            assert not serving.done()
+            await server.close()
+            await asyncio.wait_for(serving, WAIT)
+
+    asyncio.run(main())
+
+
+def test_localhost_is_every_loopback_address_on_one_port():
+    import asyncio
+
+    from rcmd.server import Server
+
+    async def main() -> None:
+        async with Server(host="localhost", port=0) as server:
+            listening = server._server
+            assert listening is not None
+            names = [s.getsockname()[:2] for s in listening.sockets]
+            infos = socket.getaddrinfo("localhost", 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            assert len(names) == len({(info[0], info[4][0]) for info in infos})
+            assert len({port for _, port in names}) == 1
+
+    asyncio.run(main())
+
+
+def test_a_port_in_use_is_an_error_and_leaves_nothing_open(tmp_path):
+    taken = socket.create_server(("127.0.0.1", 0))
+    with taken:
+        server = BackgroundServer(encoding="utf-8", port=taken.getsockname()[1])
+        with pytest.raises(OSError, match=r"^\[Errno 98\] ") as info:
+            server.start()
+        assert info.value.errno == errno.EADDRINUSE
+
+
+def test_accept_out_of_descriptors_pauses_then_goes_on(caplog):
+    import asyncio
+
+    from rcmd.server import Server
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        real = loop.sock_accept
+        failures = [OSError(errno.EMFILE, "Too many open files")] * 2 + [OSError(errno.ECONNABORTED, "gone")]
+
+        async def sock_accept(sock: socket.socket):  # type: ignore[no-untyped-def]
+            if failures:
+                raise failures.pop(0)
+            return await real(sock)
+
+        loop.sock_accept = sock_accept  # type: ignore[method-assign]
+        async with Server(port=0) as server:
+            reader, writer = await asyncio.open_connection(*server.address)
+            framer = LengthPrefixFramer()
+            while isinstance(frame := framer.next_frame(), type(NEED_DATA)):
+                framer.receive_data(await reader.read(65536))
+            assert isinstance(decode_message(frame), Hello)  # type: ignore[arg-type]
+            writer.close()
+
+    caplog.set_level("INFO", "rcmd.server")
+    asyncio.run(asyncio.wait_for(main(), WAIT))
+    assert [m for m in caplog.messages if "accept" in m] == [
+        "cannot accept: Too many open files; pausing new connections until it can",
+        "accept failed: [Errno 103] gone",
+        "accepting connections again",
+    ]
+
+
+# ------------------------------------------------------------------------- user accounts
+
+
+@pytest.fixture
+def users(tmp_path: Path) -> dict:
+    from rcmd import scram
+    from rcmd.server.accounts import add_user, load_users
+
+    path = tmp_path / "users.toml"
+    add_user(path, "ann", "ann's password", home=str(tmp_path / "ann"), iterations=scram.MIN_ITERATIONS)
+    add_user(
+        path,
+        "bob",
+        "bob's password",
+        home=str(tmp_path / "bob"),
+        iterations=scram.MIN_ITERATIONS,
+        transfer_only=True,
+    )
+    return load_users(path)
+
+
+def test_a_user_runs_commands_in_their_home(start, users, tmp_path):
+    from rcmd import connect
+
+    server = start(users=users)
+    with connect(*server.address, user="ann", password="ann's password") as client:
+        result = client.run("pwd")
+        assert result.stdout == f"{tmp_path / 'ann'}\n".encode()
+
+
+def test_a_transfer_only_user_may_not_run_commands(start, users):
+    from rcmd import connect
+
+    server = start(users=users)
+    with connect(*server.address, user="bob", password="bob's password") as client:
+        result = client.run("pwd")
+        assert (result.returncode, result.stdout) == (REFUSED, b"")
+        assert result.stderr == b"rcmd: refused: user bob may only transfer files\n"
+        assert client.cwd == "/"  # the jail's root, as the user sees it
+
+
+# ------------------------------------------------------------------ a client that is behind
+
+
+def test_output_to_a_slow_client_comes_whole_and_in_order(start):
+    """The server stops reading the pipes while the client is behind, and starts again."""
+    server = start()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(WAIT)
+    sock.connect(server.address)
+    peer = Peer.__new__(Peer)
+    peer.sock, peer.framer = sock, LengthPrefixFramer(16 * 1024 * 1024)
+    try:
+        assert isinstance(peer.receive(), Hello)
+        peer.send(Hello())
+        size = 12 * 1024 * 1024
+        peer.send(Run(f"head -c {size} /dev/zero | tr '\\0' a; echo end >&2"))
+        out, err, exit = split(peer.reply())
+        assert (len(out), out.count(b"a"), err, exit.returncode) == (size, size, b"end\n", 0)
+    finally:
+        sock.close()
