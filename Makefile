@@ -4,9 +4,10 @@
 # make lint: ruff (lint and format) and mypy (strict), as CI runs them before the tests.
 # make mutate: mutation testing (mutmut) of the sans-I/O core against its bytes-only tests; fails
 #   under 90% of mutants killed. 2 to 3 minutes on 2 busy cores, so not in CI.
-# make mutate-rest: the same for the parts whose tests run in-process (server config and cd,
-#   console) against tests/test_mut_*.py; fails under 80%. The rest of the server, the client
-#   and the CLI are tested through subprocesses: scripts/mutmut_transports.py, by hand.
+# make mutate-rest: the same for the parts whose tests run in-process (the server's config, cd,
+#   session, command and listener, rcmd.process, the console) against tests/test_mut_*.py, a
+#   BackgroundServer over real sockets; fails under 80%. The client and the CLI are tested
+#   through subprocesses: scripts/mutmut_transports.py, by hand.
 # Set-up downloads packages from the package index the first time (and when pyproject.toml changes).
 PYTHON ?= python3
 VENV   := .venv

@@ -246,6 +246,17 @@ def _spawner() -> concurrent.futures.ThreadPoolExecutor:
     return _spawn_executor
 
 
+def _forget_spawner() -> None:
+    """In a child forked from us the spawn threads do not exist (fork copies only the thread
+    that forked): an executor that believes it has them would queue every spawn for ever.
+    The child starts its own on its first spawn."""
+    global _spawn_executor
+    _spawn_executor = None
+
+
+os.register_at_fork(after_in_child=_forget_spawner)
+
+
 def _abandon(starting: asyncio.Future[Child]) -> None:
     """The command started for a spawn_in_thread() that was cancelled: kill it, close our
     ends of its pipes, and reap it when it has died."""

@@ -61,9 +61,9 @@ def main() -> int:
     parser.add_argument(
         "--timeout-multiplier",
         type=float,
-        default=3.0,
-        help="CPU-seconds limit per mutant: (its tests' time + 1) * this * 2 (mutmut's own is 15: a"
-        " mutant that spins the server's loop would hold a core for minutes)",
+        default=15.0,
+        help="a mutant's wall-clock limit is (its tests' time + 1) * this * 2 (mutmut's default: 15;"
+        " lower, a loaded machine turns slow runs into false kills, as timeouts count as detected)",
     )
     parser.add_argument("--keep", action="store_true", help="keep mutants/ and the results in it")
     parser.add_argument("names", nargs="*", help="(with --keep) mutants to test again, globs allowed")

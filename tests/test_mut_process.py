@@ -499,3 +499,34 @@ def test_wait_dead_returns_when_all_are_dead_or_the_time_is_up():
     finally:
         os.close(pidfd)
         sleeper.wait()
+
+
+FORK_THEN_SPAWN = """
+import asyncio, os
+from rcmd.process import spawn_in_thread
+
+async def once():
+    child = await asyncio.wait_for(spawn_in_thread("exit 3", shell="/bin/sh", cwd="/", env=None, stdin=False), 10)
+    code = await child.wait()
+    child.close()
+    return code
+
+assert asyncio.run(once()) == 3
+pid = os.fork()
+if pid == 0:
+    try:
+        os._exit(asyncio.run(once()))
+    except BaseException:
+        os._exit(99)
+print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+def test_a_forked_child_spawns_on_threads_of_its_own():
+    """The spawn threads are not copied by fork(): a child of a process that has spawned
+    (a BackgroundServer's, or mutmut's forked test runs) must start its own, not wait for ever
+    on threads that exist only in its parent."""
+    result = subprocess.run(
+        [sys.executable, "-c", FORK_THEN_SPAWN], capture_output=True, timeout=60, check=False
+    )
+    assert (result.stdout, result.returncode) == (b"3\n", 0), result.stderr.decode()[-2000:]
