@@ -68,6 +68,19 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         '_file_request: MessageType | None = ""',
         "set by the request before it is read",
     ),
+    # make mutate-rest. The reason of an AUTH_PROOF to a server without accounts: the protocol
+    # refuses that AUTH_PROOF first ("not allowed while idle": a server without a secret is idle
+    # after the HELLOs, and one with a secret is idle or closed once it has checked the HELLO).
+    "rcmd.server.session.xǁPrefixedSessionǁ_logged_in__mutmut_2": (
+        "RemoteProtocolError(None)",
+        "unreachable",
+    ),
+    "rcmd.server.session.xǁPrefixedSessionǁ_logged_in__mutmut_3": ('"XXAUTH_PROOF without', "unreachable"),
+    "rcmd.server.session.xǁPrefixedSessionǁ_logged_in__mutmut_4": ('"auth_proof without', "unreachable"),
+    "rcmd.server.session.xǁPrefixedSessionǁ_logged_in__mutmut_5": (
+        '"AUTH_PROOF WITHOUT A LOGIN',
+        "unreachable",
+    ),
     # Slices and splits: view[None:n] is view[0:n], [1:0] is as empty as [0:0], and the first
     # piece of a split is the same however many splits follow.
     "rcmd.framing.xǁLengthPrefixFramerǁnext_frame__mutmut_2": (

@@ -311,10 +311,10 @@ def test_the_right_secret_gets_in_and_a_wrong_one_is_refused(start, server_log):
     server = start(secret=b"k" * 32)
     with connect(*server.address, secret=b"k" * 32) as client:
         assert client.run("echo in").stdout == b"in\n"
-    server_log.wait_for(r": authenticated$")
+    server_log.wait_for(r"^127\.0\.0\.1:\d+: authenticated$")
     with pytest.raises(AuthenticationError, match=r"refused us: authentication failed \(wrong secret\?\)$"):
         connect(*server.address, secret=b"x" * 32)
-    server_log.wait_for(r": authentication failed \(answering in \d+\.\d\ds\)$")
+    server_log.wait_for(r"^127\.0\.0\.1:\d+: authentication failed \(answering in \d+\.\d\ds\)$")
 
 
 def test_a_hello_without_a_proof_fails_authentication(start, peers):
@@ -389,7 +389,7 @@ def test_refused_runs_say_why_and_the_connection_goes_on(start, peers, tmp_path,
         b"rcmd: refused: NUL character in 'command'\n",
         Exit(REFUSED, cwd=str(tmp_path)),
     )
-    server_log.wait_for(r": refused: NUL character in 'command'$")
+    server_log.wait_for(r"^127\.0\.0\.1:\d+: refused: NUL character in 'command'$")
     assert peer.run(Run("echo ok"))[0] == b"ok\n"
 
 
@@ -401,6 +401,10 @@ def test_the_refusal_is_in_the_servers_encoding(start, peers):
     peer.send_payload(bytes((MessageType.RUN,)) + '{"command":"x","env":{"中=":"1"}}'.encode())
     _, err, _ = split(peer.reply())
     assert err == "rcmd: refused: '=' in env name '中='\n".encode("gbk")
+    peer.send_payload(bytes((MessageType.RUN,)) + '{"command":"x","env":{"\u263a=":"1"}}'.encode())
+    _, err, _ = split(peer.reply())  # what gbk has no character for comes as "?"
+    assert err == b"rcmd: refused: '=' in env name '?='\n"
+    assert peer.run(Run("cd \u263a"))[1] == b"cd: ?: No such file or directory\n"
 
 
 # ------------------------------------------------------------------------------------ cd
@@ -410,7 +414,7 @@ def test_cd_changes_the_connections_directory_and_back(start, peers, tmp_path, s
     (tmp_path / "sub").mkdir()
     peer = peers(start())
     assert peer.run(Run("cd sub")) == (b"", b"", Exit(0, cwd=str(tmp_path / "sub")))
-    server_log.wait_for(rf": cd {re.escape(str(tmp_path / 'sub'))}$")
+    server_log.wait_for(rf"^127\.0\.0\.1:\d+: cd {re.escape(str(tmp_path / 'sub'))}$")
     assert peer.run(Run("pwd"))[0] == f"{tmp_path / 'sub'}\n".encode()
     assert peer.run(Run("cd -")) == (f"{tmp_path}\n".encode(), b"", Exit(0, cwd=str(tmp_path)))
     assert peer.run(Run("cd -"))[2] == Exit(0, cwd=str(tmp_path / "sub"))
