@@ -4,9 +4,10 @@
 # make lint: ruff (lint and format) and mypy (strict), as CI runs them before the tests.
 # make mutate: mutation testing (mutmut) of the sans-I/O core against its bytes-only tests; fails
 #   under 90% of mutants killed. 2 to 3 minutes on 2 busy cores, so not in CI.
-# make mutate-rest: the same for the parts whose tests run in-process (server config and cd,
-#   console) against tests/test_mut_*.py; fails under 80%. The rest of the server, the client
-#   and the CLI are tested through subprocesses: scripts/mutmut_transports.py, by hand.
+# make mutate-rest: the same for the parts whose tests run in-process (the server's config, cd,
+#   session, command and listener, rcmd.process, the console) against tests/test_mut_*.py, a
+#   BackgroundServer over real sockets; fails under 80%. The client and the CLI are tested
+#   through subprocesses: scripts/mutmut_transports.py, by hand.
 # Set-up downloads packages from the package index the first time (and when pyproject.toml changes).
 PYTHON ?= python3
 VENV   := .venv
@@ -59,10 +60,12 @@ mutate: $(VENV)/.installed-mutate
 	$(BIN)/mutmut run
 	$(BIN)/python scripts/mutation_report.py --fail-under 90
 
-MUTATE_REST := rcmd/server/config.py rcmd/server/cd.py rcmd/console.py
-MUTATE_REST_TESTS := tests/test_mut_config.py tests/test_mut_cd.py tests/test_mut_console.py
+MUTATE_REST := rcmd/server/config.py rcmd/server/cd.py rcmd/console.py \
+	rcmd/server/session.py rcmd/server/command.py rcmd/server/listener.py rcmd/process.py
+MUTATE_REST_TESTS := tests/test_mut_config.py tests/test_mut_cd.py tests/test_mut_console.py \
+	tests/test_mut_server.py tests/test_mut_process.py
 mutate-rest: $(VENV)/.installed-mutate
-	$(BIN)/python scripts/mutmut_transports.py --per-test $(MUTATE_REST:%=--mutate %) $(MUTATE_REST_TESTS:%=--tests %)
+	$(BIN)/python scripts/mutmut_transports.py --per-test --max-children 2 $(MUTATE_REST:%=--mutate %) $(MUTATE_REST_TESTS:%=--tests %)
 	$(BIN)/python scripts/mutation_report.py --fail-under 80
 
 bench: $(VENV)/.installed-bench

@@ -51,6 +51,36 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "json reads it as a truth value",
     ),
     "rcmd.auth.x_throttle_key__mutmut_15": ("strict=None", "ipaddress reads it as a truth value"),
+    # RUN's pty: the defaults _pty_problem() checks a missing term or size against are not
+    # the ones the message gets (_parse_json_body() sets those): any printable name of 1 to
+    # 64 characters, any size of 0 to 65535, passes the check alike.
+    "rcmd.messages.x__pty_problem__mutmut_8": (
+        'value.get("term", "XXxtermXX")',
+        "passes the check as xterm does",
+    ),
+    "rcmd.messages.x__pty_problem__mutmut_9": (
+        'value.get("term", "XTERM")',
+        "passes the check as xterm does",
+    ),
+    "rcmd.messages.x__pty_problem__mutmut_27": ("value.get(key, 1)", "passes the check as 0 does"),
+    # Read only in phase FILES, which only a PUT, GET or FS (which set it) leads to.
+    "rcmd.protocol.xǁConnectionǁ__init____mutmut_19": (
+        '_file_request: MessageType | None = ""',
+        "set by the request before it is read",
+    ),
+    # make mutate-rest. The reason of an AUTH_PROOF to a server without accounts: the protocol
+    # refuses that AUTH_PROOF first ("not allowed while idle": a server without a secret is idle
+    # after the HELLOs, and one with a secret is idle or closed once it has checked the HELLO).
+    "rcmd.server.session.xǁPrefixedSessionǁ_logged_in__mutmut_2": (
+        "RemoteProtocolError(None)",
+        "unreachable",
+    ),
+    "rcmd.server.session.xǁPrefixedSessionǁ_logged_in__mutmut_3": ('"XXAUTH_PROOF without', "unreachable"),
+    "rcmd.server.session.xǁPrefixedSessionǁ_logged_in__mutmut_4": ('"auth_proof without', "unreachable"),
+    "rcmd.server.session.xǁPrefixedSessionǁ_logged_in__mutmut_5": (
+        '"AUTH_PROOF WITHOUT A LOGIN',
+        "unreachable",
+    ),
     # Slices and splits: view[None:n] is view[0:n], [1:0] is as empty as [0:0], and the first
     # piece of a split is the same however many splits follow.
     "rcmd.framing.xǁLengthPrefixFramerǁnext_frame__mutmut_2": (

@@ -17,7 +17,13 @@ With --per-test, mutmut's own per-test selection is kept: for modules whose test
 in the test process (make mutate-rest: the server's config and cd, the console, against a
 server in a thread), which is far quicker, as each mutant runs only the tests that reach it.
 
-It replaces mutants/ (make mutate starts it afresh too). Relies on mutmut 3.8's internals.
+It replaces mutants/ (make mutate starts it afresh too), unless --keep: then mutmut keeps
+what it found before and tests only mutants without a result, and those named (globs, as
+`mutmut run` takes them), e.g. after a test was added for them::
+
+    python scripts/mutmut_transports.py --per-test --keep --mutate ... --tests ... 'rcmd.server.session.*'
+
+Relies on mutmut 3.8's internals.
 """
 
 from __future__ import annotations
@@ -52,12 +58,23 @@ def main() -> int:
     parser.add_argument("--tests", action="append", required=True, help="a test file or node id to run")
     parser.add_argument("--max-children", type=int, default=2)
     parser.add_argument("--per-test", action="store_true", help="the tests run the code in-process")
+    parser.add_argument(
+        "--timeout-multiplier",
+        type=float,
+        default=15.0,
+        help="a mutant's wall-clock limit is (its tests' time + 1) * this * 2 (mutmut's default: 15;"
+        " lower, a loaded machine turns slow runs into false kills, as timeouts count as detected)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep mutants/ and the results in it")
+    parser.add_argument("names", nargs="*", help="(with --keep) mutants to test again, globs allowed")
     args = parser.parse_args()
 
-    shutil.rmtree("mutants", ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree("mutants", ignore_errors=True)
     config().only_mutate = args.mutate
     config().pytest_add_cli_args_test_selection = args.tests
-    sys.argv = ["mutmut", "run", "--max-children", str(args.max_children)]
+    config().timeout_multiplier = args.timeout_multiplier
+    sys.argv = ["mutmut", "run", "--max-children", str(args.max_children), *args.names]
     if args.per_test:
         mutmut_main.cli()  # exits
 

@@ -1,0 +1,536 @@
+"""rcmd.process in-process: spawning, the cookie, the kill, the sweep, the subreaper and the
+watchdog, each checked with real processes and what /proc says of them, so mutation testing
+(make mutate-rest) sees this code run. Every process a test starts is killed by the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import select
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rcmd import process
+from rcmd.process import (
+    COOKIE_VARIABLE,
+    PIPE_SIZE,
+    Child,
+    ProcessTracker,
+    kill_marked,
+    kill_tree,
+    marked_processes,
+    signal_group,
+    spawn,
+    spawn_in_thread,
+    tracker,
+)
+
+SH = "/bin/sh"
+F_GETPIPE_SZ = 1032
+WAIT = 15.0
+
+
+def run(coroutine):  # type: ignore[no-untyped-def]
+    return asyncio.run(asyncio.wait_for(coroutine, WAIT))
+
+
+def gone(pid: int, timeout: float = WAIT) -> bool:
+    """Wait (on a pidfd) until *pid* has exited; True if it has."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([pidfd], [], [], timeout)[0])
+    finally:
+        os.close(pidfd)
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def started(child: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+    """*child* once it has exec'd (its /proc environment is its own, "A=1" first or last)."""
+    environ = Path(f"/proc/{child.pid}/environ")
+    for _ in range(100_000):  # a condition, checked: fork and exec take a moment
+        with contextlib.suppress(OSError):
+            if b"A=1\0" in environ.read_bytes():
+                return child
+        select.select([], [], [], 0.001)
+    raise AssertionError(f"pid {child.pid} never exec'd")
+
+
+@contextlib.contextmanager
+def marked(cookie: str, *, first: bool = False) -> Iterator[subprocess.Popen[bytes]]:
+    """A `sleep 60` carrying *cookie* (first in its environment, or after another variable)."""
+    env = {COOKIE_VARIABLE: cookie, "A": "1"} if first else {"A": "1", COOKIE_VARIABLE: cookie}
+    child = started(subprocess.Popen(["sleep", "60"], env=env))
+    try:
+        yield child
+    finally:
+        child.kill()
+        child.wait()
+
+
+# ---------------------------------------------------------------------------- spawning
+
+
+def test_spawn_output_status_and_pipes():
+    async def main() -> None:
+        child = spawn("echo out; echo err >&2; exit 7", shell=SH, cwd="/", env=None, stdin=False)
+        assert isinstance(child, Child)
+        assert child.stdin is None
+        assert os.getpgid(child.pid) == child.pid  # its own group (and session)
+        assert not os.get_blocking(child.stdout)
+        assert not os.get_blocking(child.stderr)
+        assert fcntl.fcntl(child.stdout, F_GETPIPE_SZ) == PIPE_SIZE
+        assert child.number in tracker.live
+        assert await child.communicate() == (b"out\n", b"err\n")
+        assert child.returncode == 7
+        assert await child.wait() == 7
+        assert await child.read(child.stdout) == b""
+        child.close()
+        assert (child.stdin, child.stdout, child.stderr) == (None, -1, -1)
+        assert child.number not in tracker.live
+        child.close()  # twice is fine
+
+    run(main())
+
+
+def test_spawn_stdin_cwd_env_and_the_cookie(tmp_path):
+    async def main() -> None:
+        child = spawn(
+            'cat; pwd; echo "$X $RCMD_COMMAND_ID"', shell=SH, cwd=str(tmp_path), env={"X": "x"}, stdin=True
+        )
+        assert child.stdin is not None
+        assert not os.get_blocking(child.stdin)
+        data = bytes(range(256)) * 4096  # 1 MiB: more than the pipe holds at once
+        writing = asyncio.ensure_future(child.write_stdin(data))
+        out = asyncio.ensure_future(child.communicate())
+        await writing
+        child.close_stdin()
+        assert child.stdin is None
+        child.close_stdin()  # twice is fine
+        stdout, stderr = await out
+        assert stdout == data + f"{tmp_path}\nx {tracker.cookie(child.number)}\n".encode()
+        assert stderr == b""
+        child.close()
+
+    run(main())
+
+
+def test_the_cookie_and_the_servers_environment():
+    number = tracker.started()
+    try:
+        env = tracker.environment(number, None)
+        assert env[COOKIE_VARIABLE] == f"{tracker.server_id}-{number}"
+        assert set(env) == {*os.environ, COOKIE_VARIABLE}
+        assert env["PATH"] == os.environ["PATH"]
+        base = tracker._base_env
+        assert base is not None
+        assert COOKIE_VARIABLE not in base  # the copy is the server's own, without a cookie
+        assert tracker.environment(number, None) == env
+        assert tracker._base_env is base  # copied once
+        assert tracker.environment(number, {"A": "1"}) == {"A": "1", COOKIE_VARIABLE: tracker.cookie(number)}
+        assert tracker.prefix == f"{tracker.server_id}-".encode()
+        assert tracker.server_id.startswith(f"{os.getpid()}.")
+        assert len(tracker.server_id.split(".")[1]) == 8
+    finally:
+        tracker.ended(number)
+    assert number not in tracker.live
+    assert tracker.started() == number + 1
+    tracker.ended(number + 1)
+
+
+def test_write_to_a_closed_stdin_is_a_broken_pipe():
+    async def main() -> None:
+        child = spawn("true", shell=SH, cwd="/", env=None, stdin=False)
+        with pytest.raises(BrokenPipeError, match=r"^stdin is closed$"):
+            await child.write_stdin(b"x")
+        await child.communicate()
+        child.close()
+
+    run(main())
+
+
+def test_a_spawn_that_fails_leaves_no_live_number(tmp_path):
+    before = set(tracker.live)
+    with pytest.raises(FileNotFoundError):
+        spawn("true", shell=SH, cwd=str(tmp_path / "missing"), env=None, stdin=True)
+    with pytest.raises(FileNotFoundError):
+        spawn("true", shell=str(tmp_path / "no-sh"), cwd="/", env=None, stdin=False)
+
+    async def in_thread() -> None:
+        with pytest.raises(FileNotFoundError):
+            await spawn_in_thread("true", shell=SH, cwd=str(tmp_path / "missing"), env=None, stdin=False)
+        assert tracker.spawning == 0
+
+    run(in_thread())
+    assert set(tracker.live) == before
+
+
+def test_spawn_in_thread_runs_and_counts_its_spawn():
+    async def main() -> None:
+        starting = asyncio.ensure_future(spawn_in_thread("echo $$", shell=SH, cwd="/", env=None, stdin=False))
+        await asyncio.sleep(0)
+        assert tracker.spawning == 1
+        child = await starting
+        assert tracker.spawning == 0
+        assert (await child.communicate())[0] == f"{child.pid}\n".encode()
+        child.close()
+
+    run(main())
+
+
+def test_a_spawn_in_thread_cancelled_midway_is_killed_and_reaped():
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        started: asyncio.Future[Child] = loop.create_future()
+        real = process._start
+
+        def start(*args, **kwargs):  # type: ignore[no-untyped-def]
+            child = real(*args, **kwargs)
+            loop.call_soon_threadsafe(started.set_result, child)
+            return child
+
+        process._start = start  # type: ignore[assignment]
+        try:
+            task = asyncio.ensure_future(
+                spawn_in_thread("exec sleep 60", shell=SH, cwd="/", env=None, stdin=False)
+            )
+            await asyncio.sleep(0)
+            task.cancel()
+            child = await started
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            process._start = real  # type: ignore[assignment]
+        while child.number in tracker.live:  # until _abandon() has run on this loop
+            await asyncio.sleep(0.01)
+        assert gone(child.pid)
+        assert await child.wait() == -signal.SIGKILL
+        assert child.stdout == -1
+        assert child.number not in tracker.live
+
+    run(main())
+
+
+# ------------------------------------------------------------------------------- killing
+
+
+def test_signal_group_default_is_sigkill_and_a_gone_group_is_fine():
+    async def main() -> None:
+        child = spawn("exec sleep 60", shell=SH, cwd="/", env=None, stdin=False)
+        signal_group(child, signal.SIGTERM)
+        assert await child.wait() == -signal.SIGTERM
+        signal_group(child)  # gone: nothing to do, no error
+        other = spawn("exec sleep 60", shell=SH, cwd="/", env=None, stdin=False)
+        signal_group(other)
+        assert await other.wait() == -signal.SIGKILL
+        child.close()
+        other.close()
+
+    run(main())
+
+
+def test_kill_tree_finds_what_left_the_group_by_its_cookie():
+    async def main() -> None:
+        child = spawn(
+            "setsid sh -c 'echo $$; exec sleep 60' & wait", shell=SH, cwd="/", env=None, stdin=False
+        )
+        line = await child.read(child.stdout)
+        escaped = int(line)
+        assert os.getpgid(escaped) != child.pid
+        # The escaped one, and the shell too if the scan saw it before the group's SIGKILL took it.
+        assert kill_tree(child) in (1, 2)
+        assert gone(escaped)
+        await child.wait()
+        child.close()
+
+    run(main())
+
+
+def test_marked_processes_and_kill_marked_by_cookie():
+    prefix = f"test-{os.getpid()}-"
+    with marked(prefix + "1", first=True) as one, marked(prefix + "2") as two, marked("other-1") as other:
+        found = dict(marked_processes(prefix.encode()))
+        assert found == {one.pid: (prefix + "1").encode(), two.pid: (prefix + "2").encode()}
+        assert kill_marked(prefix.encode(), lambda cookie: cookie.endswith(b"-2")) == 1
+        assert two.wait(WAIT) == -signal.SIGKILL
+        assert alive(one.pid)
+        assert kill_marked(prefix.encode(), settle=0.01) == 1
+        assert one.wait(WAIT) == -signal.SIGKILL
+        assert alive(other.pid)
+        assert kill_marked(prefix.encode()) == 0
+
+
+def test_the_cookie_read_from_proc():
+    with marked("c-1", first=True) as first, marked("c-2") as middle:
+        assert process._cookie_of(first.pid) == b"c-1"
+        assert process._cookie_of(middle.pid) == b"c-2"
+        assert process._execing(first.pid)
+    plain = started(subprocess.Popen(["sleep", "60"], env={"A": "1", f"X{COOKIE_VARIABLE}": "no"}))
+    try:
+        assert process._cookie_of(plain.pid) is None
+    finally:
+        plain.kill()
+        plain.wait()
+    zombie = subprocess.Popen(["true"], env={COOKIE_VARIABLE: "z-1"})
+    assert gone(zombie.pid)  # exited, not yet reaped: a zombie
+    try:
+        with pytest.raises(ProcessLookupError):
+            process._cookie_of(zombie.pid)  # a zombie's environment cannot be read
+        assert not process._execing(zombie.pid)
+        unseen: list[int] = []
+        assert list(marked_processes(b"z-", unseen)) == []
+        assert zombie.pid not in unseen
+    finally:
+        zombie.wait()
+    if Path("/proc/2/stat").exists() and b"(kthreadd)" in Path("/proc/2/stat").read_bytes():
+        assert not process._execing(2)  # a kernel thread: not in an exec either
+
+
+def test_kill_if_marked_checks_the_cookie_once_more():
+    with marked("k-1") as child:
+        process._kill_if_marked(child.pid, b"other-", lambda cookie: True)
+        process._kill_if_marked(child.pid, b"k-", lambda cookie: False)
+        assert alive(child.pid)
+        process._kill_if_marked(child.pid, b"k-", lambda cookie: True)
+        assert child.wait(WAIT) == -signal.SIGKILL
+    process._kill_if_marked(child.pid, b"k-", lambda cookie: True)  # gone: no error
+
+
+# ---------------------------------------------------------------- the tracker's sweep
+
+
+def test_the_sweep_kills_what_ended_commands_left_and_spares_live_ones(caplog):
+    own = ProcessTracker()
+    ended, live = own.started(), own.started()
+    assert own.live == {1, 2}
+    with marked(own.cookie(ended)) as left, marked(own.cookie(live)) as running:
+        own.live.discard(ended)
+        caplog.set_level("INFO", "rcmd.server")
+        assert own.sweep() == 1
+        assert left.wait(WAIT) == -signal.SIGKILL
+        assert alive(running.pid)
+        assert "killed 1 process(es) left behind by ended commands" in caplog.messages
+        assert own.sweep() == 0
+
+
+def test_ended_sweeps_at_once_without_a_loop_and_later_with_one():
+    own = ProcessTracker()
+    number = own.started()
+    with marked(own.cookie(number)) as left:
+        own.ended(number)  # no loop running: swept now
+        assert left.wait(WAIT) == -signal.SIGKILL
+    own.ended(number)  # not live: nothing
+
+    async def main() -> None:
+        later = own.started()
+        with marked(own.cookie(later)) as child:
+            own.ended(later)
+            assert own._sweep is not None
+            assert own._sweep.when() - asyncio.get_running_loop().time() == pytest.approx(
+                process.SWEEP_DELAY, abs=0.1
+            )
+            again = own.started()
+            own.ended(again)  # one sweep for both
+            handle = own._sweep
+            assert own._sweep is handle
+            while alive(child.pid):
+                await asyncio.sleep(0.05)
+        own.close()
+        assert own._sweep is None
+
+    run(main())
+
+
+# ------------------------------------------------------------- the subreaper and watchdog
+
+
+@pytest.fixture
+def subreaper() -> Iterator[ProcessTracker]:
+    """A tracker for this (test) process as a server's: subreaper, watchdog. Undone after."""
+    own = ProcessTracker()
+    yield own
+    own.close()
+    import ctypes
+
+    ctypes.CDLL(None).prctl(process.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
+def orphan() -> int:
+    """A `sleep 60` whose parent has exited: as subreaper, this process is its parent now."""
+    parent = subprocess.Popen(
+        [SH, "-c", "sleep 60 & echo $!"], stdout=subprocess.PIPE, start_new_session=True
+    )
+    assert parent.stdout is not None
+    pid = int(parent.stdout.readline())
+    parent.wait()
+    parent.stdout.close()
+    return pid
+
+
+def test_start_as_subreaper_with_a_watchdog(subreaper, caplog):
+    async def main() -> str:
+        return subreaper.start(subreaper=True)
+
+    sentence = run(main())
+    assert subreaper.subreaper
+    assert subreaper._watchdog is not None
+    assert sentence == (
+        "killing a command's processes: process group, and environment cookie "
+        f"{COOKIE_VARIABLE}={subreaper.server_id}-N found in /proc; child subreaper; "
+        f"watchdog pid {subreaper._watchdog.pid}; no cgroup"
+    )
+    assert subreaper._watchdog.pid in set(subreaper._children())
+    # Children this process had already (other tests' servers) count as live commands here:
+    # they are neither orphans to report nor to kill.
+    subreaper.leaders |= set(subreaper._children()) - {subreaper._watchdog.pid}
+    assert not subreaper._has_orphans()
+    pid = orphan()
+    assert pid in set(subreaper._children())
+    assert subreaper._has_orphans()
+    subreaper.leaders.add(pid)
+    assert not subreaper._has_orphans()
+    subreaper.leaders.discard(pid)
+    caplog.set_level("INFO", "rcmd.server")
+    subreaper._kill_orphans()
+    assert "killed 1 orphan(s) at shutdown" in caplog.messages
+    assert gone(pid)
+    subreaper.reap_orphans()  # reaps its zombie
+    assert pid not in set(subreaper._children())
+    watchdog = subreaper._watchdog
+    subreaper.close()
+    assert watchdog.returncode == 0
+    assert subreaper._watchdog is None
+
+
+def test_without_the_subreaper_nothing_is_reaped_or_started(subreaper):
+    assert subreaper.start(subreaper=False).split("; ")[1:] == [
+        "not a subreaper",
+        f"watchdog pid {subreaper._watchdog.pid}",  # type: ignore[union-attr]
+        "no cgroup",
+    ]
+    zombie = subprocess.Popen(["true"])
+    assert gone(zombie.pid)
+    subreaper.reap_orphans()  # not a subreaper: leaves it
+    assert zombie.poll() == 0  # still there for its own Popen to reap
+
+
+def test_reaping_waits_while_a_spawn_is_in_flight_and_for_leaders(subreaper):
+    assert process._become_subreaper()
+    subreaper.subreaper = True
+    subreaper.leaders |= set(subreaper._children())  # other tests' children: not ours to reap
+    pid = orphan()
+    os.kill(pid, signal.SIGKILL)
+    assert gone(pid)
+    subreaper.leaders.add(pid)
+    subreaper.reap_orphans()
+    assert pid in set(subreaper._children())  # a leader: its Child reaps it
+    subreaper.leaders.discard(pid)
+    subreaper.spawning = 1
+    subreaper.reap_orphans()
+    assert pid in set(subreaper._children())  # it may be a shell just forked
+    assert subreaper._reap_deferred
+    subreaper.spawned(asyncio.Future(loop=asyncio.new_event_loop()))
+    assert subreaper.spawning == 0
+    assert not subreaper._reap_deferred
+    assert pid not in set(subreaper._children())
+
+
+def test_a_dead_watchdog_is_restarted(subreaper, caplog):
+    async def main() -> None:
+        subreaper.start(subreaper=True)
+
+    run(main())
+    first = subreaper._watchdog
+    assert first is not None
+    first.kill()
+    assert gone(first.pid)
+    caplog.set_level("WARNING", "rcmd.server")
+    subreaper.reap_orphans()
+    assert f"the watchdog (pid {first.pid}) died: restarting it" in caplog.messages
+    assert subreaper._watchdog is not None
+    assert subreaper._watchdog.pid != first.pid
+
+
+def test_the_watchdog_kills_every_cookie_of_its_server_at_eof(monkeypatch):
+    """watchdog_main() run here, its stdin a pipe already closed: EOF at once."""
+    read_end, write_end = os.pipe()
+    os.close(write_end)
+    saved = os.dup(0)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGHUP)}
+    monkeypatch.setattr(sys, "argv", ["watchdog", f"w{os.getpid()}"])
+    with marked(f"w{os.getpid()}-3") as mine, marked(f"w{os.getpid()}x-3") as not_mine:
+        os.dup2(read_end, 0)
+        try:
+            process.watchdog_main()
+            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+        finally:
+            os.dup2(saved, 0)
+            os.close(saved)
+            os.close(read_end)
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+        assert mine.wait(WAIT) == -signal.SIGKILL
+        assert alive(not_mine.pid)
+
+
+def test_wait_dead_returns_when_all_are_dead_or_the_time_is_up():
+    sleeper = subprocess.Popen(["sleep", "60"])
+    pidfd = os.pidfd_open(sleeper.pid)
+    try:
+        process._wait_dead([pidfd], 0.05)  # the time is up: it returns
+        assert sleeper.poll() is None
+        sleeper.kill()
+        process._wait_dead([pidfd], WAIT)
+        assert select.select([pidfd], [], [], 0)[0] == [pidfd]
+    finally:
+        os.close(pidfd)
+        sleeper.wait()
+
+
+FORK_THEN_SPAWN = """
+import asyncio, os
+from rcmd.process import spawn_in_thread
+
+async def once():
+    child = await asyncio.wait_for(spawn_in_thread("exit 3", shell="/bin/sh", cwd="/", env=None, stdin=False), 10)
+    code = await child.wait()
+    child.close()
+    return code
+
+assert asyncio.run(once()) == 3
+pid = os.fork()
+if pid == 0:
+    try:
+        os._exit(asyncio.run(once()))
+    except BaseException:
+        os._exit(99)
+print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+def test_a_forked_child_spawns_on_threads_of_its_own():
+    """The spawn threads are not copied by fork(): a child of a process that has spawned
+    (a BackgroundServer's, or mutmut's forked test runs) must start its own, not wait for ever
+    on threads that exist only in its parent."""
+    result = subprocess.run(
+        [sys.executable, "-c", FORK_THEN_SPAWN], capture_output=True, timeout=60, check=False
+    )
+    assert (result.stdout, result.returncode) == (b"3\n", 0), result.stderr.decode()[-2000:]
