@@ -37,9 +37,10 @@ CUT_WAIT = 1.0
 OUTPUT_CUT_NOTE = b"rcmd: output cut: processes left by the command kept it open\n"
 #: While a command does not read its stdin, up to this much more input is taken from the
 #: client and held, so a CANCEL or a hang-up behind it is still seen: as much as a
-#: connection may hold of output on its way out (4 chunks). Past it the client is not read
-#: until the command reads (TCP's backpressure), so a CANCEL behind more unread input than
-#: this, the socket buffers and the pipe hold waits for the command to read or end.
+#: connection may hold of output on its way out (4 chunks). Past it the session still takes
+#: STDIN_READ_AHEAD frame limits more (session.py: 1 MiB by default), then reads the client
+#: no more until the command reads (TCP's backpressure): a CANCEL behind more unread input
+#: than those, the socket buffers and the pipe hold waits for the command to read or end.
 STDIN_BACKLOG = 4 * OUTPUT_CHUNK_SIZE
 #: At most this many chunks are forwarded per wake-up, while the client's socket takes
 #: each whole: fewer trips through the event loop, and other connections still get a turn.
@@ -95,8 +96,9 @@ class StdinFeeder:
     """Writes the client's input to a command's stdin, in order, from a bounded queue.
 
     The connection's read loop hands input over with put() and goes on reading, so a CANCEL
-    or a hang-up is seen whatever the command is doing; it waits (room()) only once
-    STDIN_BACKLOG bytes are queued. None in the queue stands for the end of input.
+    or a hang-up is seen whatever the command is doing; it waits (room()) only once more
+    than STDIN_BACKLOG bytes and the session's read-ahead are queued. None in the queue
+    stands for the end of input.
     """
 
     def __init__(self, process: Child) -> None:
