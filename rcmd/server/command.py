@@ -63,6 +63,8 @@ class RunningCommand:
         self.stopping = asyncio.get_running_loop().create_future()
         self.stdin = StdinFeeder(process) if process.stdin is not None else None
         self._escalation: asyncio.TimerHandle | None = None
+        #: The last kill()'s search for the command's processes, while it may be running.
+        self.killing: asyncio.Future[int] | None = None
 
     def terminate(self) -> None:
         """SIGTERM the group now, kill every process of the command after TERM_GRACE if the
@@ -77,11 +79,18 @@ class RunningCommand:
             self._escalation = loop.call_later(TERM_GRACE, self.kill)
 
     def kill(self) -> None:
-        """SIGKILL every process of the command: its group, and all that carry its cookie."""
+        """SIGKILL every process of the command: its group at once, then all that carry its
+        cookie, found by a scan of /proc off the event loop (rcmd.process.kill_tree);
+        ``killing`` is done once they have been sent SIGKILL."""
         _set_once(self.stopping)
-        killed = kill_tree(self.process)
-        if killed:
-            log.info("command %d: %d process(es) found by its cookie, killed", self.process.number, killed)
+        self.killing = kill_tree(self.process)  # scans run in order: the last is done last
+        self.killing.add_done_callback(self._killed)
+
+    def _killed(self, scan: asyncio.Future[int]) -> None:
+        if not scan.cancelled() and scan.exception() is None and scan.result():
+            log.info(
+                "command %d: %d process(es) found by its cookie, killed", self.process.number, scan.result()
+            )
 
     def finished(self) -> None:
         if self._escalation is not None:
