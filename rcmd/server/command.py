@@ -87,10 +87,13 @@ class RunningCommand:
         self.killing.add_done_callback(self._killed)
 
     def _killed(self, scan: asyncio.Future[int]) -> None:
-        if not scan.cancelled() and scan.exception() is None and scan.result():
-            log.info(
-                "command %d: %d process(es) found by its cookie, killed", self.process.number, scan.result()
-            )
+        number = self.process.number
+        if scan.cancelled():
+            return
+        if (error := scan.exception()) is not None:
+            log.error("command %d: the search for its processes failed: %r", number, error)
+        elif killed := scan.result():
+            log.info("command %d: %d process(es) found by its cookie, killed", number, killed)
 
     def finished(self) -> None:
         if self._escalation is not None:
