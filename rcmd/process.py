@@ -9,7 +9,8 @@ subprocess with a pidfd watcher and 0.33 ms with the default thread-per-child on
 environment when it is given one: two calls per variable), the subreaper's look for
 leftovers about 20 us: a spawn and reap went from 0.60 to 0.74 ms median on a busy machine.
 The server forks and execs on threads (spawn_in_thread): the event loop goes on serving
-while a child is started, which is most of a short command's cost.
+while a child is started, which is most of a short command's cost. The searches of /proc
+described below run on a thread too (scan_in_thread), one at a time.
 
 Every process a command starts is the command's, wherever it goes. Its process group is
 not enough (``setsid``, a double fork into a new group, a daemon leave it), so each
@@ -327,13 +328,65 @@ def signal_group(child: Child, sig: int | None = None) -> None:
         pass
 
 
-def kill_tree(child: Child) -> int:
-    """SIGKILL *child*'s group, then every process carrying its cookie; the number found."""
+def kill_tree(child: Child) -> asyncio.Future[int]:
+    """SIGKILL *child*'s group now, then every process carrying its cookie, found by a scan
+    of /proc on the scan thread (scan_in_thread): a future for how many it found, set on
+    the loop once they have been sent SIGKILL (and exited orphans reaped)."""
     signal_group(child)
     cookie = tracker.cookie(child.number).encode()
-    killed = kill_marked(tracker.prefix, cookie.__eq__)
+    found = scan_in_thread(tracker.prefix, cookie.__eq__)
+    found.add_done_callback(_reap_after_scan)
+    return found
+
+
+def _reap_after_scan(found: asyncio.Future[int]) -> None:
     tracker.reap_orphans()
-    return killed
+
+
+#: Scans of /proc (kill_tree(), the sweep) run on one thread of their own, one at a time, in
+#: the order asked: each opens a few hundred files (every process of our user, which for
+#: root is every process), 1 to 10 ms on a busy machine, which the event loop would spend
+#: serving nobody. They touch no shared state: the loop hands each its cookie test, and
+#: acts on the outcome (logging, reaping, the next sweep) itself.
+_ScanRequest = tuple[asyncio.AbstractEventLoop, "asyncio.Future[int]", Callable[[], int]]
+_scans: queue.SimpleQueue[_ScanRequest] = queue.SimpleQueue()
+_scans_pid = 0  # the process whose thread serves _scans (none after a fork)
+
+
+def scan_in_thread(prefix: bytes, wanted: Callable[[bytes], bool]) -> asyncio.Future[int]:
+    """kill_marked(*prefix*, *wanted*) on the scan thread: a future for its result, set on
+    the running loop. *wanted* is called on that thread: it must only read what no one
+    changes meanwhile. Cancelling the future does not stop the scan."""
+    global _scans, _scans_pid
+    loop = asyncio.get_running_loop()
+    if _scans_pid != os.getpid():  # first use, or a fork of the process: no thread yet
+        _scans, _scans_pid = queue.SimpleQueue(), os.getpid()
+        threading.Thread(target=_serve_scans, args=(_scans,), name="rcmd-scan", daemon=True).start()
+    found: asyncio.Future[int] = loop.create_future()
+    _scans.put((loop, found, functools.partial(kill_marked, prefix, wanted)))
+    return found
+
+
+def _serve_scans(requests: queue.SimpleQueue[_ScanRequest]) -> None:
+    """The scan thread: run each scan asked for, and hand its outcome to the loop that asked."""
+    while True:
+        loop, found, scan = requests.get()
+        killed, error = 0, None
+        try:
+            killed = scan()
+        except BaseException as exc:  # to the caller, whatever it is
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+            loop.call_soon_threadsafe(_scanned, found, killed, error)
+
+
+def _scanned(found: asyncio.Future[int], killed: int, error: BaseException | None) -> None:
+    if found.done():
+        return
+    if error is not None:
+        found.set_exception(error)
+    else:
+        found.set_result(killed)
 
 
 def marked_processes(prefix: bytes, unseen: list[int] | None = None) -> Iterator[tuple[int, bytes]]:
@@ -400,17 +453,28 @@ def kill_marked(
 def _execing(pid: int) -> bool:
     """Whether *pid*, whose environment reads empty, may be in the middle of an exec:
     neither a zombie nor a kernel thread (PF_KTHREAD in the flags of /proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat", "rb") as stat:
-        fields = stat.read().rsplit(b")", 1)[1].split()
+    fields = _read(f"/proc/{pid}/stat").rsplit(b")", 1)[1].split()
     state, flags = fields[0], int(fields[6])
     return state not in (b"Z", b"X") and not flags & 0x00200000
+
+
+def _read(path: str) -> bytes:
+    """All of the file at *path*: plain os.open() and os.read(), a third of what open()
+    costs (its buffered file object), for the few hundred small files of a scan."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = [os.read(fd, 1 << 16)]
+        while len(chunks[-1]) == 1 << 16:  # procfs fills a read but at the end; most are 1 to 4 KiB
+            chunks.append(os.read(fd, 1 << 16))
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _cookie_of(pid: int) -> bytes | None:
     """The value of COOKIE_VARIABLE in *pid*'s initial environment; None if it has none,
     b"" if its environment reads empty."""
-    with open(f"/proc/{pid}/environ", "rb") as environ:
-        data = environ.read()
+    data = _read(f"/proc/{pid}/environ")
     if not data:
         return b""  # a zombie, a kernel thread, or a process in the middle of an exec
     key = COOKIE_VARIABLE.encode() + b"="
@@ -519,18 +583,38 @@ class ProcessTracker:
             env = self._base_env
         return {**env, COOKIE_VARIABLE: self.cookie(number)}
 
-    def sweep(self) -> int:
-        """Kill every process carrying a cookie of a command that has ended; how many."""
+    def sweep(self) -> None:
+        """Kill every process carrying a cookie of a command that had ended when this was
+        called. Which ones had is read here, on the loop; the scan runs later, on the scan
+        thread (at once when no loop runs), and spares the commands started meanwhile."""
         self._sweep = None
-        live = {self.cookie(number).encode() for number in list(self.live)}  # servers in threads
-        killed = kill_marked(self.prefix, lambda cookie: cookie not in live)
+        prefix = self.prefix
+        live, last = set(self.live), self._next  # a set() copy: servers in threads
+
+        def ended(cookie: bytes) -> bool:
+            number = cookie[len(prefix) :]
+            if not number.isdigit():
+                return True  # not a cookie we gave: no command's
+            return int(number) <= last and int(number) not in live
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # none: at once (a server thread's loop has stopped)
+            self._swept(kill_marked(prefix, ended))
+            return
+        scan_in_thread(prefix, ended).add_done_callback(lambda scan: self._swept(scan.result()))
+
+    def _swept(self, killed: int) -> None:
+        """A sweep's scan is over (on the loop, if one runs)."""
         if killed:
             log.info("killed %d process(es) left behind by ended commands", killed)
             # Once more, later: one caught mid-exec (its environment empty) is seen then.
             with contextlib.suppress(RuntimeError):
-                self._sweep = asyncio.get_running_loop().call_later(SWEEP_DELAY, self.sweep)
+                loop = asyncio.get_running_loop()
+                if self._sweep is None or self._sweep_loop is not loop:
+                    self._sweep = loop.call_later(SWEEP_DELAY, self.sweep)
+                    self._sweep_loop = loop
         self.reap_orphans()
-        return killed
 
     def start(self, *, subreaper: bool) -> str:
         """Set up for a server process (rcmd-server calls it): the watchdog, and the

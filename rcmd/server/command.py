@@ -37,9 +37,10 @@ CUT_WAIT = 1.0
 OUTPUT_CUT_NOTE = b"rcmd: output cut: processes left by the command kept it open\n"
 #: While a command does not read its stdin, up to this much more input is taken from the
 #: client and held, so a CANCEL or a hang-up behind it is still seen: as much as a
-#: connection may hold of output on its way out (4 chunks). Past it the client is not read
-#: until the command reads (TCP's backpressure), so a CANCEL behind more unread input than
-#: this, the socket buffers and the pipe hold waits for the command to read or end.
+#: connection may hold of output on its way out (4 chunks). Past it the session still takes
+#: STDIN_READ_AHEAD frame limits more (session.py: 1 MiB by default), then reads the client
+#: no more until the command reads (TCP's backpressure): a CANCEL behind more unread input
+#: than those, the socket buffers and the pipe hold waits for the command to read or end.
 STDIN_BACKLOG = 4 * OUTPUT_CHUNK_SIZE
 #: At most this many chunks are forwarded per wake-up, while the client's socket takes
 #: each whole: fewer trips through the event loop, and other connections still get a turn.
@@ -62,6 +63,8 @@ class RunningCommand:
         self.stopping = asyncio.get_running_loop().create_future()
         self.stdin = StdinFeeder(process) if process.stdin is not None else None
         self._escalation: asyncio.TimerHandle | None = None
+        #: The last kill()'s search for the command's processes, while it may be running.
+        self.killing: asyncio.Future[int] | None = None
 
     def terminate(self) -> None:
         """SIGTERM the group now, kill every process of the command after TERM_GRACE if the
@@ -76,11 +79,21 @@ class RunningCommand:
             self._escalation = loop.call_later(TERM_GRACE, self.kill)
 
     def kill(self) -> None:
-        """SIGKILL every process of the command: its group, and all that carry its cookie."""
+        """SIGKILL every process of the command: its group at once, then all that carry its
+        cookie, found by a scan of /proc off the event loop (rcmd.process.kill_tree);
+        ``killing`` is done once they have been sent SIGKILL."""
         _set_once(self.stopping)
-        killed = kill_tree(self.process)
-        if killed:
-            log.info("command %d: %d process(es) found by its cookie, killed", self.process.number, killed)
+        self.killing = kill_tree(self.process)  # scans run in order: the last is done last
+        self.killing.add_done_callback(self._killed)
+
+    def _killed(self, scan: asyncio.Future[int]) -> None:
+        number = self.process.number
+        if scan.cancelled():
+            return
+        if (error := scan.exception()) is not None:
+            log.error("command %d: the search for its processes failed: %r", number, error)
+        elif killed := scan.result():
+            log.info("command %d: %d process(es) found by its cookie, killed", number, killed)
 
     def finished(self) -> None:
         if self._escalation is not None:
@@ -95,8 +108,9 @@ class StdinFeeder:
     """Writes the client's input to a command's stdin, in order, from a bounded queue.
 
     The connection's read loop hands input over with put() and goes on reading, so a CANCEL
-    or a hang-up is seen whatever the command is doing; it waits (room()) only once
-    STDIN_BACKLOG bytes are queued. None in the queue stands for the end of input.
+    or a hang-up is seen whatever the command is doing; it waits (room()) only once more
+    than STDIN_BACKLOG bytes and the session's read-ahead are queued. None in the queue
+    stands for the end of input.
     """
 
     def __init__(self, process: Child) -> None:

@@ -536,6 +536,8 @@ class PrefixedSession:
             command.finished()
             self.server.command_slots.release()
             self.command = None
+        if command.killing is not None:  # its processes found off the loop: EXIT follows their kill
+            await _within(command.killing, KILL_WAIT)
         code = process.returncode
         if code is None:
             code = -signal.SIGKILL  # sent, not yet taken effect: the best we can report
