@@ -277,9 +277,6 @@ class Completions(Message):
     items: Sequence[str] = ()
     truncated: bool = False
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "items", tuple(self.items))  # a list compares equal to its tuple
-
 
 # ------------------------------------------------------------------ files (0x20 to 0x2F)
 
@@ -968,4 +965,6 @@ def _parse_json_body(cls: type[Message], body: bytes) -> dict[str, Any]:
         )
     elif cls is Hello and fields.get("extensions") is not None:
         fields["extensions"] = tuple(fields["extensions"])
+    elif cls is Completions:
+        fields["items"] = tuple(fields["items"])
     return fields
