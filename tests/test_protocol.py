@@ -308,7 +308,7 @@ SAMPLES: dict[MessageType, Message] = {
     MessageType.FILE_ERROR: FileError("no"),
     MessageType.FS_RESULT: FsResult(cwd="/"),
     MessageType.COMPLETE: Complete("x"),
-    MessageType.COMPLETIONS: Completions(["x"]),
+    MessageType.COMPLETIONS: Completions(("x",)),
 }
 #: Client messages a server drops while idle: they crossed the EXIT (or FILE_ERROR) on the wire.
 LATE = {MessageType.STDIN, MessageType.STDIN_END, MessageType.CANCEL, MessageType.WINDOW_CHANGE}

@@ -47,8 +47,9 @@ def build(description: dict[str, Any]) -> Message:
         for key, value in description.items()
         if key != "type"
     }
-    if fields.get("extensions") is not None:
-        fields["extensions"] = tuple(fields["extensions"])  # HELLO keeps its list as a tuple
+    for key in ("extensions", "items"):  # HELLO and COMPLETIONS keep their lists as tuples
+        if fields.get(key) is not None:
+            fields[key] = tuple(fields[key])
     return CLASSES[description["type"]](**fields)
 
 

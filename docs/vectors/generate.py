@@ -190,8 +190,8 @@ def message_vectors() -> list[dict[str, Any]]:
         ("FS_RESULT of df", "S->C", FsResult(cwd="/", used=5, quota=1048576)),
         ("COMPLETE a path (the user typed `ls my\\ `)", "C->S", Complete("my ", "path")),
         ("COMPLETE a command name", "C->S", Complete("pyth", "command")),
-        ("COMPLETIONS", "S->C", Completions(["my dir/", "my file.txt"])),
-        ("COMPLETIONS, some left out", "S->C", Completions(["python3", "python3.12"], truncated=True)),
+        ("COMPLETIONS", "S->C", Completions(("my dir/", "my file.txt"))),
+        ("COMPLETIONS, some left out", "S->C", Completions(("python3", "python3.12"), truncated=True)),
     ]
     return [
         {"name": name, "direction": direction, "message": describe(message), "frame": frame_hex(message)}
@@ -366,7 +366,7 @@ def exchange_vectors() -> list[dict[str, Any]]:
                 ("S->C", Hello(software=SOFTWARE, encoding="utf-8", cwd="/srv", extensions=("complete",))),
                 ("C->S", Hello(software=SOFTWARE)),
                 ("C->S", Complete("my ", "path")),
-                ("S->C", Completions(["my dir/", "my file.txt"])),
+                ("S->C", Completions(("my dir/", "my file.txt"))),
                 ("C->S", Run("cat 'my file.txt'")),
                 ("S->C", Stdout(b"x\n")),
                 ("S->C", Exit(0, cwd="/srv")),
@@ -432,7 +432,7 @@ def error_vectors() -> list[dict[str, Any]]:
             [client_hello, run_no_stdin],
             frame_hex(Complete("x")),
         ),
-        ("COMPLETIONS nobody asked for", Role.CLIENT, [server_hello], frame_hex(Completions(["x"]))),
+        ("COMPLETIONS nobody asked for", Role.CLIENT, [server_hello], frame_hex(Completions(("x",)))),
         (
             "COMPLETE of an unknown kind",
             Role.SERVER,
