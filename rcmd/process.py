@@ -428,11 +428,14 @@ def kill_marked(
 
     Scans again until a scan finds none that was not already killed (at most KILL_ROUNDS).
     With *settle*, rounds are that far apart and go on until a scan finds no process at
-    all, nor any caught in the middle of an exec (whose environment reads empty for a
-    moment): this may block for up to KILL_ROUNDS * settle, so it is for the watchdog and
-    shutdown. The server's event loop relies instead on the sweep after a command ends.
+    all, nor any newly caught in the middle of an exec (whose environment reads empty for a
+    moment; one that reads empty in two rounds running has an empty environment, as every
+    server's watchdog does, and is not waited for): this may block for up to KILL_ROUNDS *
+    settle, so it is for the watchdog and shutdown. The server's event loop relies instead
+    on the sweep after a command ends.
     """
     killed: set[int] = set()
+    empty: set[int] = set()  # read empty in the round before
     for _ in range(KILL_ROUNDS):
         unseen: list[int] = []
         found = {
@@ -441,8 +444,9 @@ def kill_marked(
         for pid in found:
             _kill_if_marked(pid, prefix, wanted)
         if settle:
-            if not found and not unseen:
+            if not found and empty.issuperset(unseen):
                 break
+            empty = set(unseen)
             time.sleep(settle)
         elif found <= killed:  # only the dying, whose memory is not yet released
             break
