@@ -3,7 +3,7 @@
 # make test: set up .venv with the test and lint tools, run every test, print branch coverage.
 # make lint: ruff (lint and format) and mypy (strict), as CI runs them before the tests.
 # make mutate: mutation testing (mutmut) of the sans-I/O core against its bytes-only tests; fails
-#   under 90% of mutants killed. 2 to 3 minutes on 2 busy cores, so not in CI.
+#   under 90% of mutants killed. About 20 minutes on 2 busy cores, so not in CI.
 # make mutate-rest: the same for the parts whose tests run in-process (the server's config, cd,
 #   session, command and listener, rcmd.process, the console) against tests/test_mut_*.py, a
 #   BackgroundServer over real sockets; fails under 80%. The client and the CLI are tested
@@ -14,7 +14,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: test demo demo-svg lint bench vectors mutate mutate-rest clean
+.PHONY: test test-cross demo demo-svg lint bench vectors mutate mutate-rest clean
 
 $(VENV)/.created:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "rcmd needs Python >= 3.10"'
@@ -36,6 +36,25 @@ $(VENV)/.installed-bench: pyproject.toml $(VENV)/.created
 $(VENV)/.installed-mutate: pyproject.toml $(VENV)/.created
 	$(PIP) -e '.[test,mutate]'
 	touch $@
+
+# What differs between Python versions is asyncio, subprocesses, terminals and the standard
+# library under rcmd.records: CI runs these on every other Python it finds (the whole suite
+# runs on the default one). Docs, vectors, benchmarks, Ansible and the pure property tests
+# of the core do not depend on the interpreter's version in ways these would not show.
+CROSS_VERSION_TESTS := tests/test_end_to_end.py tests/test_security.py tests/test_security_stdin.py \
+	tests/test_security_tls.py tests/test_tls.py tests/test_hostile.py tests/test_hostile_fairness.py \
+	tests/test_interrupts.py tests/test_process_tree.py tests/test_spawn.py tests/test_scan_off_loop.py \
+	tests/test_mut_server.py tests/test_mut_process.py tests/test_aio.py tests/test_listener.py \
+	tests/test_records.py tests/test_oneshot.py tests/test_terminal.py tests/test_files.py \
+	tests/test_naive.py tests/test_client_core.py tests/test_framing.py
+
+$(VENV)/.installed-cross: pyproject.toml $(VENV)/.created
+	$(PIP) -e '.[test]'
+	touch $@
+
+# make test-cross PYTHON=python3.12 VENV=.venv-3.12: the tests above, without coverage.
+test-cross: $(VENV)/.installed-cross
+	$(BIN)/python -m pytest --durations=10 $(CROSS_VERSION_TESTS) $(PYTEST_ARGS)
 
 test: $(VENV)/.installed-test
 	rm -f .coverage .coverage.*
