@@ -594,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{server.rss_start / 1024:.1f} / {server.rss('VmHWM') / 1024:.1f} / {server.rss() / 1024:.1f} MiB",
                 ),
                 (f"[{name}] fds start -> end", f"{server.fds_start} -> {server.fds()}"),
-                (f"[{name}] processes left", str(server.children())),
+                (f"[{name}] processes left (watchdog)", str(server.children())),
                 (f"[{name}] still serving", "yes" if server.alive() else "NO: it died"),
             ]
         if tls is None:
