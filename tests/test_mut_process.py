@@ -387,6 +387,9 @@ def subreaper() -> Iterator[ProcessTracker]:
     """A tracker for this (test) process as a server's: subreaper, watchdog. Undone after."""
     own = ProcessTracker()
     yield own
+    # Every child this process has now that a test did not kill (the session's servers) is
+    # not an orphan to kill at close: as subreaper, close() kills all the rest.
+    own.leaders |= set(own._children())
     own.close()
     import ctypes
 

@@ -200,7 +200,7 @@ def test_the_servers_hello(start, peers, tmp_path):
         software=f"rcmd {__version__}",
         encoding="utf-8",
         cwd=str(tmp_path),
-        extensions=("pty", "ping", "files"),
+        extensions=("pty", "ping", "files", "complete"),
         idle_timeout=600,
     )
 
