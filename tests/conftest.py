@@ -100,6 +100,15 @@ class ServerProcess:
         return self.proc.returncode
 
 
+def uncovered() -> dict[str, str]:
+    """This environment less coverage's hook for subprocesses (make test runs under coverage,
+    which measures every Python started): for a probe of what a process imports, as coverage
+    imports dataclasses and inspect itself."""
+    return {
+        k: v for k, v in os.environ.items() if k not in ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START")
+    }
+
+
 @pytest.fixture(scope="session")
 def server_factory(tmp_path_factory):
     """Start servers with ``server_factory(*args)``; all are stopped at the end."""

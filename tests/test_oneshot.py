@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import CLIENT_ARGV
+from conftest import CLIENT_ARGV, uncovered
 
 from rcmd.oneshot import plain_one_shot
 
@@ -120,7 +120,7 @@ def test_the_plain_one_shot_imports_neither_typer_nor_the_prompt(server):
         "    print(exc.code, loaded)\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True, env=uncovered()
     )
     assert result.stdout.strip() == "0 []"
 

@@ -12,6 +12,7 @@ import sys
 from typing import Any, ClassVar  # noqa: F401 - dataclasses reads "ClassVar[int]" through this module
 
 import pytest
+from conftest import uncovered
 
 from rcmd import messages, records
 
@@ -153,5 +154,7 @@ def test_every_message_is_made_as_its_dataclass_would_be(cls):
 def test_importing_messages_leaves_dataclasses_alone():
     """The point of rcmd.records: `rcmd -c true` never pays for dataclasses and inspect."""
     code = "import sys, rcmd.protocol; print(sorted({'dataclasses', 'inspect'} & set(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=uncovered()
+    )
     assert out.stdout.strip() == "[]"
