@@ -21,6 +21,7 @@ completes nothing, as before.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterable, Iterator
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import RcmdError
-from .messages import MAX_COMPLETION_TEXT, Complete, Completions
+from .messages import MAX_COMPLETION_TEXT, MAX_COMPLETIONS, Complete, Completions
 
 if TYPE_CHECKING:
     from prompt_toolkit.completion import CompleteEvent, Completer, Completion
@@ -200,6 +201,30 @@ def remote_items(client: Client, word: Word) -> tuple[str, ...]:
     return tuple(item[len(sent) - len(text) :] for item in answer.items if item.startswith(sent))
 
 
+def local_items(word: Word, limit: int = MAX_COMPLETIONS) -> tuple[str, ...]:
+    """Completions of *word* from this machine's files (the prompt's ``put``), as the
+    server makes them: hidden names for a hidden prefix only, ``/`` after a directory, a
+    leading ``~/`` for the home, at most *limit*."""
+    text = word.literal
+    if word.expands or (text.startswith("~") and not text.startswith("~/")):
+        return ()  # "$HOME/x", "*.py", "~user": not a name to match here
+    expanded = os.path.expanduser(text) if text.startswith("~/") else text
+    head, slash, prefix = expanded.rpartition("/")
+    shown = text[: len(text) - len(prefix)]  # the directory part, as typed
+    items: list[str] = []
+    try:
+        with os.scandir(head + slash or ".") as entries:
+            for entry in entries:
+                if not entry.name.startswith(prefix) or (entry.name[0] == "." and not prefix.startswith(".")):
+                    continue
+                items.append(shown + entry.name + ("/" if entry.is_dir() else ""))
+                if len(items) >= limit:
+                    break
+    except OSError:
+        return ()
+    return tuple(sorted(items))
+
+
 def _display(item: str) -> str:
     """How the menu shows *item*: its last name, as bash lists them (``src/``, ``notes.txt``)."""
     name = item.rstrip("/").rpartition("/")[2]
@@ -239,9 +264,16 @@ class RemoteCompleter:
 
     def completions(self, line: str) -> Iterator[tuple[str, str]]:
         """(text to insert, what the menu shows) for each completion of the word at the end
-        of *line*."""
+        of *line*. The prompt's own ``put`` takes local files: its words complete here, as
+        scp's do; after ``cd`` only directories are offered."""
         word = word_at(line)
-        items = set(self._items(word))
+        first = line.split(None, 1)[0] if line.strip() and not word.command else ""
+        if first == "put":
+            items = set(local_items(word))
+        else:
+            items = set(self._items(word))
+            if first == "cd" and not any(char in line for char in _COMMAND_SEPARATORS):
+                items = {item for item in items if item.endswith("/")}
         if word.command:
             items.update(name for name in self.local if name.startswith(word.literal) and "/" not in name)
         for item in sorted(items):

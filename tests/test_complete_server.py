@@ -294,3 +294,24 @@ def test_the_scan_is_bounded(monkeypatch, tmp_path):
     assert server_complete.complete("a", "path", str(tmp_path), "") == Completions(
         tuple(f"a{n:02}" for n in range(50))
     )
+
+
+def test_put_completes_local_files_not_the_servers(client, tmp_path, monkeypatch):
+    """The prompt's put takes local files (its words complete here, as scp's): a name that
+    only this side's directory holds completes; one only the server's has does not."""
+    here = tmp_path / "local"
+    (here / "updir").mkdir(parents=True)
+    (here / "upload-me.txt").write_text("x")
+    (here / ".hidden-up").write_text("x")
+    monkeypatch.chdir(here)
+    completer = RemoteCompleter(client, None)
+    assert list(completer.completions("put up")) == [("dir/", "updir/"), ("load-me.txt ", "upload-me.txt")]
+    assert list(completer.completions("put no")) == []  # the server's notes.txt is not offered
+    assert list(completer.completions("put updir/../upl")) == [("oad-me.txt ", "upload-me.txt")]
+    assert list(completer.completions("get no")) == [("tes.txt ", "notes.txt")]  # get's are remote
+
+
+def test_cd_offers_only_directories(client):
+    completer = RemoteCompleter(client, None)
+    assert list(completer.completions("cd my")) == [("\\ dir/", "my dir/")]
+    assert ("\\ file.txt ", "my file.txt") in list(completer.completions("cat my"))
