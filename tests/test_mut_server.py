@@ -634,6 +634,26 @@ def test_max_commands_the_next_command_runs_once_a_slot_is_free(start, peers):
     assert split(second.reply())[0] == b"b\n"
 
 
+def test_a_client_gone_while_its_command_waits_for_a_slot_never_runs_it(start, peers, tmp_path, server_log):
+    """Nobody reads a client whose RUN waits for a --max-commands slot: its hang-up must still
+    be seen, or the command runs for nobody once a slot frees (and holds it meanwhile)."""
+    server = start(max_commands=1)
+    first, second, third = peers(server), peers(server), peers(server)
+    first.send(Run("cat", stdin=True))
+    first.send(Stdin(b"a"))
+    assert first.receive() == Stdout(b"a")
+    second.send(Run("touch ran-for-nobody"))
+    server_log.wait_for(r": run 'touch ran-for-nobody'$")
+    second.close()
+    server_log.wait_for(r"client gone while its command waited for a slot: not run$")
+    first.send(StdinEnd())
+    assert first.reply() == [Exit(0, cwd=first.hello.cwd)]
+    # The slot is free again: the semaphore serves waiters in order, so the gone client's
+    # command would have run, and ended, before this one.
+    assert third.run(Run("echo next"))[0] == b"next\n"
+    assert not (tmp_path / "ran-for-nobody").exists()
+
+
 def test_a_full_server_refuses_when_every_connection_runs_a_command(start, peers, server_log):
     server = start(max_connections=2)
     busy = [peers(server), peers(server)]

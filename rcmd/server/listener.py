@@ -79,6 +79,24 @@ class Accepted:
             self.task.cancel()  # not started yet (in TLS, nothing can be said in plaintext)
 
 
+class ReaderProtocol(asyncio.StreamReaderProtocol):
+    """asyncio's StreamReaderProtocol, which also says when the client's input has ended
+    (its FIN, or the connection lost) in ``hung_up``, read or not: a session waiting on
+    something else than input (a command slot) learns that its client is gone."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        super().__init__(reader)
+        self.hung_up = asyncio.Event()
+
+    def eof_received(self) -> bool:
+        self.hung_up.set()
+        return bool(super().eof_received())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.hung_up.set()
+        super().connection_lost(exc)
+
+
 class Server:
     """An rcmd server. ``await start()``, then ``address``; ``await close()`` to stop.
 
@@ -348,7 +366,7 @@ class _Listener:
     async def _start_plain(self, conn: socket.socket, accepted: Accepted) -> None:
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=READ_SIZE)
-        protocol = asyncio.StreamReaderProtocol(reader)
+        protocol = ReaderProtocol(reader)
         try:
             try:
                 transport, _ = await loop.connect_accepted_socket(lambda: protocol, conn)
@@ -379,7 +397,7 @@ class _Listener:
                     pass
                 return
             reader = asyncio.StreamReader(limit=READ_SIZE)
-            protocol = asyncio.StreamReaderProtocol(reader)
+            protocol = ReaderProtocol(reader)
             try:
                 transport, _ = await loop.connect_accepted_socket(
                     lambda: protocol,

@@ -485,12 +485,24 @@ class PrefixedSession:
         if not slots.locked():
             await slots.acquire()  # one is free: taken at once, without a task or a wait
         else:
+            # Nobody reads the client meanwhile: its hang-up is seen by the protocol itself.
+            protocol = self.writer.transport.get_protocol()
+            hung_up = getattr(protocol, "hung_up", None) or asyncio.Event()
             acquire = asyncio.ensure_future(slots.acquire())
             ended = asyncio.ensure_future(self._ended.wait())
-            await asyncio.wait({acquire, ended}, return_when=asyncio.FIRST_COMPLETED)
+            gone = asyncio.ensure_future(hung_up.wait())
+            await asyncio.wait({acquire, ended, gone}, return_when=asyncio.FIRST_COMPLETED)
             ended.cancel()
+            gone.cancel()
             if not acquire.done():
                 acquire.cancel()
+                if hung_up.is_set():
+                    log.info("%s: client gone while its command waited for a slot: not run", self.peer)
+                    self._lost_peer()
+                return False
+            if hung_up.is_set():
+                slots.release()
+                self._lost_peer()
                 return False
         if self._shutdown_reason is not None or self._peer_gone:
             slots.release()
