@@ -158,6 +158,15 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[written:]
 
 
+def pwrite_all(fd: int, data: bytes | memoryview, position: int) -> None:
+    """os.pwrite() at *position* until all of *data* is written (a write may take only part)."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, position)
+        view = view[written:]
+        position += written
+
+
 def lock_partial(fd: int) -> bool:
     """Take the exclusive lock that says "a transfer writes this partial file"; False if
     another one holds it (another connection, or another server process)."""
@@ -408,7 +417,7 @@ def _receive(
                 f"the server sent more of {remote} than the {ready.size} bytes it announced", position
             )
         try:
-            os.pwrite(fd, event.data, position)
+            pwrite_all(fd, event.data, position)
         except OSError:
             client.close()  # a GET cannot be stopped half way: the connection goes
             raise
