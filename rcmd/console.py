@@ -10,12 +10,22 @@ import contextlib
 import enum
 import os
 import signal
+import socket
 from collections.abc import Iterable, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from .decoding import OutputDecoder
-from .errors import ConnectionClosed, LocalWriteError
+from .errors import (
+    AuthenticationError,
+    ConnectionClosed,
+    FrameTooLarge,
+    LocalWriteError,
+    ProtocolMismatch,
+    RemoteProtocolError,
+    ServerError,
+    TlsError,
+)
 from .messages import Exit, Stderr, Stdout
 
 if TYPE_CHECKING:
@@ -50,6 +60,36 @@ class ExitStatus(enum.IntEnum):
     CONNECTION_LOST = 253  #: the server closed the connection, or reported an error
     HOST_NOT_FOUND = 254  #: the host name did not resolve
     CONNECTION_FAILED = 255  #: connection refused or unreachable (as ssh)
+
+
+def connection_failure(
+    exc: BaseException, where: str, host: str, connect_timeout: float
+) -> tuple[ExitStatus, str] | None:
+    """rcmd's exit status and message for a connection that could not be made or was lost
+    (*where* is ``host:port``, *host* the name as given); None for any other exception,
+    including an OSError that is not one of connecting's (the caller knows what it was doing)."""
+    if isinstance(exc, AuthenticationError):
+        return ExitStatus.AUTH_FAILED, str(exc)
+    if isinstance(exc, TlsError):
+        return ExitStatus.TLS_FAILED, str(exc)
+    if isinstance(exc, ProtocolMismatch):
+        return ExitStatus.PROTOCOL_MISMATCH, str(exc)
+    if isinstance(exc, FrameTooLarge):
+        return ExitStatus.FRAME_TOO_LARGE, f"{where}: {exc}"
+    if isinstance(exc, RemoteProtocolError):
+        return ExitStatus.PROTOCOL_ERROR, f"{where}: protocol error: {exc}"
+    if isinstance(exc, (ServerError, ConnectionClosed)):
+        return ExitStatus.CONNECTION_LOST, f"{where}: {exc}"
+    if isinstance(exc, ConnectionRefusedError):
+        return (
+            ExitStatus.CONNECTION_FAILED,
+            f"cannot connect to {where}: connection refused (is rcmd-server running?)",
+        )
+    if isinstance(exc, socket.gaierror):
+        return ExitStatus.HOST_NOT_FOUND, f"cannot resolve host {host!r}: {exc.strerror}"
+    if isinstance(exc, TimeoutError):
+        return ExitStatus.CONNECT_TIMEOUT, f"cannot connect to {where}: no answer within {connect_timeout:g}s"
+    return None
 
 
 def exit_status(exit: Exit) -> int:

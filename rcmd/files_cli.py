@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
-import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,17 +20,8 @@ import typer
 from .auth import SecretError, load_secret
 from .client import DEFAULT_CONNECT_TIMEOUT, Client, connect
 from .client_core import host_port
-from .console import ExitStatus
-from .errors import (
-    AuthenticationError,
-    ConnectionClosed,
-    ProtocolMismatch,
-    RemoteFileError,
-    RemoteProtocolError,
-    ServerError,
-    TlsError,
-    TransferError,
-)
+from .console import ExitStatus, connection_failure
+from .errors import RcmdError, RemoteFileError, TransferError
 from .scram import PasswordError
 
 if TYPE_CHECKING:
@@ -116,24 +106,14 @@ def _connected(
             yield client
     except KeyboardInterrupt:
         raise _fail(ExitStatus.CANCELLED, "interrupted: run the same command again to resume") from None
-    except AuthenticationError as exc:
-        raise _fail(ExitStatus.AUTH_FAILED, str(exc)) from None
-    except TlsError as exc:
-        raise _fail(ExitStatus.TLS_FAILED, str(exc)) from None
-    except ProtocolMismatch as exc:
-        raise _fail(ExitStatus.PROTOCOL_MISMATCH, str(exc)) from None
-    except RemoteProtocolError as exc:
-        raise _fail(ExitStatus.PROTOCOL_ERROR, f"{where}: protocol error: {exc}") from None
-    except (ServerError, ConnectionClosed) as exc:
-        raise _fail(
-            ExitStatus.CONNECTION_LOST, f"{where}: {exc}; run the same command again to resume"
-        ) from None
-    except ConnectionRefusedError:
-        raise _fail(ExitStatus.CONNECTION_FAILED, f"cannot connect to {where}: connection refused") from None
-    except socket.gaierror as exc:
-        raise _fail(ExitStatus.HOST_NOT_FOUND, f"cannot resolve host {address!r}: {exc.strerror}") from None
-    except TimeoutError:
-        raise _fail(ExitStatus.CONNECT_TIMEOUT, f"cannot connect to {where}: no answer in time") from None
+    except (RcmdError, OSError) as exc:
+        failure = connection_failure(exc, where, address, connect_timeout)
+        if failure is None:
+            raise
+        status, message = failure
+        if status == ExitStatus.CONNECTION_LOST:
+            message += "; run the same command again to resume"
+        raise _fail(status, message) from None
 
 
 class Reporter:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -22,17 +21,8 @@ from typing import TYPE_CHECKING
 from .auth import SecretError, load_secret
 from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST, DEFAULT_PORT, Client, connect
 from .client_core import host_port
-from .console import SCRIPT_COMMAND, ExitStatus, run_lines, run_one, wants_color
-from .errors import (
-    AuthenticationError,
-    ConnectionClosed,
-    FrameTooLarge,
-    LocalWriteError,
-    ProtocolMismatch,
-    RemoteProtocolError,
-    ServerError,
-    TlsError,
-)
+from .console import SCRIPT_COMMAND, ExitStatus, connection_failure, run_lines, run_one, wants_color
+from .errors import LocalWriteError, RcmdError
 
 if TYPE_CHECKING:
     from .naive import NaiveClient
@@ -189,33 +179,12 @@ def run_client(
         raise Failure(ExitStatus.CANCELLED) from None
     except LocalWriteError as exc:
         raise _local_write_failure(exc) from None
-    except AuthenticationError as exc:
-        raise _fail(ExitStatus.AUTH_FAILED, str(exc)) from None
-    except TlsError as exc:
-        raise _fail(ExitStatus.TLS_FAILED, str(exc)) from None
-    except ProtocolMismatch as exc:
-        raise _fail(ExitStatus.PROTOCOL_MISMATCH, str(exc)) from None
-    except FrameTooLarge as exc:
-        raise _fail(ExitStatus.FRAME_TOO_LARGE, f"{where}: {exc}") from None
-    except RemoteProtocolError as exc:
-        raise _fail(ExitStatus.PROTOCOL_ERROR, f"{where}: protocol error: {exc}") from None
-    except ServerError as exc:
-        raise _fail(ExitStatus.CONNECTION_LOST, f"{where}: {exc}") from None
-    except ConnectionClosed as exc:
-        raise _fail(ExitStatus.CONNECTION_LOST, f"{where}: {exc}") from None
-    except ConnectionRefusedError:
-        raise _fail(
-            ExitStatus.CONNECTION_FAILED,
-            f"cannot connect to {where}: connection refused (is rcmd-server running?)",
-        ) from None
-    except OSError as exc:
-        if isinstance(exc, socket.gaierror):
-            raise _fail(ExitStatus.HOST_NOT_FOUND, f"cannot resolve host {host!r}: {exc.strerror}") from None
-        if isinstance(exc, TimeoutError):
-            raise _fail(
-                ExitStatus.CONNECT_TIMEOUT,
-                f"cannot connect to {where}: no answer within {connect_timeout:g}s",
-            ) from None
+    except (RcmdError, OSError) as exc:
+        failure = connection_failure(exc, where, host, connect_timeout)
+        if failure is not None:
+            raise _fail(*failure) from None
+        if not isinstance(exc, OSError):
+            raise
         raise _fail(
             ExitStatus.CONNECTION_FAILED, f"cannot connect to {where}: {exc.strerror or exc}"
         ) from None
