@@ -443,6 +443,51 @@ def test_an_error_from_the_server_exits_253(fake_server):
     assert ExitStatus.CONNECTION_LOST == 253
 
 
+@pytest.mark.parametrize("verb", ["put", "get"])
+def test_put_and_get_map_a_lost_or_broken_connection_as_rcmd_c_does(fake_server, tmp_path, verb):
+    """The same exit codes and words as ``rcmd -c`` (one mapping, console.connection_failure);
+    a lost connection also says how to resume."""
+    (tmp_path / "src").write_bytes(b"x")
+    args = ["src", "dst"]
+    hello = encode_frame(encode_message(Hello(encoding="utf-8", cwd="/", extensions=["files"])))
+
+    def error(conn):
+        conn.sendall(hello)
+        read_until_closed_or(conn, 1)
+        conn.sendall(encode_frame(encode_message(Error("out of patience"))))
+
+    def garbage(conn):
+        conn.sendall(hello)
+        read_until_closed_or(conn, 1)
+        conn.sendall(encode_frame(b"\x42garbage"))
+        read_until_closed_or(conn, 1 << 20)
+
+    def oversized(conn):
+        conn.sendall(hello)
+        read_until_closed_or(conn, 1)
+        conn.sendall(b"\x7f\xff\xff\xff")  # a 2 GiB frame announced
+        read_until_closed_or(conn, 1 << 20)
+
+    def in_folder(server):
+        return subprocess.run(
+            [*CLIENT_ARGV, verb, "-H", f"127.0.0.1:{server.address[1]}", *args],
+            capture_output=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+
+    lost = in_folder(fake_server(error))
+    assert_tool_error(
+        lost, ExitStatus.CONNECTION_LOST, b"out of patience; run the same command again to resume"
+    )
+    broken = in_folder(fake_server(garbage))
+    assert_tool_error(broken, ExitStatus.PROTOCOL_ERROR, b"protocol error: unknown message type 0x42")
+    too_large = in_folder(fake_server(oversized))
+    assert_tool_error(
+        too_large, ExitStatus.FRAME_TOO_LARGE, b"exceeds the maximum"
+    )  # put/get said 252 here, -c 250
+
+
 def test_server_closing_mid_conversation(fake_server):
     def script(conn):
         conn.sendall(HELLO_FRAME)
