@@ -173,7 +173,11 @@ class ParamikoClient:
     def __init__(self, port: int) -> None:
         import paramiko
 
-        self.transport = paramiko.Transport(socket.create_connection(("127.0.0.1", port)))
+        sock = socket.create_connection(("127.0.0.1", port))
+        # paramiko leaves Nagle on: each small request then waits for the peer's delayed ACK
+        # (about 40 ms a command here). A careful user turns it off, as asyncssh and rcmd do.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.transport = paramiko.Transport(sock)
         self.transport.start_client()
         self.transport.auth_none("bench")
 
