@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 import logging
@@ -342,6 +343,13 @@ class _Listener:
             await asyncio.sleep(0)
 
     def _start(self, conn: socket.socket, peer: str) -> None:
+        # Nagle off, as every interactive protocol wants (ssh, asyncssh): with it on, a frame
+        # sent right behind another (an EXIT behind a command's output, FILE_DATA behind
+        # GET_READY) waited for the client's delayed ACK, 40 ms. asyncio sets TCP_NODELAY
+        # only on sockets whose proto is IPPROTO_TCP, and socket.create_server's are proto 0.
+        if conn.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         server = self.server
         accepted = None if server._closing else server._admit(peer, None)
         if accepted is None:
