@@ -696,11 +696,16 @@ def bench_latency(count: int) -> list[tuple]:
     stdlib = asyncio.run(local_spawns(count, 1, "asyncio"))
     with rcmd_server() as server:
         times = []
+        echo: list[float] = []
         with rcmd.connect("127.0.0.1", server.port) as client:
             for _ in range(count):
                 start = time.perf_counter()
                 client.run("true")
                 times.append(time.perf_counter() - start)
+            for _ in range(count):  # output, then EXIT right behind it: two frames a command
+                start = time.perf_counter()
+                client.run("echo hi")
+                echo.append(time.perf_counter() - start)
         whole = [median_time(lambda: cli_read(("127.0.0.1", server.port), "true"), 1) for _ in range(10)]
     python = median_time(
         lambda: subprocess.run([sys.executable, "-c", "pass"], check=True, env=CHILD_ENV), 10
@@ -718,6 +723,12 @@ def bench_latency(count: int) -> list[tuple]:
             percentile(times, 50),
             percentile(times, 99),
             percentile(times, 50) / percentile(floor, 50),
+        ),
+        (
+            "rcmd: run('echo hi') (x the `true` floor)",
+            percentile(echo, 50),
+            percentile(echo, 99),
+            percentile(echo, 50) / percentile(floor, 50),
         ),
         ("`python -c pass` (start-up floor)", python, None, 1.0),
         (
