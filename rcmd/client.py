@@ -27,7 +27,7 @@ from .client_core import (
     tls_failure,
 )
 from .decoding import OutputDecoder, resolve_encoding
-from .errors import ConnectionClosed, RcmdError, RemoteProtocolError, ServerError
+from .errors import ConnectionClosed, RcmdError, RemoteFileError, RemoteProtocolError, ServerError
 from .framing import DEFAULT_MAX_FRAME_SIZE, NEED_DATA
 from .handshake import ClientHandshake, hello_failure
 from .messages import (
@@ -448,10 +448,23 @@ class Client:
         return get(self, remote, local, progress=progress, resume=resume, preserve=preserve, fsync=fsync)
 
     def listdir(self, path: str = ".") -> list[RemoteEntry]:
-        """The entries of the remote directory *path*, sorted by name (at most 5000)."""
+        """The entries of the remote directory *path*, sorted by name. A server lists a large
+        directory in pages (at most 5,000 entries, or 256 KiB, each): this asks for them all."""
         from .files import RemoteEntry, fs
 
-        return [RemoteEntry.from_json(item) for item in fs(self, "ls", path).entries or []]
+        entries: list[RemoteEntry] = []
+        after: str | None = None
+        while True:
+            result = fs(self, "ls", path, after)
+            page = [RemoteEntry.from_json(item) for item in result.entries or ()]
+            if after is not None and page and page[0].name <= after:
+                raise RemoteFileError(f"{path}: the server sent a page of its listing again")
+            entries += page
+            if not result.truncated:
+                return entries
+            if not page:
+                raise RemoteFileError(f"{path}: the server's listing stopped short (an empty page)")
+            after = page[-1].name
 
     def stat(self, path: str) -> RemoteEntry:
         """What *path* is on the server (a symbolic link is followed, except in a jail)."""

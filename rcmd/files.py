@@ -453,10 +453,10 @@ def _umask() -> int:
     return mask
 
 
-def fs(client: Client, op: str, path: str | None = None) -> FsResult:
+def fs(client: Client, op: str, path: str | None = None, after: str | None = None) -> FsResult:
     """Send one FS request; its FS_RESULT, or RemoteFileError."""
     _require_files(client)
-    client._send(Fs(op, path))
+    client._send(Fs(op, path, after))
     result = _expect(client, FsResult)
     assert isinstance(result, FsResult)
     if result.cwd is not None:

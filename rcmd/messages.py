@@ -378,23 +378,27 @@ class FileError(Message):
 
 @dataclass(frozen=True, slots=True)
 class Fs(Message):
-    """A file operation: *op* is one of FS_OPS, on *path* where it takes one."""
+    """A file operation: *op* is one of FS_OPS, on *path* where it takes one; for ``ls``,
+    *after* asks for the entries whose names sort after it (the next page of a listing)."""
 
     TYPE: ClassVar[MessageType] = MessageType.FS
     op: str
     path: str | None = None
+    after: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class FsResult(Message):
     """The answer to FS: the directory the connection is in (*cwd*), the *entries* of ``ls``
-    and ``stat`` (objects with name, type, size, mode, mtime), *used* and *quota* for ``df``."""
+    and ``stat`` (objects with name, type, size, mode, mtime), *used* and *quota* for ``df``;
+    *truncated* is true when ``ls`` left entries out (more than a listing holds)."""
 
     TYPE: ClassVar[MessageType] = MessageType.FS_RESULT
     cwd: str | None = None
     entries: Sequence[Mapping[str, Any]] | None = None
     used: int | None = None
     quota: int | None = None
+    truncated: bool | None = None
 
 
 #: The operations an FS message may ask for.
@@ -737,12 +741,17 @@ SCHEMA: dict[type[Message], dict[str, _Field]] = {
         "reason": _Field(_STR, required=True, check=_text, display=True),
         "kept": _Field((int,), check=_file_size),
     },
-    Fs: {"op": _Field(_STR, required=True, check=_fs_op), "path": _Field(_OPTIONAL_STR, check=_text)},
+    Fs: {
+        "op": _Field(_STR, required=True, check=_fs_op),
+        "path": _Field(_OPTIONAL_STR, check=_text),
+        "after": _Field(_OPTIONAL_STR, check=_text),
+    },
     FsResult: {
         "cwd": _Field(_OPTIONAL_STR, check=_text, display=True),
         "entries": _Field((list, tuple, type(None)), check=_entries),
         "used": _Field(_OPTIONAL_INT, check=_file_size),
         "quota": _Field(_OPTIONAL_INT, check=_file_size),
+        "truncated": _Field((bool, type(None))),
     },
     AuthChallenge: {
         "salt": _Field(_STR, required=True, check=_hex),
@@ -926,6 +935,27 @@ def _opens_too_deep(body: bytes) -> bool:
     return b"[" * (MAX_JSON_DEPTH + 1) in opens
 
 
+def _unknown_key_not_text(obj: dict[str, Any], schema: dict[str, _Field]) -> str | None:
+    """The first key not in *schema* whose name, or any string inside whose value, holds a
+    lone surrogate (§3: whatever the key, known or not); known keys are their fields' to check.
+    The body's token bound (MAX_JSON_TOKENS) bounds the walk."""
+    for key, value in obj.items():
+        if key in schema:
+            continue
+        pending: list[Any] = [key, value]
+        while pending:
+            item = pending.pop()
+            if isinstance(item, str):
+                if _has_surrogate(item):
+                    return key
+            elif isinstance(item, dict):
+                pending += item.keys()
+                pending += item.values()
+            elif isinstance(item, list):
+                pending += item
+    return None
+
+
 def _parse_json_body(cls: type[Message], body: bytes) -> dict[str, Any]:
     name = cls.TYPE.name
     too_deep = f"{name} body is nested deeper than {MAX_JSON_DEPTH} levels"
@@ -946,8 +976,11 @@ def _parse_json_body(cls: type[Message], body: bytes) -> dict[str, Any]:
     # Counting brackets is quick and bounds the depth: only a body with many is walked.
     if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _too_deep(obj):
         raise RemoteProtocolError(too_deep)
+    schema = SCHEMA[cls]
+    if not obj.keys() <= schema.keys() and (key := _unknown_key_not_text(obj, schema)) is not None:
+        raise RemoteProtocolError(f"{name} field {key!r} is not Unicode text (it holds a lone surrogate)")
     fields: dict[str, Any] = {}
-    for key, spec in SCHEMA[cls].items():
+    for key, spec in schema.items():
         if key not in obj:
             if spec.required:
                 raise RemoteProtocolError(f"{name} lacks the required field {key!r}")

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 
 import rcmd
 from rcmd.errors import RemoteFileError
-from rcmd.files import MIN_BLOCK_SIZE, partial_name
-from rcmd.messages import FileEnd, FileError, Put, PutFrom, PutReady
+from rcmd.files import MIN_BLOCK_SIZE, fs, partial_name
+from rcmd.messages import FileEnd, FileError, Put, PutFrom, PutReady, encode_message
 
 MiB = 1024 * 1024
 
@@ -445,6 +445,49 @@ def test_cli_put_and_get_recursive(file_server, folder):
     missing = run_cli("get", "-H", host, str(folder / "nope"), "x", cwd=folder)
     assert missing.returncode == 1
     assert "No such file or directory" in missing.stderr
+
+
+def test_a_large_listing_comes_in_pages(file_server, folder):
+    """ls sends at most 5,000 entries and at most the 262,145 bytes every client must accept,
+    sorted; a page that left any out says truncated, and FS ls with *after* (the last name
+    seen) gives the next. listdir() asks for every page."""
+    many, long = folder / "many", folder / "long"
+    many.mkdir()
+    long.mkdir()
+    short_names = [f"f{n:05}" for n in range(5003)]
+    long_names = [f"{n:04}" + "x" * 240 for n in range(1200)]
+    for name in short_names:
+        (many / name).touch()
+    for name in long_names:
+        (long / name).touch()
+    with connect(file_server) as client:
+        small = fs(client, "ls", str(folder))
+        assert small.truncated is None
+        assert {e["name"] for e in small.entries} == {"long", "many"}
+        wide = fs(client, "ls", str(long))
+        assert wide.truncated is True
+        assert 0 < len(wide.entries) < 1200
+        assert len(encode_message(wide)) <= 262_145
+        names = [e["name"] for e in wide.entries]
+        assert names == long_names[: len(names)]
+        after = fs(client, "ls", str(long), after=names[-1])
+        assert after.entries[0]["name"] == long_names[len(names)]
+        assert [entry.name for entry in client.listdir(str(many))] == short_names
+        assert [entry.name for entry in client.listdir(str(long))] == long_names
+        assert client.listdir(str(many))[0].type == "file"
+        assert client.run("echo still here").stdout == b"still here\n"
+
+
+def test_cli_get_r_copies_every_file_of_a_large_directory(file_server, folder):
+    """Once, get -r copied the first 5,000 files of a larger directory and said nothing."""
+    host = "{}:{}".format(*file_server.address)
+    (folder / "big").mkdir()
+    for n in range(5001):
+        (folder / "big" / f"f{n:05}").write_bytes(b"%d" % n)
+    get = run_cli("get", "-H", host, "-r", "-q", str(folder / "big"), "down", cwd=folder)
+    assert get.returncode == 0, get.stderr
+    assert len(list((folder / "down").iterdir())) == 5001
+    assert (folder / "down" / "f05000").read_bytes() == b"5000"
 
 
 def test_cli_resumes_and_says_so(file_server, folder):

@@ -135,6 +135,15 @@ def test_unknown_fields_are_ignored_for_forward_compatibility():
             "HELLO field 'software' is not Unicode text (it holds a lone surrogate)",
         ),
         (b'\x06{"mac":"\\ud800"}', "AUTH_OK field 'mac' is not Unicode text (it holds a lone surrogate)"),
+        # Whatever the key, known or not (an unknown key's value was once let through).
+        (
+            b'\x02{"command":"true","later":"\\ud800"}',
+            "RUN field 'later' is not Unicode text (it holds a lone surrogate)",
+        ),
+        (
+            b'\x12{"returncode":0,"x":[{"y":"\\udc00"}]}',
+            "EXIT field 'x' is not Unicode text (it holds a lone surrogate)",
+        ),
         # A number too large for a float reads as inf: refused wherever it is, with its first
         # 20 characters.
         (b'\x02{"command":"x","timeout":1e400}', "RUN body: the number 1e400 is not a finite number"),
@@ -441,3 +450,32 @@ def test_terminal_fields_say_exactly_what_is_wrong(payload, reason):
 )
 def test_terminal_fields_at_their_edges_pass(payload, message):
     assert decode_message(payload) == message
+
+
+def test_an_unknown_key_holding_text_or_an_escaped_pair_is_ignored():
+    """The check for lone surrogates in unknown keys lets real text through: an escaped
+    pair (an emoji) and an escaped backslash before "ud800" are both text."""
+    body = b'\x02{"command":"true","later":["\\ud83d\\ude00","\\\\ud800"],"\\ud83d\\ude00":1}'
+    assert decode_message(body) == Run("true")
+
+
+def test_a_repeated_key_takes_its_last_value():
+    """§3: a sender MUST NOT repeat a key; a receiver that gets one uses the last value."""
+    assert decode_message(b'\x02{"command":"false","command":"true"}') == Run("true")
+
+
+def test_we_never_send_a_repeated_key():
+    import json
+
+    def unique(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        keys = [key for key, _ in pairs]
+        assert len(keys) == len(set(keys)), keys
+        return dict(pairs)
+
+    sent = [
+        Run("true", cwd="/", env={"A": "1"}, timeout=1.0, stdin=True),
+        Hello(software="x", encoding="utf-8", cwd="/", extensions=("pty",)),
+        Exit(0, cwd="/"),
+    ]
+    for message in sent:
+        json.loads(encode_message(message)[1:], object_pairs_hook=unique)

@@ -71,6 +71,7 @@ ROUND_TRIPS = [
         FsResult(cwd="/", entries=[{"name": "a", "size": 1}], used=0, quota=MAX_FILE_SIZE),
         b'\x2a{"cwd":"/","entries":[{"name":"a","size":1}],"used":0,"quota":9007199254740991}',
     ),
+    (FsResult(entries=[], truncated=True), b'\x2a{"entries":[],"truncated":true}'),
     (AuthChallenge("00" * 8, 1), b'\x30{"salt":"0000000000000000","iterations":1}'),
     (AuthProof(SHA), f'\x31{{"proof":"{SHA}"}}'.encode()),
 ]
@@ -278,6 +279,7 @@ def test_a_field_of_the_wrong_type_is_never_sent(message, reason):
         (b'\x21{"path":"a","blocks":null}', "GET field 'blocks' has the wrong type (NoneType)"),
         (b'\x21{"path":"a","partial":null}', "GET field 'partial' has the wrong type (NoneType)"),
         (b'\x23{"offset":1.0}', "PUT_FROM field 'offset' has the wrong type (float)"),
+        (b'\x2a{"truncated":1}', "FS_RESULT field 'truncated' has the wrong type (int)"),
         (b'\x20{"path":"a","mtime":"1"}', "PUT field 'mtime' has the wrong type (str)"),
         (b'\x20{"path":"a","mtime":1e400}', "PUT body: the number 1e400 is not a finite number"),
         (b'\x2a{"entries":[1]}', f"FS_RESULT field 'entries' {ENTRIES}"),

@@ -40,6 +40,10 @@ MUSTS: dict[tuple[str, str], list[str]] = {
         "test_protocol.py::test_a_client_sends_no_extension_the_server_did_not_list",
         "test_protocol.py::test_a_client_asks_for_no_pty_from_a_server_without_the_extension",
     ],
+    ("3", "A sender MUST NOT repeat a key"): [
+        "test_messages.py::test_a_repeated_key_takes_its_last_value",
+        "test_messages.py::test_we_never_send_a_repeated_key",
+    ],
     ("3", "MUST ignore keys they do not know"): [
         "test_messages.py::test_unknown_fields_are_ignored_for_forward_compatibility",
     ],

@@ -16,6 +16,7 @@ connection's working directory.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import errno
 import functools
 import logging
@@ -50,6 +51,7 @@ from ..messages import (
     Put,
     PutFrom,
     PutReady,
+    encode_message,
 )
 
 if TYPE_CHECKING:
@@ -61,8 +63,12 @@ log = logging.getLogger("rcmd.server")
 
 #: Messages the session hands to FileService.handle().
 FILE_MESSAGES = (Put, Get, Fs, PutFrom, FileData, FileEnd)
-#: ``ls`` lists at most this many entries: one FS_RESULT must fit in a frame (~100 bytes each).
+#: ``ls`` lists at most this many entries, and no more than fit in MAX_LISTING_BYTES; an
+#: FS_RESULT that left any out says ``truncated``.
 MAX_LISTING = 5000
+#: The largest frame every client must accept after the handshake (docs/PROTOCOL.md §2): a
+#: listing of long names (5,000 of 255 bytes would be 1.6 MB) is cut to fit in it.
+MAX_LISTING_BYTES = 262_145
 #: Control characters (newline, NUL, ESC...) are refused in names: they make listings and
 #: logs lie, and NUL cannot reach the operating system at all.
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
@@ -561,7 +567,7 @@ class FileService:
             self.session.previous_cwd, self.session.cwd = self.session.cwd, cwd
             await self.session.send(FsResult(cwd=cwd))
         elif op == "ls":
-            await self.session.send(FsResult(cwd=tree.cwd, entries=_listing(tree, path)))
+            await self.session.send(await asyncio.to_thread(_ls, tree, path, request.after))
         elif op == "stat":
             await self.session.send(FsResult(cwd=tree.cwd, entries=[_stat(tree, path)]))
         elif op == "df":
@@ -594,24 +600,48 @@ class FileService:
         await self.session.send(FsResult(cwd=tree.cwd))
 
 
-def _listing(tree: Tree, path: str) -> list[dict[str, Any]]:
+def _ls(tree: Tree, path: str, after: str | None) -> FsResult:
+    """The FS_RESULT of ``ls`` *path* (the page after the name *after*): run on a thread (a
+    stat of thousands of entries, and their encoding, would keep the event loop from
+    everyone else for milliseconds)."""
+    entries, truncated = _listing(tree, path, after)
+    return _fitting(FsResult(cwd=tree.cwd, entries=entries, truncated=truncated))
+
+
+def _listing(tree: Tree, path: str, after: str | None) -> tuple[list[dict[str, Any]], bool | None]:
+    """The entries of *path* whose names sort after *after*, sorted by name, at most
+    MAX_LISTING; and True if more follow (None if not: the FS_RESULT leaves it out)."""
     fd, shown = tree.open_dir(path)
     try:
-        entries = []
-        with os.scandir(fd) as scan:
-            for item in scan:
-                try:
-                    info = item.stat(follow_symlinks=False)
-                except OSError:
-                    continue  # gone meanwhile
-                entries.append(_entry(_display(item.name), info))
-                if len(entries) >= MAX_LISTING:
-                    break
-        return sorted(entries, key=lambda entry: entry["name"])
+        names = sorted((_display(name), name) for name in os.listdir(fd))
+        start = 0 if after is None else bisect.bisect_right([shown_name for shown_name, _ in names], after)
+        entries: list[dict[str, Any]] = []
+        for position in range(start, len(names)):
+            if len(entries) >= MAX_LISTING:
+                return entries, True
+            shown_name, name = names[position]
+            try:
+                info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except OSError:
+                continue  # gone meanwhile
+            entries.append(_entry(shown_name, info))
+        return entries, None
     except OSError as exc:
         raise FileRefused(_os_reason(shown, exc)) from None
     finally:
         os.close(fd)
+
+
+def _fitting(result: FsResult) -> FsResult:
+    """*result*, its entries cut (from the end) until its payload fits in MAX_LISTING_BYTES."""
+    entries = list(result.entries or ())
+    size = len(encode_message(result))
+    while size > MAX_LISTING_BYTES:
+        keep = min(len(entries) - 1, len(entries) * MAX_LISTING_BYTES * 9 // (size * 10))
+        entries = entries[: max(keep, 0)]
+        result = FsResult(cwd=result.cwd, entries=entries, truncated=True)
+        size = len(encode_message(result))
+    return result
 
 
 def _stat(tree: Tree, path: str) -> dict[str, Any]:
