@@ -273,7 +273,7 @@ def exchange_vectors() -> list[dict[str, Any]]:
             note="decoded incrementally as gbk, stdout is the text '中文\\r\\n'",
         ),
         exchange(
-            "stdin, end of input, then a cancel crossing the EXIT",
+            "stdin, then end of input",
             [
                 ("S->C", hello),
                 ("C->S", Hello(software=SOFTWARE)),
@@ -371,7 +371,8 @@ def exchange_vectors() -> list[dict[str, Any]]:
                 ("S->C", Stdout(b"x\n")),
                 ("S->C", Exit(0, cwd="/srv")),
             ],
-            note="the user typed `cat my\\ f` and Tab: the prompt inserts `ile.txt` and a space",
+            note="the user typed `cat my\\ ` and Tab: COMPLETE carries the word unescaped, and the "
+            "prompt offers both items; the user chose `my file.txt`, which the prompt quotes",
         ),
         exchange(
             "a sticky cd",
