@@ -177,6 +177,17 @@ def test_a_json_bomb_before_authentication_gets_an_error(raw):
     assert "nested deeper than" in the_error(client.reply())
 
 
+def test_a_frame_too_large_in_the_handshake_gets_no_advice_about_command_lines(raw):
+    """Before the handshake the peer may not speak rcmd at all: the reason says so, and
+    only after it does the server suggest stdin for a long command line."""
+    client = raw(hello=False)
+    client.sock.sendall(b"\x00\x00\x24\x00")  # 9,216 bytes announced, over the 8 KiB limit
+    reason = the_error(client.reply())
+    assert "exceeds the maximum of 8192 bytes" in reason
+    assert "command line" not in reason
+    assert "another protocol" in reason
+
+
 def test_a_lone_surrogate_outside_a_run_is_garbage(raw):
     client = raw(hello=False)
     client.send(b'\x01{"protocol":1,"software":"rcmd \\udcff"}')

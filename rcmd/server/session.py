@@ -198,7 +198,9 @@ class PrefixedSession:
             await self._read_loop()
         except RemoteProtocolError as exc:
             reason = str(exc)
-            if isinstance(exc, FrameTooLarge):  # from our client: no naive server is involved
+            if isinstance(exc, FrameTooLarge) and exc.max_frame_size == self.config.max_frame_size:
+                # After the handshake (its limit is 8 KiB): the peer speaks rcmd, and a frame
+                # this large is most likely a RUN whose command line carries data.
                 reason = (
                     f"frame of {exc.size} bytes exceeds the maximum of {exc.max_frame_size} bytes "
                     "(a command line this long is refused: send large data as its stdin)"
