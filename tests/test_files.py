@@ -7,6 +7,7 @@ the server's log line saying it kept the partial file (an event, not a sleep).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -146,6 +147,46 @@ def test_get_survives_short_writes(file_server, folder, monkeypatch):
     assert got.sha256 == sha(content)
     assert (folder / "down").read_bytes() == content
     assert len(calls) > len(content) // 1000
+
+
+def test_a_get_that_cannot_write_raises_the_os_error_and_resumes_later(file_server, folder, monkeypatch):
+    """A write that fails (a full disk) raises its OSError, the partial file keeps what was
+    written before it, and the same get resumes from there."""
+    content = data(3 * MiB + 7, seed=5)
+    (folder / "src").write_bytes(content)
+    real_pwrite = os.pwrite
+
+    def full_disk_after_a_mib(fd: int, chunk, offset: int) -> int:
+        if offset >= MiB:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_pwrite(fd, chunk, offset)
+
+    monkeypatch.setattr(os, "pwrite", full_disk_after_a_mib)
+    with connect(file_server) as client, pytest.raises(OSError, match="No space left") as failure:
+        client.get(str(folder / "src"), folder / "down")
+    assert failure.value.errno == errno.ENOSPC
+    assert (folder / partial_name("down")).read_bytes() == content[:MiB]
+    monkeypatch.undo()
+    with connect(file_server) as client:
+        assert client.get(str(folder / "src"), folder / "down").resumed_from == MiB
+    assert (folder / "down").read_bytes() == content
+
+
+def test_a_client_gone_mid_get_leaves_the_server_no_open_file(server_factory, folder):
+    """A download the client abandons half way closes the server's file (and socket)."""
+    server = server_factory("--cwd", str(folder))
+    (folder / "big").write_bytes(data(16 * MiB))  # more than the socket buffers hold
+
+    def open_files() -> int:
+        return len(os.listdir(f"/proc/{server.proc.pid}/fd"))
+
+    with connect(server) as idle:  # the server is up and serving: what it has open now, it keeps
+        assert idle.run("true").returncode == 0
+        before = open_files()
+        for _ in range(3):
+            with connect(server) as client, pytest.raises(Cut):
+                client.get("big", folder / "down", progress=cut_at(MiB))
+        wait_until(lambda: open_files() <= before, "the server keeps files of abandoned downloads open")
 
 
 def test_empty_file(file_server, folder):
