@@ -25,6 +25,10 @@ process carrying its cookies if it dies without cleaning up (SIGKILL, a crash).
 What this cannot catch: a process that left the group with an environment lacking the
 cookie (``env -i``, a daemon that execs with a clean environment), until shutdown; one
 running as another user; anything at all, without /proc (then only the group is killed).
+Where the server may create cgroups (rcmd.cgroup), each command also runs in a cgroup of
+its own, entered before anything of it runs, and every kill above starts with its
+cgroup.kill, which reaches those too (the watchdog's as well); the rest stays, as a net for
+a process that root moved out of its cgroup.
 
 POSIX only (setsid, killpg); on systems without pidfd (not Linux, or Linux < 5.3) a thread
 per command waits for its exit instead.
@@ -46,6 +50,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+
+from .cgroup import CommandCgroups, Unavailable, kill_and_remove
 
 log = logging.getLogger("rcmd.server")
 
@@ -78,6 +84,9 @@ WATCHDOG_EXIT_WAIT = 5.0
 #: come to the server only then, for the next round).
 ORPHAN_DEATH_WAIT = 1.0
 PR_SET_CHILD_SUBREAPER = 36
+#: A killed command's cgroup that still holds dying processes is removed this long after,
+#: then twice as long each time.
+CGROUP_RETRY = 0.01
 
 
 class Child:
@@ -295,7 +304,7 @@ def _start(
         for fd in ours[:2]:
             _enlarge(fd)
         popen = subprocess.Popen(
-            [shell, "-c", command],
+            tracker.command_argv(number, [shell, "-c", command]),
             stdin=theirs[2] if stdin else subprocess.DEVNULL,
             stdout=theirs[0],
             stderr=theirs[1],
@@ -329,9 +338,12 @@ def signal_group(child: Child, sig: int | None = None) -> None:
 
 
 def kill_tree(child: Child) -> asyncio.Future[int]:
-    """SIGKILL *child*'s group now, then every process carrying its cookie, found by a scan
-    of /proc on the scan thread (scan_in_thread): a future for how many it found, set on
-    the loop once they have been sent SIGKILL (and exited orphans reaped)."""
+    """SIGKILL *child*'s cgroup (if it has one) and group now, then every process carrying
+    its cookie, found by a scan of /proc on the scan thread (scan_in_thread): a future for
+    how many it found, set on the loop once they have been sent SIGKILL (and exited orphans
+    reaped). The scan stays with a cgroup: a command running as root can move a process
+    out of its cgroup, and one that keeps its cookie is still found."""
+    tracker.kill_cgroup(child.number)
     signal_group(child)
     cookie = tracker.cookie(child.number).encode()
     found = scan_in_thread(tracker.prefix, cookie.__eq__)
@@ -536,6 +548,9 @@ class ProcessTracker:
         self._sweep_loop: asyncio.AbstractEventLoop | None = None
         self._watchdog: subprocess.Popen[bytes] | None = None
         self._watchdog_pipe: int | None = None
+        self.cgroups: CommandCgroups | None = None  # a cgroup per command (start(cgroups=True))
+        self._unremoved: set[int] = set()  # commands whose killed cgroup was not empty yet
+        self._removal: asyncio.TimerHandle | None = None
 
     def _ensure_id(self) -> None:
         if self._owner_pid != os.getpid():  # first use, or a fork of the server
@@ -545,6 +560,9 @@ class ProcessTracker:
             self.leaders.clear()
             self._watchdog = None
             self._watchdog_pipe = None
+            self.cgroups = None  # the server's, not a fork's
+            self._unremoved.clear()
+            self._removal = None
 
     @property
     def prefix(self) -> bytes:
@@ -567,6 +585,10 @@ class ProcessTracker:
         if number not in self.live:
             return
         self.live.discard(number)
+        if self.cgroups is not None:  # nothing of it outlives it: its cgroup now, then removed
+            self.cgroups.kill(number)
+            if not self.cgroups.remove(number):
+                self._remove_later(number)
         if self.subreaper and not self._has_orphans():
             return  # nothing outlived its parent: nothing can have escaped (see _has_orphans)
         try:
@@ -577,6 +599,43 @@ class ProcessTracker:
         if self._sweep is None or self._sweep_loop is not loop:  # none due, or on a loop gone
             self._sweep = loop.call_later(SWEEP_DELAY, self.sweep)
             self._sweep_loop = loop
+
+    def command_argv(self, number: int, argv: list[str]) -> list[str]:
+        """What to start for command *number*, whose shell's argv is *argv*: *argv* itself,
+        or with cgroups, the gate that moves it into its new cgroup first (rcmd.cgroup).
+        Thread-safe. A cgroup that cannot be created leaves only the cookie, and is logged."""
+        cgroups = self.cgroups
+        if cgroups is None or not os.access(argv[0], os.X_OK):  # a missing shell: Popen says so
+            return argv
+        try:
+            return cgroups.gated(number, argv)
+        except OSError as exc:
+            log.warning("command %d: no cgroup (%s): its cookie alone finds its processes", number, exc)
+            return argv
+
+    def kill_cgroup(self, number: int) -> None:
+        """SIGKILL every process in command *number*'s cgroup, if it has one."""
+        if self.cgroups is not None:
+            self.cgroups.kill(number)
+
+    def _remove_later(self, number: int) -> None:
+        """Remove command *number*'s killed cgroup once its processes are gone: tried again
+        after CGROUP_RETRY, then twice as long each time up to SWEEP_DELAY (if no loop
+        runs, at close())."""
+        self._unremoved.add(number)
+        self._schedule_removal(CGROUP_RETRY)
+
+    def _schedule_removal(self, delay: float) -> None:
+        if self._removal is None:
+            with contextlib.suppress(RuntimeError):
+                self._removal = asyncio.get_running_loop().call_later(delay, self._remove_pending, delay)
+
+    def _remove_pending(self, delay: float) -> None:
+        self._removal = None
+        if self.cgroups is not None:
+            self._unremoved = {number for number in self._unremoved if not self.cgroups.remove(number)}
+            if self._unremoved:
+                self._schedule_removal(min(2 * delay, SWEEP_DELAY))
 
     def environment(self, number: int, env: Mapping[str, str] | None) -> dict[str, str]:
         """*env* (None: the server's own) with the command's cookie. The server's own is
@@ -620,15 +679,24 @@ class ProcessTracker:
                     self._sweep_loop = loop
         self.reap_orphans()
 
-    def start(self, *, subreaper: bool) -> str:
-        """Set up for a server process (rcmd-server calls it): the watchdog, and the
-        subreaper if asked (it changes where orphans of anything the process starts go).
-        Without it (BackgroundServer, spawn() alone) cookies and sweeps still work, but a
-        killed process leaves its commands running. Returns a sentence for the log
-        saying which mechanisms are active."""
+    def start(self, *, subreaper: bool, cgroups: bool = False) -> str:
+        """Set up for a server process (rcmd-server calls it): the watchdog, the subreaper
+        if asked (it changes where orphans of anything the process starts go), and a cgroup
+        per command if asked and possible (rcmd.cgroup: the process's own cgroup must
+        take a child). Without it (BackgroundServer, spawn() alone) cookies and sweeps still
+        work, but a killed process leaves its commands running. Returns a sentence for the
+        log saying which mechanisms are active."""
         self._ensure_id()
         if self._watchdog is None:
             self._start_watchdog()
+        no_cgroup = "no cgroup"
+        if cgroups and self.cgroups is None:
+            try:
+                self.cgroups = CommandCgroups.create(self._watchdog.pid if self._watchdog else None)
+            except Unavailable as exc:
+                no_cgroup = f"no cgroup ({exc})"
+            else:
+                self._tell_watchdog()
         if subreaper and not self.subreaper:
             self.subreaper = _become_subreaper()
             if self.subreaper:
@@ -641,7 +709,9 @@ class ProcessTracker:
             else "process group only (no /proc: processes that leave the group are not found)",
             "child subreaper" if self.subreaper else "not a subreaper",
             f"watchdog pid {self._watchdog.pid}" if self._watchdog is not None else "no watchdog",
-            "no cgroup",
+            f"a cgroup per command under {self.cgroups.parent}, killed by cgroup.kill"
+            if self.cgroups is not None
+            else no_cgroup,
         ]
         return "killing a command's processes: " + "; ".join(parts)
 
@@ -650,6 +720,14 @@ class ProcessTracker:
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
+        if self._removal is not None:
+            self._removal.cancel()
+            self._removal = None
+        if self._owner_pid == os.getpid() and self.cgroups is not None:
+            if not self.cgroups.close():
+                log.warning("%s: processes still there after SIGKILL: not removed", self.cgroups.parent)
+            self.cgroups = None
+            self._unremoved.clear()
         if self._owner_pid == os.getpid():
             kill_marked(self.prefix, settle=SETTLE)
             if self.subreaper:
@@ -777,6 +855,12 @@ class ProcessTracker:
         finally:
             os.close(read_end)
         self._watchdog_pipe = write_end
+        self._tell_watchdog()
+
+    def _tell_watchdog(self) -> None:
+        """Give the watchdog the path of our cgroups, which it empties if we die."""
+        if self._watchdog_pipe is not None and self.cgroups is not None:
+            os.write(self._watchdog_pipe, self.cgroups.parent.encode() + b"\n")
 
     def _stop_watchdog(self) -> None:
         if self._watchdog_pipe is not None:
@@ -796,18 +880,23 @@ tracker = ProcessTracker()
 
 def watchdog_main() -> None:
     """The watchdog (see ProcessTracker._start_watchdog): wait for EOF on stdin, then kill
+    everything in the cgroup whose path the server wrote there, if any, and remove it, then
     every process carrying a cookie of the server whose id is argv[1], and exit."""
     server_id = sys.argv[1]
     for sig in (signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
+    told = b""
     while True:
         try:
-            if not os.read(0, 4096):
+            if not (data := os.read(0, 4096)):
                 break
+            told += data
         except InterruptedError:
             continue
         except OSError:
             break
+    for line in told.decode(errors="replace").splitlines():
+        kill_and_remove(line)
     kill_marked(f"{server_id}-".encode(), settle=SETTLE)
 
 

@@ -133,6 +133,15 @@ def server(server_factory):
     return server_factory("--encoding", "utf-8")
 
 
+@pytest.fixture
+def cookie_only(server_factory, monkeypatch):
+    """A server that finds no cgroup2 among its mounts (a test hook, not an option): the
+    process group, the cookie and the subreaper alone, as on a machine without cgroups."""
+    hook = "import rcmd.cgroup; rcmd.cgroup.MOUNTINFO = '/dev/null'\n"
+    monkeypatch.setattr(sys.modules[__name__], "SERVER_ARGV", [sys.executable, "-c", hook + SERVER_ARGV[-1]])
+    return server_factory("--encoding", "utf-8")
+
+
 @pytest.fixture(scope="session")
 def gbk_server(server_factory):
     """A server that announces gbk, as Windows cmd.exe prints."""

@@ -269,10 +269,11 @@ def test_without_the_subreaper_what_a_command_left_is_swept():
 # ------------------------------------------------------------ output held open, stdin
 
 
-def test_output_held_by_a_process_out_of_reach_is_cut_and_exit_still_comes(server):
-    """A process with a clean environment that left the group cannot be found: the reply
-    must not wait for it. (It is not killed: the test kills it, and the README says so.)"""
-    conversation = Conversation(server.address)
+def test_output_held_by_a_process_out_of_reach_is_cut_and_exit_still_comes(cookie_only):
+    """Without cgroups, a process with a clean environment that left the group cannot be
+    found: the reply must not wait for it. (It is not killed: the test kills it, and the
+    README says so. In a cgroup it is killed: test_cgroup.py.)"""
+    conversation = Conversation(cookie_only.address)
     conversation.send(Run(UNREACHABLE))
     pids = Pids()
     try:
@@ -285,10 +286,11 @@ def test_output_held_by_a_process_out_of_reach_is_cut_and_exit_still_comes(serve
     assert b"rcmd: output cut" in pids.stderr
 
 
-def test_a_process_out_of_reach_of_the_cookie_dies_at_shutdown(server_factory):
-    """Without the cookie it cannot be told whose it is, but as an orphan it is the
-    server's child (subreaper): when the server stops, every command is over, so it dies."""
-    server = server_factory()
+def test_a_process_out_of_reach_of_the_cookie_dies_at_shutdown(cookie_only):
+    """Without the cookie (nor a cgroup) it cannot be told whose it is, but as an orphan it
+    is the server's child (subreaper): when the server stops, every command is over, so it
+    dies."""
+    server = cookie_only
     conversation = Conversation(server.address)
     conversation.send(Run(UNREACHABLE))
     pids = Pids()

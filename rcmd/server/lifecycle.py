@@ -24,8 +24,9 @@ async def serve(config: ServerConfig, *, on_ready: Callable[[str, int], None] | 
     *on_ready* is called with the bound (host, port) once it listens.
     """
     server = Server(config)
-    # This process is the server's alone: it may become the subreaper of its commands.
-    log.info("%s", tracker.start(subreaper=True))
+    # This process is the server's alone: it may become the subreaper of its commands, and
+    # put them in cgroups of its own.
+    log.info("%s", tracker.start(subreaper=True, cgroups=True))
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

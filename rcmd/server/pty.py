@@ -88,7 +88,7 @@ def spawn_pty(
     try:
         set_window_size(slave, rows, cols)
         popen = subprocess.Popen(
-            [shell, "-c", command],
+            tracker.command_argv(number, [shell, "-c", command]),
             stdin=slave,
             stdout=slave,
             stderr=slave,
