@@ -262,6 +262,13 @@ def server_main(
     command_timeout: float = typer.Option(
         0.0, help="Seconds a command may run when it sets no timeout of its own (0: no limit)."
     ),
+    cgroups: bool = typer.Option(
+        False,
+        "--cgroups",
+        help="Run each command in a cgroup of its own (cgroup v2, where this server may create "
+        "them), so that nothing it starts outlives it, even with a clean environment. Costs each "
+        "command an extra exec (~0.7 ms), and ~8 ms after a quiet spell.",
+    ),
     log_level: str = typer.Option("info", help="debug, info, warning or error."),
     version: bool = typer.Option(False, "--version", help="Print the version and exit."),
 ) -> None:
@@ -321,6 +328,7 @@ def server_main(
             tls_key=tls_key,
             cwd=cwd,
             users=accounts,
+            cgroups=cgroups,
         )
     except (InsecureBindError, ValueError) as exc:
         typer.echo(f"rcmd-server: {exc}", err=True)

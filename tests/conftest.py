@@ -135,11 +135,12 @@ def server(server_factory):
 
 @pytest.fixture
 def cookie_only(server_factory, monkeypatch):
-    """A server that finds no cgroup2 among its mounts (a test hook, not an option): the
-    process group, the cookie and the subreaper alone, as on a machine without cgroups."""
+    """A server asked for cgroups that finds no cgroup2 among its mounts (a test hook, not an
+    option): the process group, the cookie and the subreaper alone, as on a machine without
+    cgroups."""
     hook = "import rcmd.cgroup; rcmd.cgroup.MOUNTINFO = '/dev/null'\n"
     monkeypatch.setattr(sys.modules[__name__], "SERVER_ARGV", [sys.executable, "-c", hook + SERVER_ARGV[-1]])
-    return server_factory("--encoding", "utf-8")
+    return server_factory("--encoding", "utf-8", "--cgroups")
 
 
 @pytest.fixture(scope="session")

@@ -60,6 +60,12 @@ CLEAN_ESCAPING = "\n".join(CLEAN_ESCAPES.values()) + "\necho shell $$\n"
 CGROUP_LINE = r"a cgroup per command under (\S+),"
 
 
+@pytest.fixture(scope="module")
+def server(server_factory):
+    """Here, a server started with --cgroups (off by default: they cost each command)."""
+    return server_factory("--encoding", "utf-8", "--cgroups")
+
+
 def _own_cgroup_writable() -> str | None:
     """Why a cgroup cannot be made here (None if it can): read as the server would,
     without rcmd.cgroup, so these tests also run (and fail) against a server without it."""
@@ -109,7 +115,7 @@ def commands_left(server) -> list[str]:
 @needs_cgroups
 @pytest.mark.parametrize("ending", ["cancel", "timeout", "disconnect", "server stop"])
 def test_processes_with_a_clean_environment_die_with_their_command(ending, server_factory):
-    server = server_factory()
+    server = server_factory("--cgroups")
     conversation = Conversation(server.address)
     timeout = {"timeout": 5} if ending == "timeout" else {}
     pids = start_clean(conversation, CLEAN_ESCAPING + "sleep 600", **timeout)  # type: ignore[arg-type]
@@ -138,7 +144,7 @@ def test_processes_with_a_clean_environment_die_with_their_command(ending, serve
 
 @needs_cgroups
 def test_server_killed_its_watchdog_empties_and_removes_its_cgroups(server_factory):
-    server = server_factory()
+    server = server_factory("--cgroups")
     conversation = Conversation(server.address)
     pids = start_clean(conversation, CLEAN_ESCAPING + "sleep 600")
     server.proc.kill()
@@ -211,6 +217,12 @@ def test_a_cgroup_left_busy_is_removed_once_empty(server):
 
 
 # ----------------------------------------------------------------------- the fallback
+
+
+def test_cgroups_are_off_unless_asked_for(server_factory):
+    plain = server_factory("--encoding", "utf-8")
+    line = plain.wait_for_log(r"killing a command's processes: .*")
+    assert line.group(0).endswith("; no cgroup")
 
 
 def test_without_cgroups_the_server_says_so_and_the_cookie_works(cookie_only):

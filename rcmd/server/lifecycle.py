@@ -25,8 +25,8 @@ async def serve(config: ServerConfig, *, on_ready: Callable[[str, int], None] | 
     """
     server = Server(config)
     # This process is the server's alone: it may become the subreaper of its commands, and
-    # put them in cgroups of its own.
-    log.info("%s", tracker.start(subreaper=True, cgroups=True))
+    # put them in cgroups of its own (--cgroups).
+    log.info("%s", tracker.start(subreaper=True, cgroups=config.cgroups))
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
