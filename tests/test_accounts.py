@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import socket
 import stat
@@ -443,3 +444,43 @@ def test_the_prompt_of_a_transfer_only_user(users_server, homes, tmp_path):
     child.expect(pexpect.EOF)
     assert (tmp_path / "back.txt").read_bytes() == b"from the prompt"
     assert list((homes / "una" / "pdir").iterdir()) == []
+
+
+def test_adduser_on_a_terminal_asks_twice_without_echo(tmp_path):
+    """On a terminal the password is asked for twice, not shown; two that differ exit 2 and
+    write nothing. passwd for a name the file lacks exits 1 with the reason."""
+    import pexpect
+
+    users = tmp_path / "u.toml"
+    argv = [*SERVER_ARGV, "adduser", "tia", "--users", str(users), "--iterations", str(ROUNDS)]
+    child = pexpect.spawn(argv[0], argv[1:], encoding="utf-8", timeout=30)
+    child.expect("new password for tia: ")
+    child.sendline("first")
+    child.expect("again: ")
+    child.sendline("second")
+    child.expect("the passwords differ")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 2
+    assert not users.exists()
+    child = pexpect.spawn(argv[0], argv[1:], encoding="utf-8", timeout=30)
+    seen = io.StringIO()
+    child.logfile_read = seen  # everything the terminal showed, not only after the last match
+    child.expect("new password for tia: ")
+    child.sendline("same secret")
+    child.expect("again: ")
+    child.sendline("same secret")
+    child.expect("added tia")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert "added tia" in seen.getvalue()
+    assert "same secret" not in seen.getvalue()  # not echoed
+    salted = scram.salted_password("same secret", load_users(users)["tia"].verifier.salt, ROUNDS)
+    assert scram.server_key(salted) == load_users(users)["tia"].verifier.server_key
+    unknown = subprocess.run(
+        [*SERVER_ARGV, "passwd", "nobody", "--users", str(users)], input="x\n", capture_output=True, text=True
+    )
+    assert unknown.returncode == 1
+    assert unknown.stderr.startswith("rcmd-server: ")
+    assert "nobody" in unknown.stderr
