@@ -376,3 +376,50 @@ def test_a_client_that_does_not_read_holds_the_command_not_the_servers_memory(
     peak = server.memory_kib("VmHWM")
     assert (size, received.hexdigest()) == (200 * MiB, digest)
     assert peak - baseline < 40 * 1024, f"server grew from {baseline} KiB to a peak of {peak} KiB"
+
+
+def test_a_command_that_does_not_read_its_input_holds_the_client_not_the_servers_memory(
+    server_factory, rsa4096
+):
+    """64 MiB of stdin to a command that never reads: the server stops reading the socket
+    (pause_reading through the TLS transport to the socket's) once its backlog is full, so
+    the client's sends block and the server's memory stays put."""
+    from rcmd.framing import encode_frame
+    from rcmd.messages import Run, Stdin, encode_message
+
+    server = server_factory("--tls-cert", rsa4096)
+    baseline = server.memory_kib("VmRSS")
+    raw = socket.create_connection(server.address, timeout=60)
+    sock = client_context(rsa4096).wrap_socket(raw, server_hostname="127.0.0.1")
+    sent = [0, time.monotonic()]  # bytes, when the last send returned
+
+    def send_input() -> None:
+        chunk = encode_frame(encode_message(Stdin(bytes(64 * 1024))))
+        try:
+            for _ in range(1024):  # 64 MiB
+                sock.sendall(chunk)
+                sent[:] = [sent[0] + len(chunk), time.monotonic()]
+        except OSError:
+            pass  # closed at the end of the test, mid-send
+
+    try:
+        read_hello(sock)
+        sock.sendall(
+            encode_frame(encode_message(Hello()))
+            + encode_frame(encode_message(Run("echo started; exec sleep 600", stdin=True)))
+        )
+        assert b"started" in sock.recv(4096)
+        sender = threading.Thread(target=send_input, daemon=True)
+        sender.start()
+        # Blocked: no send has returned for half a second, and some bytes are sent already.
+        wait_until(
+            lambda: not sender.is_alive() or (sent[0] > 0 and time.monotonic() - sent[1] > 0.5),
+            "the client's input neither blocked nor all went",
+        )
+        peak = server.memory_kib("VmHWM")
+        assert sender.is_alive(), f"the server took all 64 MiB (peak {peak} KiB, from {baseline} KiB)"
+        assert sent[0] < 32 * MiB
+        assert peak - baseline < 40 * 1024, f"server grew from {baseline} KiB to a peak of {peak} KiB"
+    finally:
+        sock.shutdown(socket.SHUT_RDWR)  # wakes the sender's blocked send
+        sock.close()
