@@ -42,7 +42,7 @@ $(VENV)/.installed-mutate: pyproject.toml $(VENV)/.created
 # runs on the default one). Docs, vectors, benchmarks, Ansible and the pure property tests
 # of the core do not depend on the interpreter's version in ways these would not show.
 CROSS_VERSION_TESTS := tests/test_end_to_end.py tests/test_security.py tests/test_security_stdin.py \
-	tests/test_security_tls.py tests/test_tls.py tests/test_hostile.py tests/test_hostile_fairness.py \
+	tests/test_security_tls.py tests/test_tls.py tests/test_tls_off_loop.py tests/test_hostile.py tests/test_hostile_fairness.py \
 	tests/test_interrupts.py tests/test_process_tree.py tests/test_spawn.py tests/test_scan_off_loop.py \
 	tests/test_mut_server.py tests/test_mut_process.py tests/test_aio.py tests/test_listener.py \
 	tests/test_records.py tests/test_oneshot.py tests/test_terminal.py tests/test_files.py \

@@ -151,6 +151,10 @@ class ServerConfig:
                 raise ValueError("naive framing has no TLS: it is the tutorial's plain socket")
             self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             self.tls.minimum_version = ssl.TLSVersion.TLSv1_2
+            # A renegotiation (TLS 1.2) would put a signature back on the event loop, where
+            # records are handled (rcmd.server.tls): OpenSSL 3 refuses a client's by default;
+            # said here for builds against older ones.
+            self.tls.options |= getattr(ssl, "OP_NO_RENEGOTIATION", 0)
             try:
                 self.tls.load_cert_chain(self.tls_cert, self.tls_key)
             except (OSError, ssl.SSLError) as exc:
