@@ -170,6 +170,52 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "if self.queued >= STDIN_BACKLOG:",
         "only waited for past the limit",
     ),
+    # rcmd.process. Linux reads PR_SET_CHILD_SUBREAPER's arg2 as a truth value and no other
+    # argument (kernel/sys.c: is_child_subreaper = !!arg2), and errno is never read here.
+    "rcmd.process.x__become_subreaper__mutmut_9": (
+        "prctl(PR_SET_CHILD_SUBREAPER, 1, None, 0, 0)",
+        "prctl reads only arg2, as a truth value",
+    ),
+    "rcmd.process.x__become_subreaper__mutmut_10": (
+        "prctl(PR_SET_CHILD_SUBREAPER, 1, 0, None, 0)",
+        "prctl reads only arg2, as a truth value",
+    ),
+    "rcmd.process.x__become_subreaper__mutmut_11": (
+        "prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, None)",
+        "prctl reads only arg2, as a truth value",
+    ),
+    "rcmd.process.x__become_subreaper__mutmut_14": (
+        "prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0) == 0",
+        "prctl reads only arg2, as a truth value",
+    ),
+    "rcmd.process.x__become_subreaper__mutmut_15": (
+        "prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0) == 0",
+        "prctl reads only arg2, as a truth value",
+    ),
+    "rcmd.process.x__become_subreaper__mutmut_16": (
+        "prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, ) == 0",
+        "prctl reads only arg2, as a truth value",
+    ),
+    "rcmd.process.x__become_subreaper__mutmut_17": (
+        "prctl(PR_SET_CHILD_SUBREAPER, 2, 0, 0, 0)",
+        "prctl reads only arg2, as a truth value",
+    ),
+    "rcmd.process.x__become_subreaper__mutmut_18": (
+        "prctl(PR_SET_CHILD_SUBREAPER, 1, 1, 0, 0)",
+        "prctl reads only arg2, as a truth value",
+    ),
+    "rcmd.process.x__become_subreaper__mutmut_19": (
+        "prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 1, 0)",
+        "prctl reads only arg2, as a truth value",
+    ),
+    "rcmd.process.x__become_subreaper__mutmut_20": (
+        "prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 1)",
+        "prctl reads only arg2, as a truth value",
+    ),
+    "rcmd.process.x__become_subreaper__mutmut_2": ("use_errno=None", "errno is never read"),
+    "rcmd.process.x__become_subreaper__mutmut_4": ("CDLL(None, )", "errno is never read"),
+    "rcmd.process.x__become_subreaper__mutmut_5": ("use_errno=False", "errno is never read"),
+    "rcmd.process.xǁChildǁread__mutmut_7": ("writable=None", "read only as a truth value"),
 }
 
 DETECTED = {"killed", "timeout"}  # a hang under a mutant is a test that noticed it

@@ -64,6 +64,16 @@ def wait_for_a_mutant(self: ForkRunner, timeout: float | None = None) -> MutantR
     return MutantResult(mutant_name=worker.mutant_name, exit_code=exit_code, duration=duration)
 
 
+#: Functions that run for ever on a thread of their own, started by the first test that needs
+#: one: mutmut records them as reached by that test alone, though every test that hands them
+#: work (through the function named here) runs them, in each forked run anew. Each counts as
+#: reached by those tests (--per-test).
+THREAD_TARGETS = {
+    "rcmd.process.x__serve_scans": "rcmd.process.x_scan_in_thread",
+    "rcmd.process.x__serve_spawns": "rcmd.process.x_spawn_in_thread",
+}
+
+
 def mutated_functions() -> set[str]:
     """The functions mutmut made mutants of, as its stats name them."""
     names = set()
@@ -97,8 +107,6 @@ def main() -> int:
     config().pytest_add_cli_args_test_selection = args.tests
     config().timeout_multiplier = args.timeout_multiplier
     sys.argv = ["mutmut", "run", "--max-children", str(args.max_children), *args.names]
-    if args.per_test:
-        mutmut_main.cli()  # exits
 
     def runner_reaching_everything(*a: Any, **kw: Any) -> Any:
         runner = get_mutant_runner(*a, **kw)
@@ -106,9 +114,14 @@ def main() -> int:
 
         def collect_stats(tests: Iterable[str] | None) -> int:
             code = collect(tests)
+            reached = state().tests_by_mangled_function_name
+            if args.per_test:
+                for target, starter in THREAD_TARGETS.items():
+                    reached[target] |= reached[starter]
+                return code
             every_test = set(state().duration_by_test)
             for name in mutated_functions():
-                state().tests_by_mangled_function_name[name] |= every_test
+                reached[name] |= every_test
             return code
 
         runner.collect_stats = collect_stats  # type: ignore[method-assign]
