@@ -509,6 +509,20 @@ def test_unread_stdin_is_read_ahead_to_the_byte_then_the_client_waits(start, pee
     assert peer.receive() == Pong()  # read only once the command had ended
 
 
+def test_a_client_gone_while_its_stdin_waits_for_room_kills_the_command(start, peers, server_log):
+    """Nobody reads a client whose input waits for the command to make room: its hang-up must
+    still be seen, or the command runs on for nobody (and holds its slot) until it ends."""
+    peer = peers(start(max_frame_size=512 * 1024))
+    peer.send(Run("echo up; exec sleep 60", stdin=True))
+    assert peer.receive() == Stdout(b"up\n")
+    chunk = 256 * 1024
+    for _ in range((STDIN_BACKLOG + 512 * 1024) // chunk + 1):  # past the read-ahead: the server waits
+        peer.send(Stdin(bytes(chunk)))
+    peer.close()
+    server_log.wait_for(r": client gone, killing its command$")
+    server_log.wait_for(r": exit -9: 'echo up; exec sleep 60'$")
+
+
 def test_input_the_command_reads_makes_room_to_the_byte(start, peers, tmp_path):
     """The queue shrinks by what the command takes: back at STDIN_BACKLOG exactly, the client is
     read again; past the limit again, it waits again until the command ends."""
