@@ -44,7 +44,7 @@ $(VENV)/.installed-mutate: pyproject.toml $(VENV)/.created
 CROSS_VERSION_TESTS := tests/test_end_to_end.py tests/test_security.py tests/test_security_stdin.py \
 	tests/test_security_tls.py tests/test_tls.py tests/test_tls_off_loop.py tests/test_hostile.py tests/test_hostile_fairness.py \
 	tests/test_interrupts.py tests/test_process_tree.py tests/test_spawn.py tests/test_scan_off_loop.py \
-	tests/test_mut_server.py tests/test_mut_process.py tests/test_aio.py tests/test_listener.py \
+	tests/test_mut_server.py tests/test_mut_process.py tests/test_mut_listener.py tests/test_aio.py tests/test_listener.py \
 	tests/test_records.py tests/test_oneshot.py tests/test_terminal.py tests/test_files.py \
 	tests/test_naive.py tests/test_client_core.py tests/test_framing.py
 
@@ -82,7 +82,7 @@ mutate: $(VENV)/.installed-mutate
 MUTATE_REST := rcmd/server/config.py rcmd/server/cd.py rcmd/console.py \
 	rcmd/server/session.py rcmd/server/command.py rcmd/server/listener.py rcmd/process.py
 MUTATE_REST_TESTS := tests/test_mut_config.py tests/test_mut_cd.py tests/test_mut_console.py \
-	tests/test_mut_server.py tests/test_mut_process.py
+	tests/test_mut_server.py tests/test_mut_process.py tests/test_mut_listener.py
 mutate-rest: $(VENV)/.installed-mutate
 	$(BIN)/python scripts/mutmut_transports.py --per-test --max-children 2 $(MUTATE_REST:%=--mutate %) $(MUTATE_REST_TESTS:%=--tests %)
 	$(BIN)/python scripts/mutation_report.py --fail-under 80

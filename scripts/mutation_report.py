@@ -124,6 +124,98 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "self.MAX_EXPONENT + 2",
         "delay() caps the exponent at 64",
     ),
+    # rcmd.server.command. asyncio fills in a write-buffer limit left out: high is 4 * low,
+    # low is high // 4, the very values given.
+    "rcmd.server.command.xǁOutputForwarderǁ__init____mutmut_4": (
+        "high=None, low=",
+        "asyncio's high: 4 * low",
+    ),
+    "rcmd.server.command.xǁOutputForwarderǁ__init____mutmut_5": ("low=None)", "asyncio's low: high // 4"),
+    "rcmd.server.command.xǁOutputForwarderǁ__init____mutmut_6": (
+        "set_write_buffer_limits(low=",
+        "asyncio's high: 4 * low",
+    ),
+    "rcmd.server.command.xǁOutputForwarderǁ__init____mutmut_7": (
+        "set_write_buffer_limits(high=4 * OUTPUT_CHUNK_SIZE, )",
+        "asyncio's low: high // 4",
+    ),
+    "rcmd.server.command.xǁOutputForwarderǁ_on_readable__mutmut_8": (
+        "data = None  # a pty",
+        "read only as a truth value",
+    ),
+    # Set as the command ends, and never read after: close() and finished() run once.
+    "rcmd.server.command.xǁOutputForwarderǁclose__mutmut_2": ('self._resume = ""', "not read after close()"),
+    "rcmd.server.command.xǁStdinFeederǁclose__mutmut_2": ('self._task = ""', "not read after close()"),
+    # EXIT's timed_out and cancelled are optional, false when left out (docs/PROTOCOL.md); None
+    # leaves them out.
+    "rcmd.server.command.xǁRunningCommandǁ__init____mutmut_2": (
+        "self.timed_out = None",
+        "EXIT reads it as false",
+    ),
+    "rcmd.server.command.xǁRunningCommandǁ__init____mutmut_4": (
+        "self.cancelled = None",
+        "EXIT reads it as false",
+    ),
+    # A feeder for a command without stdin takes nothing: put() returns at once.
+    "rcmd.server.command.xǁRunningCommandǁ__init____mutmut_9": (
+        "(process.stdin is not None) or True",
+        "put() takes nothing without a stdin",
+    ),
+    # After a drop no input is queued again (the command's stdin is closed, or the command is
+    # over), and queued is compared only with STDIN_BACKLOG plus a frame limit: 1 is 0 there.
+    "rcmd.server.command.xǁStdinFeederǁ_drop__mutmut_2": ("self.queued = 1", "compared only with a limit"),
+    # Whether the room is cleared at exactly STDIN_BACKLOG: the session waits for room only past
+    # STDIN_BACKLOG plus a frame limit, when both have cleared it, and nothing else reads it.
+    "rcmd.server.command.xǁStdinFeederǁput__mutmut_8": (
+        "if self.queued >= STDIN_BACKLOG:",
+        "only waited for past the limit",
+    ),
+    # rcmd.process. Linux reads PR_SET_CHILD_SUBREAPER's arg2 as a truth value and no other
+    # argument (kernel/sys.c: is_child_subreaper = !!arg2), and errno is never read here.
+    "rcmd.process.x__become_subreaper__mutmut_9": (
+        "prctl(PR_SET_CHILD_SUBREAPER, 1, None, 0, 0)",
+        "prctl reads only arg2, as a truth value",
+    ),
+    "rcmd.process.x__become_subreaper__mutmut_10": (
+        "prctl(PR_SET_CHILD_SUBREAPER, 1, 0, None, 0)",
+        "prctl reads only arg2, as a truth value",
+    ),
+    "rcmd.process.x__become_subreaper__mutmut_11": (
+        "prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, None)",
+        "prctl reads only arg2, as a truth value",
+    ),
+    "rcmd.process.x__become_subreaper__mutmut_14": (
+        "prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0) == 0",
+        "prctl reads only arg2, as a truth value",
+    ),
+    "rcmd.process.x__become_subreaper__mutmut_15": (
+        "prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0) == 0",
+        "prctl reads only arg2, as a truth value",
+    ),
+    "rcmd.process.x__become_subreaper__mutmut_16": (
+        "prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, ) == 0",
+        "prctl reads only arg2, as a truth value",
+    ),
+    "rcmd.process.x__become_subreaper__mutmut_17": (
+        "prctl(PR_SET_CHILD_SUBREAPER, 2, 0, 0, 0)",
+        "prctl reads only arg2, as a truth value",
+    ),
+    "rcmd.process.x__become_subreaper__mutmut_18": (
+        "prctl(PR_SET_CHILD_SUBREAPER, 1, 1, 0, 0)",
+        "prctl reads only arg2, as a truth value",
+    ),
+    "rcmd.process.x__become_subreaper__mutmut_19": (
+        "prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 1, 0)",
+        "prctl reads only arg2, as a truth value",
+    ),
+    "rcmd.process.x__become_subreaper__mutmut_20": (
+        "prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 1)",
+        "prctl reads only arg2, as a truth value",
+    ),
+    "rcmd.process.x__become_subreaper__mutmut_2": ("use_errno=None", "errno is never read"),
+    "rcmd.process.x__become_subreaper__mutmut_4": ("CDLL(None, )", "errno is never read"),
+    "rcmd.process.x__become_subreaper__mutmut_5": ("use_errno=False", "errno is never read"),
+    "rcmd.process.xǁChildǁread__mutmut_7": ("writable=None", "read only as a truth value"),
 }
 
 DETECTED = {"killed", "timeout"}  # a hang under a mutant is a test that noticed it

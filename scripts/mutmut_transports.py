@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,36 @@ import mutmut.__main__ as mutmut_main
 from mutmut.configuration import config
 from mutmut.state import state
 from mutmut.utils.format_utils import mangled_name_from_mutant_name
-from mutmut.workers.isolation import get_mutant_runner
+from mutmut.workers.isolation import ForkRunner, MutantResult, get_mutant_runner
+
+
+def wait_for_a_mutant(self: ForkRunner, timeout: float | None = None) -> MutantResult:
+    """ForkRunner.wait_for_result(), skipping children that are not mutant runs.
+
+    mutmut's os.wait() reaps any child, and this process has others: the stats run executes
+    the tests in it, and a command they started can end after them (its zombie is this
+    process's). mutmut then stopped with a KeyError on that pid, every mutant unchecked.
+    """
+    if self._no_tests_results:
+        return self._no_tests_results.pop(0)
+    while True:
+        pid, wait_status = os.wait()
+        worker = self._running.pop(pid, None)
+        if worker is not None:
+            break
+    duration = (datetime.now() - worker.start_time).total_seconds()
+    exit_code = os.waitstatus_to_exitcode(wait_status)
+    return MutantResult(mutant_name=worker.mutant_name, exit_code=exit_code, duration=duration)
+
+
+#: Functions that run for ever on a thread of their own, started by the first test that needs
+#: one: mutmut records them as reached by that test alone, though every test that hands them
+#: work (through the function named here) runs them, in each forked run anew. Each counts as
+#: reached by those tests (--per-test).
+THREAD_TARGETS = {
+    "rcmd.process.x__serve_scans": "rcmd.process.x_scan_in_thread",
+    "rcmd.process.x__serve_spawns": "rcmd.process.x_spawn_in_thread",
+}
 
 
 def mutated_functions() -> set[str]:
@@ -69,14 +100,13 @@ def main() -> int:
     parser.add_argument("names", nargs="*", help="(with --keep) mutants to test again, globs allowed")
     args = parser.parse_args()
 
+    ForkRunner.wait_for_result = wait_for_a_mutant  # type: ignore[method-assign]
     if not args.keep:
         shutil.rmtree("mutants", ignore_errors=True)
     config().only_mutate = args.mutate
     config().pytest_add_cli_args_test_selection = args.tests
     config().timeout_multiplier = args.timeout_multiplier
     sys.argv = ["mutmut", "run", "--max-children", str(args.max_children), *args.names]
-    if args.per_test:
-        mutmut_main.cli()  # exits
 
     def runner_reaching_everything(*a: Any, **kw: Any) -> Any:
         runner = get_mutant_runner(*a, **kw)
@@ -84,9 +114,14 @@ def main() -> int:
 
         def collect_stats(tests: Iterable[str] | None) -> int:
             code = collect(tests)
+            reached = state().tests_by_mangled_function_name
+            if args.per_test:
+                for target, starter in THREAD_TARGETS.items():
+                    reached[target] |= reached[starter]
+                return code
             every_test = set(state().duration_by_test)
             for name in mutated_functions():
-                state().tests_by_mangled_function_name[name] |= every_test
+                reached[name] |= every_test
             return code
 
         runner.collect_stats = collect_stats  # type: ignore[method-assign]

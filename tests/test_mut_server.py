@@ -445,7 +445,7 @@ def test_stdin_goes_to_the_command_in_order(start, peers):
     assert split(peer.reply())[0] == b"one two three"
 
 
-def test_large_stdin_and_output_together(start, peers):
+def test_large_stdin_and_output_together(start, peers, caplog):
     peer = peers(start())
     data = os.urandom(3 * 1024 * 1024 + 17)
     peer.send(Run("cat", stdin=True))
@@ -454,6 +454,7 @@ def test_large_stdin_and_output_together(start, peers):
     peer.send(StdinEnd())
     out, err, exit = split(peer.reply())
     assert (out == data, err, exit.returncode) == (True, b"", 0)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []  # none in its loop
 
 
 def test_input_to_a_command_that_stopped_reading_goes_nowhere(start, peers):
@@ -466,6 +467,103 @@ def test_input_to_a_command_that_stopped_reading_goes_nowhere(start, peers):
     out, _, exit = split(peer.reply())
     assert (out, exit.returncode) == (b"abc\ndone\n", 0)
     assert peer.run(Run("echo next"))[0] == b"next\n"
+
+
+#: Keeps the command's stdin open after its shell is killed, until the server ends the command:
+#: its death alone breaks no pipe, so the server's read of the client resumes with the EXIT.
+HOLD_STDIN = "exec 3<&0; sleep 60 <&3 >/dev/null 2>&1 &"
+
+
+def go(fifo: Path) -> None:
+    """Open *fifo* for writing and close it, once a reader has opened it (checked, not slept)."""
+    for _ in range(int(WAIT * 1000)):
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            return
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                raise
+        threading.Event().wait(0.001)
+    raise AssertionError(f"nobody opened {fifo}")
+
+
+def test_unread_stdin_is_read_ahead_to_the_byte_then_the_client_waits(start, peers, tmp_path):
+    """Input the command does not read: the server takes STDIN_BACKLOG and one frame limit of
+    it, to the byte, then reads that client no more (a PING waits) until the command ends."""
+    frame_limit = 512 * 1024
+    peer = peers(start(max_frame_size=frame_limit))
+    peer.send(Run(f"{HOLD_STDIN} echo $$; exec sleep 60", stdin=True))
+    message = peer.receive()
+    assert isinstance(message, Stdout)
+    pid = int(message.data)
+    chunk = 256 * 1024  # more than the pipe holds: the first is never written whole, none leaves the queue
+    for _ in range((STDIN_BACKLOG + frame_limit) // chunk):
+        peer.send(Stdin(bytes(chunk)))
+    peer.send(Stdin(b""))  # counts for nothing
+    peer.send(Ping())
+    assert peer.receive() == Pong()  # all of it taken: not past the limit
+    peer.send(Stdin(b"x"))  # one byte past it
+    peer.send(Ping())
+    os.kill(pid, signal.SIGKILL)
+    assert peer.receive() == Exit(-9, signal=9, cwd=str(tmp_path))
+    assert peer.receive() == Pong()  # read only once the command had ended
+
+
+def test_a_client_gone_while_its_stdin_waits_for_room_kills_the_command(start, peers, server_log):
+    """Nobody reads a client whose input waits for the command to make room: its hang-up must
+    still be seen, or the command runs on for nobody (and holds its slot) until it ends."""
+    peer = peers(start(max_frame_size=512 * 1024))
+    peer.send(Run("echo up; exec sleep 60", stdin=True))
+    assert peer.receive() == Stdout(b"up\n")
+    chunk = 256 * 1024
+    for _ in range((STDIN_BACKLOG + 512 * 1024) // chunk + 1):  # past the read-ahead: the server waits
+        peer.send(Stdin(bytes(chunk)))
+    peer.close()
+    server_log.wait_for(r": client gone, killing its command$")
+    server_log.wait_for(r": exit -9: 'echo up; exec sleep 60'$")
+
+
+def test_input_the_command_reads_makes_room_to_the_byte(start, peers, tmp_path):
+    """The queue shrinks by what the command takes: back at STDIN_BACKLOG exactly, the client is
+    read again; past the limit again, it waits again until the command ends."""
+    chunk = 64 * 1024  # what the stdin pipe holds
+    frame_limit = 2 * chunk + 64  # the server waits once 19 chunks are queued (16 + 2 + 64 bytes)
+    os.mkfifo(tmp_path / "go")
+    peer = peers(start(max_frame_size=frame_limit))
+    command = f"cat go >/dev/null; head -c {3 * chunk} >/dev/null; {HOLD_STDIN} echo $$; exec sleep 60"
+    peer.send(Run(command, stdin=True))
+    for _ in range(20):  # the pipe takes the first: 19 queued, and the server waits
+        peer.send(Stdin(bytes(chunk)))
+    peer.send(Ping())
+    go(
+        tmp_path / "go"
+    )  # the command reads 3 chunks and stops, the pipe takes 1 more: 16 queued, STDIN_BACKLOG
+    messages = []
+    while Pong() not in messages:
+        message = peer.receive()
+        assert message is not None, messages
+        messages.append(message)
+    for _ in range(3):  # 19 queued again
+        peer.send(Stdin(bytes(chunk)))
+    peer.send(Ping())
+    while not any(isinstance(m, Stdout) for m in messages):
+        messages.append(peer.receive())  # type: ignore[arg-type]
+    os.kill(int(b"".join(m.data for m in messages if isinstance(m, Stdout))), signal.SIGKILL)
+    assert peer.receive() == Exit(-9, signal=9, cwd=str(tmp_path))
+    assert peer.receive() == Pong()
+
+
+def test_a_server_without_a_stdin_forwards_output_on_descriptor_0(start, peers):
+    """A daemon may run with descriptor 0 closed: a command's first pipe then gets it."""
+    peer = peers(start())
+    saved = os.dup(0)
+    os.close(0)
+    try:
+        out, err, exit = peer.run(Run("echo out; echo err >&2"))
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+    assert (out, err, exit.returncode) == (b"out\n", b"err\n", 0)
 
 
 def test_stdin_with_no_command_or_after_it_ended_goes_nowhere(start, peers):
@@ -484,12 +582,52 @@ def test_cancel_ends_the_command(start, peers, tmp_path, server_log):
     server_log.wait_for(r": cancel$")
 
 
-def test_a_command_that_ignores_sigterm_is_killed_after_the_grace(start, peers, tmp_path):
+def test_a_command_that_ignores_sigterm_is_killed_after_the_grace(start, peers, tmp_path, server_log):
     peer = peers(start())
     peer.send(Run("trap '' TERM; echo trapped; sleep 60 & wait; wait"))
     assert peer.receive() == Stdout(b"trapped\n")
     peer.send(Cancel())
     assert peer.reply() == [Exit(-9, signal=9, cancelled=True, cwd=str(tmp_path))]
+    # Killed by the escalation after TERM_GRACE, not by the last resort after KILL_WAIT more.
+    assert not server_log.has("outlived SIGKILL")
+
+
+def test_a_cancel_kills_what_left_the_group_at_once_and_says_how_many(start, peers, tmp_path, server_log):
+    peer = peers(start())
+    peer.send(Run("setsid sh -c 'echo $$; exec sleep 60' & exec sleep 60"))
+    message = peer.receive()
+    assert isinstance(message, Stdout)
+    escaped = Path(f"/proc/{int(message.data)}/cmdline")
+    for _ in range(100_000):  # until it has exec'd (mid-exec, its environment reads empty): checked
+        if escaped.read_bytes().startswith(b"sleep\0"):
+            break
+        threading.Event().wait(0.001)
+    peer.send(Cancel())
+    assert peer.reply() == [Exit(-15, signal=15, cancelled=True, cwd=str(tmp_path))]
+    server_log.wait_for(r"^command \d+: 1 process\(es\) found by its cookie, killed$")
+    # A cancelled command's leftovers go as soon as its shell has: no LINGER for them.
+    assert not server_log.has("left running")
+
+
+def test_a_failed_search_for_a_commands_processes_is_logged_and_it_still_ends(
+    start, peers, tmp_path, server_log, monkeypatch
+):
+    from rcmd import process
+
+    real = process.kill_marked
+
+    def no_proc(prefix: bytes, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if args and isinstance(getattr(args[0], "__self__", None), bytes):  # kill_tree's: one cookie
+            raise OSError("no /proc here")
+        return real(prefix, *args, **kwargs)
+
+    peer = peers(start())
+    peer.send(Run("echo up; exec sleep 60"))
+    assert peer.receive() == Stdout(b"up\n")
+    monkeypatch.setattr(process, "kill_marked", no_proc)
+    peer.send(Cancel())
+    assert peer.reply() == [Exit(-15, signal=15, cancelled=True, cwd=str(tmp_path))]
+    server_log.wait_for(r"^command \d+: the search for its processes failed: OSError\('no /proc here'\)$")
 
 
 def test_a_cancel_after_the_shell_exited_kills_what_it_left(start, peers, tmp_path):
@@ -535,6 +673,14 @@ def test_a_client_gone_mid_command_kills_it(start, peers, server_log):
     peer.close()
     server_log.wait_for(r": client gone, killing its command$")
     server_log.wait_for(r": exit -9: 'echo up; exec sleep 60'$")
+
+
+def test_output_held_open_on_one_pipe_is_waited_for_as_on_both(start, peers, tmp_path, server_log):
+    """The output is over when both pipes are: stdout closed first, stderr still held."""
+    peer = peers(start())
+    out, err, exit = peer.run(Run("exec 1>&-; echo err >&2; sleep 60 &"))
+    assert (out, err, exit) == (b"", b"err\n", Exit(0, cwd=str(tmp_path)))
+    server_log.wait_for(r": killing what 'exec 1>&-; echo err >&2; sleep 60 &' left running$")
 
 
 def test_leftover_output_holders_are_killed_after_the_linger(start, peers, tmp_path, server_log):

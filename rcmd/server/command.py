@@ -139,10 +139,6 @@ class StdinFeeder:
         """Wait until the queue is back under STDIN_BACKLOG."""
         await self._room.wait()
 
-    @property
-    def full(self) -> bool:
-        return not self._room.is_set()
-
     def close(self) -> None:
         if self._task is not None:
             self._task.cancel()

@@ -388,11 +388,23 @@ class PrefixedSession:
         feeder = command.stdin
         feeder.put(event.data if isinstance(event, Stdin) else None)
         if feeder.queued > STDIN_BACKLOG + self.config.max_frame_size * STDIN_READ_AHEAD:
+            # Nobody reads the client meanwhile: its hang-up is seen by the protocol itself.
+            hung_up = self._hung_up()
             room = asyncio.ensure_future(feeder.room())
             ended = asyncio.ensure_future(self._ended.wait())
-            await asyncio.wait({room, ended, task}, return_when=asyncio.FIRST_COMPLETED)
+            gone = asyncio.ensure_future(hung_up.wait())
+            await asyncio.wait({room, ended, task, gone}, return_when=asyncio.FIRST_COMPLETED)
             room.cancel()
             ended.cancel()
+            gone.cancel()
+            if hung_up.is_set() and not room.done() and not task.done():
+                self._lost_peer()  # its command would run on for nobody until it ended
+
+    def _hung_up(self) -> asyncio.Event:
+        """Set once the client's input has ended (FIN, or the connection lost), read or not
+        (listener.ReaderProtocol); an event never set where the protocol does not say."""
+        protocol = self.writer.transport.get_protocol()
+        return getattr(protocol, "hung_up", None) or asyncio.Event()
 
     async def _fail(self, reason: str) -> None:
         """Tell the client why; after this nothing more is sent and run() closes."""
@@ -488,8 +500,7 @@ class PrefixedSession:
             await slots.acquire()  # one is free: taken at once, without a task or a wait
         else:
             # Nobody reads the client meanwhile: its hang-up is seen by the protocol itself.
-            protocol = self.writer.transport.get_protocol()
-            hung_up = getattr(protocol, "hung_up", None) or asyncio.Event()
+            hung_up = self._hung_up()
             acquire = asyncio.ensure_future(slots.acquire())
             ended = asyncio.ensure_future(self._ended.wait())
             gone = asyncio.ensure_future(hung_up.wait())

@@ -1,0 +1,118 @@
+"""The listener in-process (make mutate-rest): who is closed to make room, and who is refused,
+in naive framing too; a session that fails is one connection lost, not the server. A
+BackgroundServer over raw 127.0.0.1 sockets, as in test_mut_server; every wait is for an event.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_mut_server import WAIT, Peer, ServerLog, stop
+
+from rcmd.messages import Ping, Pong
+from rcmd.server import BackgroundServer
+
+
+@pytest.fixture
+def server_log() -> Iterator[ServerLog]:
+    import logging
+
+    logger = logging.getLogger("rcmd.server")
+    handler, level = ServerLog(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator:
+    servers: list[BackgroundServer] = []
+
+    def started(**options: object) -> BackgroundServer:
+        server = BackgroundServer(**{"encoding": "utf-8", "cwd": str(tmp_path), **options})
+        servers.append(server.start())
+        return server
+
+    yield started
+    for server in servers:
+        stop(server)
+
+
+@pytest.fixture
+def sockets() -> Iterator:
+    opened: list[socket.socket] = []
+
+    def connect(server: BackgroundServer) -> socket.socket:
+        opened.append(socket.create_connection(server.address, timeout=WAIT))
+        return opened[-1]
+
+    yield connect
+    for sock in opened:
+        sock.close()
+
+
+def naive_run(sock: socket.socket, command: bytes) -> bytes:
+    """What the naive server answers to *command*, up to its first send (enough here)."""
+    sock.sendall(command)
+    return sock.recv(1024)
+
+
+def test_a_full_naive_server_closes_the_connection_accepted_first(start, sockets, server_log):
+    """Naive framing has no handshake: its connections are idle from accept, and the oldest
+    goes first (it has no ERROR to say why: the close is all)."""
+    server = start(framing="naive", max_connections=2)
+    first, second = sockets(server), sockets(server)
+    assert naive_run(second, b"echo second") == b"second\n"  # both are served
+    assert naive_run(first, b"echo first") == b"first\n"  # first is now heard from last: still the oldest
+    third = sockets(server)
+    assert first.recv(1024) == b""
+    port = first.getsockname()[1]
+    server_log.wait_for(rf"^127\.0\.0\.1:{port} closed to make room: server full: closing idle connection$")
+    assert naive_run(second, b"echo still") == b"still\n"
+    assert naive_run(third, b"echo third") == b"third\n"
+
+
+def test_a_naive_server_running_a_command_on_every_connection_refuses_without_a_word(
+    start, sockets, server_log
+):
+    server = start(framing="naive", max_connections=1)
+    busy = sockets(server)
+    busy.sendall(b"exec sleep 60")
+    server_log.wait_for(r": run \(naive\) 'exec sleep 60'$")  # its process is set before this returns
+    refused = sockets(server)
+    assert refused.recv(1024) == b""  # no reason: a naive client would take it for output
+    server_log.wait_for(r"refused: 1 connections, each running a command \(--max-connections\)$")
+
+
+def test_a_session_that_fails_is_logged_and_the_server_goes_on(start, server_log, monkeypatch):
+    from rcmd.server import session
+
+    real = session.PrefixedSession.run
+    failed: list[str] = []
+
+    async def run_once_broken(self: session.PrefixedSession) -> None:
+        if not failed:
+            failed.append(self.peer)
+            raise RuntimeError("a bug")
+        await real(self)
+
+    monkeypatch.setattr(session.PrefixedSession, "run", run_once_broken)
+    server = start()
+    broken = socket.create_connection(server.address, timeout=WAIT)
+    try:
+        assert broken.recv(1024) == b""  # closed
+    finally:
+        broken.close()
+    server_log.wait_for(rf"^{failed[0]}: session failed$")
+    server_log.wait_for(rf"^{failed[0]} disconnected$")
+    peer = Peer(server.address)
+    try:
+        peer.send(Ping())
+        assert peer.receive() == Pong()
+    finally:
+        peer.close()
