@@ -399,6 +399,10 @@ class Attack:
             workers += [self.tls_resets() for _ in range(4)]
         await asyncio.gather(*workers)
 
+    async def run_tls(self) -> None:
+        """TLS connect-and-reset alone, at the TLS server."""
+        await asyncio.gather(*(self.tls_resets() for _ in range(4)))
+
 
 # ------------------------------------------------------------------ phases
 
@@ -488,6 +492,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--worst", action="store_true", help="only time the costliest 1 MiB messages (JSON on stdout)"
     )
+    parser.add_argument(
+        "--tls-together",
+        action="store_true",
+        help="attack the TLS server during the main attack (default: in a phase of its own: on one "
+        "small machine a second server under attack takes CPU from the one the honest client uses)",
+    )
     parser.add_argument("--honest", help=argparse.SUPPRESS)  # HOST:PORT: be the honest client
     parser.add_argument("--seconds", type=float, default=10.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -524,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"phase 2: attack, {attack_seconds:g} s or {attack_budget} inputs", file=sys.stderr)
         attack = Attack(
             plain.address,
-            tls.address if tls else None,
+            tls.address if tls and args.tls_together else None,
             time.monotonic() + attack_seconds,
             attack_budget,
             not args.no_cd_line,
@@ -548,6 +558,25 @@ def main(argv: list[str] | None = None) -> int:
         under_attack = Latencies(report.get("samples", []), report.get("errors", []))
         rss_after_attack = plain.rss()
 
+        tls_took = 0.0
+        if tls is not None and not args.tls_together:
+            tls_started = time.monotonic()
+            tls_seconds, tls_budget = attack_seconds / 4, attack_budget // 5
+            print(
+                f"phase 2b: TLS connect-and-reset, {tls_seconds:g} s or {tls_budget} inputs", file=sys.stderr
+            )
+            tls_attack = Attack(plain.address, tls.address, time.monotonic() + tls_seconds, tls_budget, False)
+            with contextlib.suppress(PermissionError):
+                os.setpriority(os.PRIO_PROCESS, 0, before_nice + args.attackers_nice)
+            try:
+                asyncio.run(tls_attack.run_tls())
+            finally:
+                with contextlib.suppress(PermissionError):
+                    os.setpriority(os.PRIO_PROCESS, 0, before_nice)
+            tls_took = time.monotonic() - tls_started
+            for kind, count in tls_attack.inputs.items():
+                attack.inputs[kind] = attack.inputs.get(kind, 0) + count
+
         print(f"phase 3: {cycle_count} connect/run/close cycles", file=sys.stderr)
         cycles_first, cycles_last = cycles(plain.address, cycle_count, plain)
 
@@ -561,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [
             (
                 "hostile inputs tried",
-                f"{inputs} in {attack_took:.0f} s: "
+                f"{inputs} in {attack_took + tls_took:.0f} s: "
                 + ", ".join(f"{k} {v}" for k, v in sorted(attack.inputs.items())),
             ),
             ("honest `true`, idle", idle.row()),
@@ -570,7 +599,8 @@ def main(argv: list[str] | None = None) -> int:
                 "  CPU in the attack",
                 f"server {attack_cpu:.0%} of a core, TLS server {tls_cpu:.0%}, attackers {attackers_cpu:.0%}"
                 f" at nice {args.attackers_nice}"
-                f" ({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f})",
+                f" ({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f})"
+                + ("" if args.tls_together or tls is None else "; the TLS attack came after, alone"),
             ),
             (
                 "  p99 attack / p99 idle",
