@@ -21,6 +21,8 @@ from test_process_tree import (
     UNREACHABLE,
     Conversation,
     Pids,
+    daemon,
+    double_fork,
     until_exit,
     wait_until,
 )
@@ -28,31 +30,13 @@ from test_process_tree import (
 from rcmd.messages import Cancel, Error, Exit, PtyRequest, Run, Stdout
 
 PYTHON = sys.executable
-_CLEAN_DOUBLE_FORK = """
-import os, sys
-if os.fork(): sys.exit()
-if os.fork(): os._exit(0)
-os.setpgid(0, 0)
-print("clean-double-fork", os.getpid(), flush=True)
-os.execv("/bin/sleep", ["sleep", "600"])
-"""
-_CLEAN_DAEMON = """
-import os, sys
-if os.fork(): sys.exit()
-os.setsid()
-if os.fork(): os._exit(0)
-print("clean-daemon", os.getpid(), flush=True)
-null = os.open(os.devnull, os.O_RDWR)
-for fd in (0, 1, 2): os.dup2(null, fd)
-os.execv("/bin/sleep", ["sleep", "600"])
-"""
 #: Processes that leave the command's group with an empty environment: no cookie, so before
 #: cgroups only the server's shutdown (as their subreaper) killed them. The first is the
 #: command's first line: nothing runs before the command is in its cgroup.
 CLEAN_ESCAPES = {
     "env-i": "env -i setsid sh -c 'echo env-i $$; exec sleep 600' &",
-    "clean-double-fork": f"env -i {PYTHON} -c '{_CLEAN_DOUBLE_FORK}'",
-    "clean-daemon": f"env -i {PYTHON} -c '{_CLEAN_DAEMON}'",
+    "clean-double-fork": f"env -i {PYTHON} -c '{double_fork('clean-double-fork')}'",
+    "clean-daemon": f"env -i {PYTHON} -c '{daemon('clean-daemon')}'",
 }
 CLEAN_KINDS = {"shell", *CLEAN_ESCAPES}
 CLEAN_ESCAPING = "\n".join(CLEAN_ESCAPES.values()) + "\necho shell $$\n"

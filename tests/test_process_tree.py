@@ -45,32 +45,43 @@ REPLY_WAIT = 30.0
 DEATH_WAIT = 15.0
 
 PYTHON = sys.executable
-_DOUBLE_FORK = """
+
+
+def double_fork(kind: str) -> str:
+    """Python that double-forks out of the command's process group, prints "<kind> <pid>"
+    and becomes `sleep 600` (by its full path: it may run with an empty environment)."""
+    return f"""
 import os, sys
 if os.fork(): sys.exit()
 if os.fork(): os._exit(0)
 os.setpgid(0, 0)
-print("double-fork", os.getpid(), flush=True)
-os.execvp("sleep", ["sleep", "600"])
+print("{kind}", os.getpid(), flush=True)
+os.execv("/bin/sleep", ["sleep", "600"])
 """
-_DAEMON = """
+
+
+def daemon(kind: str) -> str:
+    """Python that daemonizes as daemon(3) does (its output on /dev/null after one line)."""
+    return f"""
 import os, sys
 if os.fork(): sys.exit()
 os.setsid()
 if os.fork(): os._exit(0)
-print("daemon", os.getpid(), flush=True)
+print("{kind}", os.getpid(), flush=True)
 null = os.open(os.devnull, os.O_RDWR)
 for fd in (0, 1, 2): os.dup2(null, fd)
-os.execvp("sleep", ["sleep", "600"])
+os.execv("/bin/sleep", ["sleep", "600"])
 """
+
+
 #: Each line starts one process that leaves the command's process group and prints
 #: "<kind> <pid>". setsid and the double fork keep the output pipe open; nohup and the
 #: daemon do not (so only a search for them, not the pipe, can find them).
 ESCAPES = {
     "setsid": "setsid sh -c 'echo setsid $$; exec sleep 600' &",
-    "double-fork": f"{PYTHON} -c '{_DOUBLE_FORK}'",
+    "double-fork": f"{PYTHON} -c '{double_fork('double-fork')}'",
     "nohup": "nohup sh -c 'echo nohup $$ >&3; exec sleep 600 3>&-' 3>&1 >/dev/null 2>&1 &",
-    "daemon": f"{PYTHON} -c '{_DAEMON}'",
+    "daemon": f"{PYTHON} -c '{daemon('daemon')}'",
 }
 #: A process the cookie cannot find (a clean environment, out of the group) holding stdout.
 UNREACHABLE = "echo shell $$; setsid env -i sh -c 'echo unreachable $$; exec sleep 600' &"

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import datetime
 import fcntl
 import functools
 import gc
 import hashlib
-import ipaddress
 import logging
 import os
 import random
@@ -22,13 +20,10 @@ import sys
 import termios
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from conftest import frames_until_closed, wait_until
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from rcmd import connect
 from rcmd.framing import NEED_DATA, LengthPrefixFramer
@@ -36,42 +31,19 @@ from rcmd.messages import Error, Hello, Stdout, decode_message
 from rcmd.server import Server, ServerConfig
 from rcmd.server.config import tls_handshake_cost
 
+# The benchmark's self-signed RSA certificates (trustme makes 2048-bit keys only).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import tls_handshakes
+
 MiB = 1 << 20
 LINGER_ZERO = struct.pack("ii", 1, 0)  # close() sends RST
-
-
-def self_signed_rsa(bits: int) -> bytes:
-    """A self-signed RSA certificate for 127.0.0.1 that is its own CA: key and cert, PEM.
-    (trustme makes RSA keys of 2048 bits only.)"""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"rcmd test RSA-{bits}")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return key_pem + cert.public_bytes(serialization.Encoding.PEM)
 
 
 @pytest.fixture(scope="module")
 def rsa4096(tmp_path_factory) -> str:
     """An RSA-4096 server certificate, its own CA: the costliest common handshake (~6-11 ms)."""
-    path = tmp_path_factory.mktemp("rsa4096") / "server.pem"
-    path.write_bytes(self_signed_rsa(4096))
-    return str(path)
+    server, _ca = tls_handshakes.self_signed(tmp_path_factory.mktemp("rsa4096"), 4096)
+    return server  # its own CA: the same file serves as the client's CA
 
 
 def client_context(ca: str) -> ssl.SSLContext:
