@@ -185,6 +185,25 @@ def test_accepted_connections_send_without_waiting_for_acks(certs, tls):
     assert asyncio.run(scenario()) != 0
 
 
+def test_a_naive_server_keeps_nagle_on_as_the_tutorial_does():
+    """Naive framing shows sticky packets faithfully: Nagle's coalescing is one of their causes."""
+
+    async def scenario() -> int:
+        server = Server(ServerConfig(port=0, framing="naive"))
+        await server.start()
+        try:
+            with socket.create_connection(server.address, timeout=30):
+                while not server._sessions:
+                    await asyncio.sleep(0.01)  # a condition, checked: the server has it
+                (session,) = server._sessions
+                sock = session.writer.get_extra_info("socket")
+                return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        finally:
+            await server.close()
+
+    assert asyncio.run(scenario()) == 0
+
+
 # ------------------------------------------------------------------ memory held
 
 

@@ -347,7 +347,12 @@ class _Listener:
         # sent right behind another (an EXIT behind a command's output, FILE_DATA behind
         # GET_READY) waited for the client's delayed ACK, 40 ms. asyncio sets TCP_NODELAY
         # only on sockets whose proto is IPPROTO_TCP, and socket.create_server's are proto 0.
-        if conn.family in (socket.AF_INET, socket.AF_INET6):
+        # Naive framing keeps it on, as the tutorial's server does: Nagle's coalescing of
+        # small sends is one of the causes of sticky packets that it is there to show.
+        if self.server.config.framing is Framing.PREFIXED and conn.family in (
+            socket.AF_INET,
+            socket.AF_INET6,
+        ):
             with contextlib.suppress(OSError):
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         server = self.server
