@@ -232,3 +232,38 @@ def test_without_cgroups_the_server_says_so_and_the_cookie_works(cookie_only):
         os.path.exists(os.path.join(root, f"rcmd-{cookie_only.proc.pid}"))
         for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified")
     )
+
+
+# ------------------------------------------------------- finding the cgroup, from the mounts
+
+
+def test_the_own_cgroup_is_found_from_the_mounts_with_their_escapes(tmp_path, monkeypatch):
+    """/proc/self/mountinfo escapes a space in a mount point as \\040; the cgroup's path is the
+    "0::" line's, below the mount's root. No cgroup2 mount: Unavailable, saying so."""
+    import rcmd.cgroup as cgroup
+
+    with open("/proc/self/cgroup") as own:
+        path = next((line[3:].rstrip("\n") for line in own if line.startswith("0::")), None)
+    if path is None:
+        pytest.skip("this process is in no cgroup2 cgroup")
+    mounts = tmp_path / "mountinfo"
+    monkeypatch.setattr(cgroup, "MOUNTINFO", str(mounts))
+    mounts.write_text(
+        "22 1 0:21 / /proc rw,nosuid - proc proc rw\n"
+        "35 24 0:30 / /sys/fs/cgroup/my\\040cgroups rw,nosuid - cgroup2 cgroup2 rw\n"
+    )
+    assert cgroup.own_cgroup() == os.path.join("/sys/fs/cgroup/my cgroups", path.lstrip("/"))
+    mounts.write_text("22 1 0:21 / /proc rw,nosuid - proc proc rw\n")
+    with pytest.raises(cgroup.Unavailable, match="no cgroup2 file system mounted"):
+        cgroup.own_cgroup()
+    monkeypatch.setattr(cgroup, "MOUNTINFO", str(tmp_path / "absent"))
+    with pytest.raises(cgroup.Unavailable, match=r"cannot read .*absent"):
+        cgroup.own_cgroup()
+
+
+def test_removing_what_is_not_there_is_done():
+    import rcmd.cgroup as cgroup
+
+    assert cgroup.kill_and_remove("/sys/fs/cgroup/no-such-rcmd-cgroup")
+    assert cgroup.CommandCgroups("/sys/fs/cgroup/no-such-rcmd-cgroup").remove(1)
+    assert cgroup.CommandCgroups("/sys/fs/cgroup/no-such-rcmd-cgroup").kill(1) == 0
