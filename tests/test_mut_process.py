@@ -14,7 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -649,3 +649,193 @@ def test_orphans_are_killed_round_by_round_at_shutdown(subreaper, caplog):
     assert gone(second)
     subreaper.reap_orphans()
     assert not {first, second} & set(subreaper._children())
+
+
+def test_without_pidfd_kill_if_marked_checks_the_cookie_and_uses_kill(monkeypatch):
+    """Where pidfd_open() fails (Linux < 5.3, or no pidfd at all), the same checks, then kill()."""
+
+    def no_pidfd(pid: int) -> int:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    asked: list[bytes] = []
+
+    def only_k1(cookie: bytes) -> bool:
+        asked.append(cookie)
+        return cookie == b"k-1"
+
+    with marked("k-1") as child, marked("k-2") as other:
+        process._kill_if_marked(child.pid, b"other-", lambda cookie: True)
+        process._kill_if_marked(other.pid, b"k-", only_k1)
+        assert asked == [b"k-2"]
+        assert alive(child.pid)
+        assert alive(other.pid)
+        process._kill_if_marked(child.pid, b"k-", only_k1)
+        assert child.wait(WAIT) == -signal.SIGKILL
+        assert alive(other.pid)
+    process._kill_if_marked(child.pid, b"k-", lambda cookie: True)  # gone: no error
+
+
+def test_kill_if_marked_asks_about_the_cookie_it_read():
+    asked: list[bytes] = []
+
+    def only_k1(cookie: bytes) -> bool:
+        asked.append(cookie)
+        return cookie == b"k-1"
+
+    with marked("k-1") as child:
+        process._kill_if_marked(child.pid, b"k-", only_k1)
+        assert child.wait(WAIT) == -signal.SIGKILL
+    assert asked == [b"k-1"]
+
+
+def test_a_tracker_that_never_ran_a_command_closes_cleanly():
+    """lifecycle closes the tracker at shutdown whatever ran: with nothing started, no sweep,
+    no watchdog, no cgroup, close() has nothing to do and does not fail."""
+    own = ProcessTracker()
+    own.close()
+    assert own._sweep is None
+    assert own._removal is None
+    assert own._watchdog is None
+
+
+def test_a_new_trackers_environment_is_the_servers_own_with_the_cookie(monkeypatch):
+    monkeypatch.setenv("RCMD_TEST_MARK", "here")
+    own = ProcessTracker()
+    number = own.started()
+    env = own.environment(number, None)
+    assert env["RCMD_TEST_MARK"] == "here"
+    assert env[COOKIE_VARIABLE] == f"{own.server_id}-{number}"
+    assert own.environment(number, {"A": "1"}) == {"A": "1", COOKIE_VARIABLE: own.cookie(number)}
+
+
+# ----------------------------------------------------------------- a cgroup per command
+
+
+@pytest.fixture
+def cgrouped(monkeypatch) -> Iterator[ProcessTracker]:
+    """A tracker of its own, as spawn() and Child see it, started with a cgroup per command
+    (skipped where this process may not create one); closed after."""
+    own = ProcessTracker()
+    monkeypatch.setattr(process, "tracker", own)
+    sentence = own.start(subreaper=False, cgroups=True)
+    if own.cgroups is None:
+        own.close()
+        pytest.skip(sentence)
+    assert sentence.endswith(f"; a cgroup per command under {own.cgroups.parent}, killed by cgroup.kill")
+    yield own
+    own.close()
+
+
+ESCAPE = "setsid env -i sleep 60 >/dev/null 2>&1 </dev/null & echo $!"  # no group, no cookie
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Until *condition* holds (it changes on a timer of the tracker's, nothing to await)."""
+    while not condition():
+        await asyncio.sleep(0.005)
+
+
+def test_a_commands_cgroup_holds_all_it_starts_and_goes_when_it_ends(cgrouped):
+    own = cgrouped
+    assert own.cgroups is not None
+    parent = own.cgroups.parent
+
+    async def main() -> None:
+        child = spawn(f"cat /proc/self/cgroup; {ESCAPE}", shell=SH, cwd="/", env=None, stdin=False)
+        out, _ = await child.communicate()
+        *lines, pid = out.decode().split()
+        assert own.cgroups is not None
+        cgroup2 = next(line for line in lines if line.startswith("0::"))
+        assert own.cgroups.path(child.number).endswith(cgroup2.removeprefix("0::"))
+        assert alive(int(pid))  # out of its group, without its cookie
+        child.close()  # its end kills its cgroup
+        assert gone(int(pid))
+        await until(lambda: not os.path.exists(os.path.join(parent, f"cmd-{child.number}")))
+        assert not own._unremoved
+
+    run(main())
+    own.close()
+    assert not os.path.exists(parent)
+
+
+def test_kill_tree_kills_the_commands_cgroup(cgrouped):
+    async def main() -> None:
+        other = spawn(f"{ESCAPE}; exec sleep 60", shell=SH, cwd="/", env=None, stdin=False)
+        child = spawn(f"{ESCAPE}; exec sleep 60", shell=SH, cwd="/", env=None, stdin=False)
+        spared = int(await other.read(other.stdout))
+        escaped = int(await child.read(child.stdout))
+        await kill_tree(child)
+        assert await child.wait() == -signal.SIGKILL
+        assert gone(escaped)
+        assert alive(spared)
+        assert other.returncode is None
+        kill_tree(other)
+        assert await other.wait() == -signal.SIGKILL
+        assert gone(spared)
+        child.close()
+        other.close()
+
+    run(main())
+
+
+def test_a_shell_that_is_missing_is_reported_as_without_cgroups(cgrouped, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        spawn("true", shell=str(tmp_path / "no-shell"), cwd="/", env=None, stdin=False)
+
+
+def test_a_command_whose_cgroup_cannot_be_made_runs_with_its_cookie_alone(cgrouped, caplog):
+    own = cgrouped
+    assert own.cgroups is not None
+    number = own._next + 1
+    os.mkdir(own.cgroups.path(number))  # taken: the command's own cannot be created
+    caplog.set_level("WARNING", "rcmd.server")
+
+    async def main() -> None:
+        child = spawn("cat /proc/self/cgroup", shell=SH, cwd="/", env=None, stdin=False)
+        assert child.number == number
+        out, _ = await child.communicate()
+        assert f"/cmd-{number}" not in out.decode()
+        child.close()
+
+    run(main())
+    assert caplog.messages == [
+        f"command {number}: no cgroup ([Errno 17] File exists: {own.cgroups.path(number)!r}):"
+        " its cookie alone finds its processes"
+    ]
+
+
+def test_where_cgroups_are_unavailable_the_server_says_why(monkeypatch):
+    from rcmd import cgroup
+
+    monkeypatch.setattr(cgroup, "MOUNTINFO", "/nonexistent/mountinfo")
+    own = ProcessTracker()
+    try:
+        sentence = own.start(subreaper=False, cgroups=True)
+    finally:
+        own.close()
+    assert own.cgroups is None
+    assert sentence.endswith("; no cgroup (cannot read /nonexistent/mountinfo: No such file or directory)")
+
+
+def test_a_server_that_dies_leaves_its_watchdog_to_empty_its_cgroups(cgrouped):
+    """The server's end of the watchdog's pipe closes as it dies (SIGKILL): the watchdog kills
+    what is in the cgroups it was told of, even without a cookie, and removes them."""
+    own = cgrouped
+    assert own.cgroups is not None
+    assert own._watchdog is not None
+    assert own._watchdog_pipe is not None
+    parent, watchdog = own.cgroups.parent, own._watchdog
+
+    async def main() -> int:
+        child = spawn(ESCAPE, shell=SH, cwd="/", env=None, stdin=False)
+        out, _ = await child.communicate()
+        return int(out)
+
+    escaped = run(main())  # its command is over, its cgroup not yet killed: still running
+    assert alive(escaped)
+    os.close(own._watchdog_pipe)  # as the kernel does for a server that died
+    own._watchdog_pipe = None
+    assert watchdog.wait(WAIT) == 0
+    assert gone(escaped)
+    assert not os.path.exists(parent)
