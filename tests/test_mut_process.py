@@ -839,3 +839,102 @@ def test_a_server_that_dies_leaves_its_watchdog_to_empty_its_cgroups(cgrouped):
     assert watchdog.wait(WAIT) == 0
     assert gone(escaped)
     assert not os.path.exists(parent)
+
+
+def test_children_of_another_thread_are_listed_with_every_threads_only():
+    """A shell forked on a spawn thread is that thread's child while the thread lives: the
+    main thread's list (where orphans go) leaves it out, every thread's has it."""
+    import threading
+
+    own = ProcessTracker()
+    forked, done = threading.Event(), threading.Event()
+    children: list[subprocess.Popen[bytes]] = []
+
+    def fork_and_stay() -> None:
+        children.append(subprocess.Popen(["sleep", "60"]))
+        forked.set()
+        done.wait(WAIT)
+
+    mains = subprocess.Popen(["sleep", "60"])
+    thread = threading.Thread(target=fork_and_stay)
+    thread.start()
+    try:
+        assert forked.wait(WAIT)
+        theirs = children[0].pid
+        every = set(own._children())
+        main_only = set(own._children(main_thread_only=True))
+        assert {theirs, mains.pid} <= every
+        assert mains.pid in main_only
+        assert theirs not in main_only
+    finally:
+        done.set()
+        thread.join()
+        for child in [mains, *children]:
+            child.kill()
+            child.wait()
+
+
+def test_the_watchdog_empties_the_cgroups_it_is_told_of_line_by_line(monkeypatch):
+    """watchdog_main() as a server that died leaves it: told its cgroups' path first (then
+    more lines, read in several chunks, one of them not UTF-8), then EOF. A process in
+    that cgroup without any cookie is killed, the cgroup removed."""
+    from rcmd.cgroup import CommandCgroups, Unavailable, kill_and_remove
+
+    try:
+        cgroups = CommandCgroups.create(None)
+    except Unavailable as exc:
+        pytest.skip(str(exc))
+    sleeper = subprocess.Popen(cgroups.gated(1, ["sleep", "60"]), env={})
+    try:
+        procs = Path(cgroups.path(1), "cgroup.procs")
+        for _ in range(100_000):  # a condition, checked: the gate moves itself, then execs
+            if str(sleeper.pid) in procs.read_text().split():
+                break
+            select.select([], [], [], 0.001)
+        told = cgroups.parent.encode() + b"\n/nonexistent/\xff\n" + b"\n" * 10_000
+        read_end, write_end = os.pipe()
+        assert os.write(write_end, told) == len(told)
+        os.close(write_end)
+        saved = os.dup(0)
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGHUP)}
+        monkeypatch.setattr(sys, "argv", ["watchdog", f"w{os.getpid()}"])
+        os.dup2(read_end, 0)
+        try:
+            process.watchdog_main()
+        finally:
+            os.dup2(saved, 0)
+            os.close(saved)
+            os.close(read_end)
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+        assert sleeper.wait(WAIT) == -signal.SIGKILL
+        assert not os.path.exists(cgroups.parent)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        kill_and_remove(cgroups.parent)
+
+
+def test_a_subreaper_started_without_a_running_loop_goes_on(subreaper):
+    """Without a running loop there is no SIGCHLD handler to add: orphans are reaped as
+    commands end instead."""
+    assert "; child subreaper; " in subreaper.start(subreaper=True)
+    assert subreaper.subreaper
+
+
+def test_a_subreaper_started_on_a_loop_off_the_main_thread_goes_on(subreaper):
+    """A server's loop in a thread of its own (as BackgroundServer runs one) cannot take a
+    signal handler (only the main thread can): it is a subreaper all the same."""
+    import threading
+
+    said: list[str] = []
+
+    async def main() -> None:
+        said.append(subreaper.start(subreaper=True))
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),))
+    thread.start()
+    thread.join(WAIT)
+    assert len(said) == 1
+    assert "; child subreaper; " in said[0]
+    assert subreaper.subreaper
