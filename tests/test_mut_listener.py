@@ -5,6 +5,7 @@ BackgroundServer over raw 127.0.0.1 sockets, as in test_mut_server; every wait i
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from test_mut_server import WAIT, Peer, ServerLog, stop
 
 from rcmd.messages import Ping, Pong
-from rcmd.server import BackgroundServer
+from rcmd.server import BackgroundServer, Server
 
 
 @pytest.fixture
@@ -116,3 +117,50 @@ def test_a_session_that_fails_is_logged_and_the_server_goes_on(start, server_log
         assert peer.receive() == Pong()
     finally:
         peer.close()
+
+
+def test_a_tls_connection_still_silent_is_closed_to_make_room(start, sockets, certs, server_log, monkeypatch):
+    """A TLS connection whose client has not spoken yet has no session: making room cancels
+    its start, which closes it at once (it is not left to be told, later, to use TLS)."""
+    from rcmd.server import listener
+
+    monkeypatch.setattr(listener, "TLS_DETECT_WAIT", WAIT)  # only making room ends its wait
+    server = start(tls_cert=str(certs / "server.pem"), max_startups=1)
+    first = sockets(server)
+    port = first.getsockname()[1]
+    server_log.wait_for(rf"^127\.0\.0\.1:{port} accepted \(1 connections\)$")
+    sockets(server)
+    assert first.recv(1024) == b""
+    server_log.wait_for(
+        rf"^127\.0\.0\.1:{port} closed to make room: server full: closing a connection that has not"
+        " finished its handshake$"
+    )
+    server_log.wait_for(rf"^127\.0\.0\.1:{port}: closed during the TLS handshake$")
+
+
+def test_what_the_server_does_not_handle_goes_to_the_loops_handler_from_before():
+    """An exception asyncio reports that is not a network error goes to the handler the loop
+    had before the server started, with that loop."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        seen: list[tuple[object, dict]] = []
+        loop.set_exception_handler(lambda at, context: seen.append((at, context)))
+        server = Server(host="127.0.0.1", port=0)
+        await server.start()
+        try:
+            context = {"message": "a bug", "exception": ValueError("v")}
+            loop.call_exception_handler(context)
+            assert seen == [(loop, context)]
+        finally:
+            await server.close()
+
+    asyncio.run(asyncio.wait_for(main(), WAIT))
+
+
+def test_a_server_not_started_says_so():
+    server = Server(host="127.0.0.1", port=0)
+    with pytest.raises(AssertionError, match=r"^start\(\) first$"):
+        server.address  # noqa: B018 - the property raises
+    with pytest.raises(AssertionError, match=r"^start\(\) first$"):
+        asyncio.run(server.serve_forever())
