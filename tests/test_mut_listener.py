@@ -44,6 +44,16 @@ def start(tmp_path: Path) -> Iterator:
         stop(server)
 
 
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import trustme
+
+    folder = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(folder / "server.pem"))
+    return folder
+
+
 @pytest.fixture
 def sockets() -> Iterator:
     opened: list[socket.socket] = []
