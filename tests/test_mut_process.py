@@ -742,7 +742,10 @@ def test_a_commands_cgroup_holds_all_it_starts_and_goes_when_it_ends(cgrouped):
     parent = own.cgroups.parent
 
     async def main() -> None:
-        child = spawn(f"cat /proc/self/cgroup; {ESCAPE}", shell=SH, cwd="/", env=None, stdin=False)
+        child = await spawn_in_thread(
+            f"cat /proc/self/cgroup; {ESCAPE}", shell=SH, cwd="/", env=None, stdin=False
+        )  # as the server starts them
+        assert own.spawning == 0
         out, _ = await child.communicate()
         *lines, pid = out.decode().split()
         assert own.cgroups is not None
@@ -938,3 +941,22 @@ def test_a_subreaper_started_on_a_loop_off_the_main_thread_goes_on(subreaper):
     assert len(said) == 1
     assert "; child subreaper; " in said[0]
     assert subreaper.subreaper
+
+
+def test_a_watchdog_whose_stdin_fails_still_kills_its_servers_cookies(monkeypatch):
+    """Its pipe unreadable (EBADF here: a write-only descriptor) counts as the server gone."""
+    read_end, write_end = os.pipe()
+    saved = os.dup(0)
+    monkeypatch.setattr(sys, "argv", ["watchdog", f"v{os.getpid()}"])
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGHUP)}
+    with marked(f"v{os.getpid()}-1") as mine:
+        os.dup2(write_end, 0)
+        try:
+            process.watchdog_main()
+        finally:
+            os.dup2(saved, 0)
+            for fd in (saved, read_end, write_end):
+                os.close(fd)
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+        assert mine.wait(WAIT) == -signal.SIGKILL
