@@ -216,6 +216,67 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "rcmd.process.x__become_subreaper__mutmut_4": ("CDLL(None, )", "errno is never read"),
     "rcmd.process.x__become_subreaper__mutmut_5": ("use_errno=False", "errno is never read"),
     "rcmd.process.xǁChildǁread__mutmut_7": ("writable=None", "read only as a truth value"),
+    # A new tracker's fields that _ensure_id() sets before anything reads them (it runs in
+    # start() and started(), and a cookie, a command's cgroup or a kill exist only after
+    # started()), or read only as a truth value, or only along with another set with them.
+    "rcmd.process.xǁProcessTrackerǁ__init____mutmut_1": (
+        "self.server_id = None",
+        "set by _ensure_id() before it is read",
+    ),
+    "rcmd.process.xǁProcessTrackerǁ__init____mutmut_2": (
+        'self.server_id = "XXXX"',
+        "set by _ensure_id() before it is read",
+    ),
+    "rcmd.process.xǁProcessTrackerǁ__init____mutmut_3": (
+        "self._owner_pid = None",
+        "only compared with a pid: as 0, never equal",
+    ),
+    "rcmd.process.xǁProcessTrackerǁ__init____mutmut_9": (
+        "self.subreaper = None",
+        "read only as a truth value",
+    ),
+    "rcmd.process.xǁProcessTrackerǁ__init____mutmut_13": (
+        "self._reap_deferred = None",
+        "read only as a truth value",
+    ),
+    "rcmd.process.xǁProcessTrackerǁ__init____mutmut_17": (
+        'self._sweep_loop: asyncio.AbstractEventLoop | None = ""',
+        "read only when a sweep is due, which sets it",
+    ),
+    "rcmd.process.xǁProcessTrackerǁ__init____mutmut_20": (
+        'self.cgroups: CommandCgroups | None = ""',
+        "set by _ensure_id() before it is read",
+    ),
+    # Its callers catch the OSError and drop it: the message is never shown.
+    "rcmd.process.xǁProcessTrackerǁ_children__mutmut_25": (
+        "raise OSError(None)",
+        "the message is never read",
+    ),
+    "rcmd.process.xǁProcessTrackerǁ_children__mutmut_26": (
+        'OSError("XXtoo many children to listXX")',
+        "the message is never read",
+    ),
+    "rcmd.process.xǁProcessTrackerǁ_children__mutmut_27": (
+        'OSError("TOO MANY CHILDREN TO LIST")',
+        "the message is never read",
+    ),
+    # add_signal_handler() raises NotImplementedError only on Windows; this module is POSIX only.
+    "rcmd.process.xǁProcessTrackerǁstart__mutmut_19": (
+        "suppress(RuntimeError, ValueError)",
+        "NotImplementedError: Windows only",
+    ),
+    # The watchdog's read of its pipe: a chunk size (the same bytes in the end), and os.read()
+    # retries on EINTR itself (PEP 475), so InterruptedError is never raised.
+    "rcmd.process.x_watchdog_main__mutmut_16": ("os.read(0, 4097)", "a chunk size: the same bytes"),
+    "rcmd.process.x_watchdog_main__mutmut_20": (
+        "except InterruptedError:\n            break",
+        "never raised (PEP 475)",
+    ),
+    # rcmd.server.listener.
+    "rcmd.server.listener.xǁ_Listenerǁ_start_tls__mutmut_3": (
+        "handed_over = None",
+        "read only as a truth value",
+    ),
 }
 
 DETECTED = {"killed", "timeout"}  # a hang under a mutant is a test that noticed it
