@@ -274,9 +274,22 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     ),
     # rcmd.server.listener.
     "rcmd.server.listener.xǁ_Listenerǁ_start_tls__mutmut_3": (
-        "handed_over = None",
+        "handed_over = None\n        try:",
         "read only as a truth value",
     ),
+    # Once handed over, the socket is the transport's, which has closed it by the time the
+    # finally clause closes it again (a no-op), and nothing cancels the task any more: the
+    # session is set before its first await, and only a connection without one is cancelled.
+    "rcmd.server.listener.xǁ_Listenerǁ_start_tls__mutmut_49": (
+        "handed_over = None\n            writer",
+        "conn closed already; never cancelled after",
+    ),
+    "rcmd.server.listener.xǁ_Listenerǁ_start_tls__mutmut_50": (
+        "handed_over = False\n            writer",
+        "conn closed already; never cancelled after",
+    ),
+    # An exception is always true: the type's name after `or` is never reached.
+    "rcmd.server.listener.xǁ_Listenerǁ_start_tls__mutmut_48": ("type(None).__name__", "never evaluated"),
 }
 
 DETECTED = {"killed", "timeout"}  # a hang under a mutant is a test that noticed it

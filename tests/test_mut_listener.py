@@ -174,3 +174,17 @@ def test_a_server_not_started_says_so():
         server.address  # noqa: B018 - the property raises
     with pytest.raises(AssertionError, match=r"^start\(\) first$"):
         asyncio.run(server.serve_forever())
+
+
+def test_a_tls_client_stalled_in_its_handshake_is_cut_off_at_the_handshake_timeout(
+    start, sockets, certs, server_log
+):
+    server = start(tls_cert=str(certs / "server.pem"), handshake_timeout=0.3)
+    stalled = sockets(server)
+    stalled.sendall(b"\x16\x03\x01")  # a TLS record begins, and no more comes
+    assert stalled.recv(1024) == b""
+    port = stalled.getsockname()[1]
+    server_log.wait_for(
+        rf"^127\.0\.0\.1:{port}: TLS handshake failed: SSL handshake is taking longer than 0\.3 seconds:"
+        " aborting the connection$"
+    )
