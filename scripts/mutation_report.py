@@ -288,6 +288,17 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "handed_over = False\n            writer",
         "conn closed already; never cancelled after",
     ),
+    # The peek at a TLS client's first byte: recv() runs once the socket is readable, and a
+    # blocking socket's small send (the plaintext reason) to a fresh connection does not block;
+    # connect_accepted_socket() makes it non-blocking again. A peek of 2 bytes: only [0] is read.
+    "rcmd.server.listener.x__peek_first_byte__mutmut_3": (
+        "conn.setblocking(True)",
+        "no call on it can block; made non-blocking after",
+    ),
+    "rcmd.server.listener.x__peek_first_byte__mutmut_21": (
+        "conn.recv(2, socket.MSG_PEEK)",
+        "only data[0] is read",
+    ),
     # An exception is always true: the type's name after `or` is never reached.
     "rcmd.server.listener.xǁ_Listenerǁ_start_tls__mutmut_48": ("type(None).__name__", "never evaluated"),
 }

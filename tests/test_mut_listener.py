@@ -6,6 +6,7 @@ BackgroundServer over raw 127.0.0.1 sockets, as in test_mut_server; every wait i
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,6 +52,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tls")
     ca = trustme.CA()
     ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(folder / "server.pem"))
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
     return folder
 
 
@@ -164,8 +166,12 @@ def test_what_the_server_does_not_handle_goes_to_the_loops_handler_from_before()
             assert seen == [(loop, context)]
         finally:
             await server.close()
+        accepting = asyncio.all_tasks() - {asyncio.current_task()}
+        assert accepting  # the accept loop, cancelled; its done callbacks run before wait() returns
+        await asyncio.wait(accepting)
+        assert seen == [(loop, context)]
 
-    asyncio.run(asyncio.wait_for(main(), WAIT))
+    asyncio.run(main())  # not in wait_for(): the only other tasks are the accept loops
 
 
 def test_a_server_not_started_says_so():
@@ -188,3 +194,62 @@ def test_a_tls_client_stalled_in_its_handshake_is_cut_off_at_the_handshake_timeo
         rf"^127\.0\.0\.1:{port}: TLS handshake failed: SSL handshake is taking longer than 0\.3 seconds:"
         " aborting the connection$"
     )
+
+
+def test_a_naive_client_that_half_closes_after_its_command_gets_the_output(start, sockets):
+    """`printf 'echo half' | nc -N host port`: the client's FIN ends its input, not the
+    connection, and the output of its command still comes back before the close."""
+    server = start(framing="naive")
+    client = sockets(server)
+    client.sendall(b"echo half")
+    client.shutdown(socket.SHUT_WR)
+    received = b""
+    while chunk := client.recv(1024):
+        received += chunk
+    assert received == b"half\n"
+
+
+def test_a_tls_connection_that_ended_is_no_longer_counted(start, certs, server_log):
+    from rcmd import connect
+
+    server = start(tls_cert=str(certs / "server.pem"), max_connections=1)
+    for _ in range(2):
+        with connect(*server.address, tls_ca=str(certs / "ca.pem")) as client:
+            assert client.run("echo secure").stdout == b"secure\n"
+        server_log.wait_for(r"^127\.0\.0\.1:\d+ disconnected$")
+    with server_log.changed:
+        counts = [line for line in server_log.lines if re.search(r" accepted \(\d+ connections\)$", line)]
+    assert [line.rsplit(" ", 3)[1:] for line in counts] == [["accepted", "(1", "connections)"]] * 2
+    assert not server_log.has("closed to make room")
+
+
+def test_an_accept_loop_that_dies_of_a_bug_says_so(start, sockets, server_log, monkeypatch):
+    """A bug that escapes the accept loop is logged with its traceback; a loop cancelled as
+    the server closes is not an error (asyncio reports none)."""
+    import logging
+
+    from rcmd.server import listener
+
+    def broken(self: object, conn: socket.socket, peer: str) -> None:
+        conn.close()
+        raise RuntimeError("a bug in the listener")
+
+    records: list[logging.LogRecord] = []
+    keep = logging.Handler()
+    keep.emit = records.append  # type: ignore[method-assign]
+    for name in ("rcmd.server", "asyncio"):
+        logging.getLogger(name).addHandler(keep)
+    try:
+        server = start()
+        monkeypatch.setattr(listener._Listener, "_start", broken)
+        sockets(server)
+        server_log.wait_for(r"^the TLS listener stopped$")
+        (stopped,) = [r for r in records if r.getMessage() == "the TLS listener stopped"]
+        assert stopped.levelname == "ERROR"
+        assert stopped.exc_info is not None
+        assert str(stopped.exc_info[1]) == "a bug in the listener"
+        stop(server)
+        assert [r.getMessage() for r in records if r.name == "asyncio"] == []
+    finally:
+        for name in ("rcmd.server", "asyncio"):
+            logging.getLogger(name).removeHandler(keep)
