@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from test_mut_server import WAIT, Peer, ServerLog, stop
 
-from rcmd.messages import Ping, Pong
+from rcmd.messages import Error, Ping, Pong
 from rcmd.server import BackgroundServer, Server
 
 
@@ -253,3 +253,42 @@ def test_an_accept_loop_that_dies_of_a_bug_says_so(start, sockets, server_log, m
     finally:
         for name in ("rcmd.server", "asyncio"):
             logging.getLogger(name).removeHandler(keep)
+
+
+def test_the_count_follows_accepts_early_closes_and_evictions(start, sockets, server_log):
+    """Every accepted socket counts until it is closed, whatever its stage then: one closed
+    before its handshake, one closed to make room, one through its handshake. The count each
+    accept logs shows what is left counted; only those two are closed to make room."""
+
+    def accepted(port: int) -> str:
+        return server_log.wait_for(rf"^127\.0\.0\.1:{port} accepted \((\d+) connections\)$")[1]
+
+    def closed(port: int) -> None:
+        server_log.wait_for(rf"^127\.0\.0\.1:{port} disconnected$")
+
+    server = start(max_connections=1, max_startups=1)
+    early = sockets(server)
+    early_port = early.getsockname()[1]
+    assert accepted(early_port) == "1"
+    early.close()  # before its handshake
+    closed(early_port)
+    first = Peer(server.address)  # through the handshake: idle
+    first_port = first.sock.getsockname()[1]
+    first.send(Ping())
+    assert first.receive() == Pong()
+    assert accepted(first_port) == "1"
+    second = Peer(server.address)  # makes room: first is closed
+    second_port = second.sock.getsockname()[1]
+    assert accepted(second_port) == "2"
+    assert first.rest() == [Error("server full: closing idle connection")]
+    first.close()
+    closed(first_port)
+    second.send(Ping())
+    assert second.receive() == Pong()
+    third = sockets(server)
+    assert accepted(third.getsockname()[1]) == "2"  # second, and itself
+    assert second.rest() == [Error("server full: closing idle connection")]
+    second.close()
+    with server_log.changed:
+        made_room = [line for line in server_log.lines if "closed to make room" in line]
+    assert [line.split()[0] for line in made_room] == [f"127.0.0.1:{first_port}", f"127.0.0.1:{second_port}"]
