@@ -285,10 +285,16 @@ def test_the_count_follows_accepts_early_closes_and_evictions(start, sockets, se
     closed(first_port)
     second.send(Ping())
     assert second.receive() == Pong()
-    third = sockets(server)
-    assert accepted(third.getsockname()[1]) == "2"  # second, and itself
+    third = Peer(server.address)
+    third_port = third.sock.getsockname()[1]
+    assert accepted(third_port) == "2"  # second, and itself
     assert second.rest() == [Error("server full: closing idle connection")]
     second.close()
+    third.send(Ping())
+    assert third.receive() == Pong()
+    third.close()  # through its handshake, and gone by itself
+    closed(third_port)
+    assert accepted(sockets(server).getsockname()[1]) == "1"
     with server_log.changed:
         made_room = [line for line in server_log.lines if "closed to make room" in line]
     assert [line.split()[0] for line in made_room] == [f"127.0.0.1:{first_port}", f"127.0.0.1:{second_port}"]
