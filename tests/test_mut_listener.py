@@ -96,7 +96,10 @@ def test_a_naive_server_running_a_command_on_every_connection_refuses_without_a_
     server = start(framing="naive", max_connections=1)
     busy = sockets(server)
     busy.sendall(b"exec sleep 60")
-    server_log.wait_for(r": run \(naive\) 'exec sleep 60'$")  # its process is set before this returns
+    port = busy.getsockname()[1]
+    server_log.wait_for(
+        rf"^127\.0\.0\.1:{port}: run \(naive\) 'exec sleep 60'$"
+    )  # its process is set before this returns
     refused = sockets(server)
     assert refused.recv(1024) == b""  # no reason: a naive client would take it for output
     server_log.wait_for(r"refused: 1 connections, each running a command \(--max-connections\)$")
@@ -270,6 +273,7 @@ def test_the_count_follows_accepts_early_closes_and_evictions(start, sockets, se
     early = sockets(server)
     early_port = early.getsockname()[1]
     assert accepted(early_port) == "1"
+    server_log.wait_for(rf"^127\.0\.0\.1:{early_port} connected$")
     early.close()  # before its handshake
     closed(early_port)
     first = Peer(server.address)  # through the handshake: idle
@@ -298,3 +302,41 @@ def test_the_count_follows_accepts_early_closes_and_evictions(start, sockets, se
     with server_log.changed:
         made_room = [line for line in server_log.lines if "closed to make room" in line]
     assert [line.split()[0] for line in made_room] == [f"127.0.0.1:{first_port}", f"127.0.0.1:{second_port}"]
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_a_connection_whose_set_up_fails_is_logged_and_the_server_goes_on(
+    start, certs, server_log, monkeypatch, tls
+):
+    """A bug past the session's own guard (here, in making the session) costs that connection
+    only: logged with its traceback, the socket closed, the next client served."""
+    import ssl
+
+    from rcmd import connect
+    from rcmd.server import session
+
+    real = session.PrefixedSession.__init__
+    failed: list[str] = []
+
+    def init_once_broken(self: session.PrefixedSession, *args: object) -> None:
+        if not failed:
+            failed.append(str(args[3]))  # its peer
+            raise RuntimeError("a bug")
+        real(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(session.PrefixedSession, "__init__", init_once_broken)
+    options = {"tls_cert": str(certs / "server.pem")} if tls else {}
+    server = start(**options)
+    with socket.create_connection(server.address, timeout=WAIT) as raw:
+        if tls:
+            context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as secure:
+                assert secure.recv(1024) == b""
+        else:
+            assert raw.recv(1024) == b""
+    kind = "TLS connection" if tls else "connection"
+    server_log.wait_for(rf"^{failed[0]}: {kind} failed$")
+    server_log.wait_for(rf"^{failed[0]} disconnected$")
+    tls_options = {"tls_ca": str(certs / "ca.pem")} if tls else {}
+    with connect(*server.address, **tls_options) as client:
+        assert client.run("echo next").stdout == b"next\n"
