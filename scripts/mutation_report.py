@@ -309,6 +309,29 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "self._handshaking.pop(accepted, )  # it has no handshake",
         "always there: the default is never used",
     ),
+    "rcmd.server.listener.xǁ_Listenerǁ_start__mutmut_12": (
+        "(server._closing) and False",
+        "never read after it is set",
+    ),
+    # An accepted connection's task is set after _admit(), which is always given None.
+    "rcmd.server.listener.xǁAcceptedǁ__init____mutmut_3": ("self.task = None", "always given None"),
+    "rcmd.server.listener.xǁServerǁ_admit__mutmut_47": (
+        "Accepted(peer, asyncio.get_running_loop().time(), None)",
+        "always given None",
+    ),
+    "rcmd.server.listener.xǁServerǁ_admit__mutmut_50": (
+        "Accepted(peer, asyncio.get_running_loop().time(), )",
+        "always given None",
+    ),
+    "rcmd.server.listener.xǁAcceptedǁ__init____mutmut_5": (
+        "self.evicted = None",
+        "read only as a truth value",
+    ),
+    # setsockopt(TCP_NODELAY) takes any non-zero value as on.
+    "rcmd.server.listener.xǁ_Listenerǁ_start__mutmut_9": (
+        "socket.TCP_NODELAY, 2)",
+        "any non-zero value is on",
+    ),
     # An exception is always true: the type's name after `or` is never reached.
     "rcmd.server.listener.xǁ_Listenerǁ_start_tls__mutmut_48": ("type(None).__name__", "never evaluated"),
 }

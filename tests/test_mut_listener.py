@@ -101,8 +101,11 @@ def test_a_naive_server_running_a_command_on_every_connection_refuses_without_a_
         rf"^127\.0\.0\.1:{port}: run \(naive\) 'exec sleep 60'$"
     )  # its process is set before this returns
     refused = sockets(server)
+    port = refused.getsockname()[1]
     assert refused.recv(1024) == b""  # no reason: a naive client would take it for output
-    server_log.wait_for(r"refused: 1 connections, each running a command \(--max-connections\)$")
+    server_log.wait_for(
+        rf"^127\.0\.0\.1:{port} refused: 1 connections, each running a command \(--max-connections\)$"
+    )
 
 
 def test_a_session_that_fails_is_logged_and_the_server_goes_on(start, server_log, monkeypatch):
