@@ -216,6 +216,124 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "rcmd.process.x__become_subreaper__mutmut_4": ("CDLL(None, )", "errno is never read"),
     "rcmd.process.x__become_subreaper__mutmut_5": ("use_errno=False", "errno is never read"),
     "rcmd.process.xǁChildǁread__mutmut_7": ("writable=None", "read only as a truth value"),
+    # A new tracker's fields that _ensure_id() sets before anything reads them (it runs in
+    # start() and started(), and a cookie, a command's cgroup or a kill exist only after
+    # started()), or read only as a truth value, or only along with another set with them.
+    "rcmd.process.xǁProcessTrackerǁ__init____mutmut_1": (
+        "self.server_id = None",
+        "set by _ensure_id() before it is read",
+    ),
+    "rcmd.process.xǁProcessTrackerǁ__init____mutmut_2": (
+        'self.server_id = "XXXX"',
+        "set by _ensure_id() before it is read",
+    ),
+    "rcmd.process.xǁProcessTrackerǁ__init____mutmut_3": (
+        "self._owner_pid = None",
+        "only compared with a pid: as 0, never equal",
+    ),
+    "rcmd.process.xǁProcessTrackerǁ__init____mutmut_9": (
+        "self.subreaper = None",
+        "read only as a truth value",
+    ),
+    "rcmd.process.xǁProcessTrackerǁ__init____mutmut_13": (
+        "self._reap_deferred = None",
+        "read only as a truth value",
+    ),
+    "rcmd.process.xǁProcessTrackerǁ__init____mutmut_17": (
+        'self._sweep_loop: asyncio.AbstractEventLoop | None = ""',
+        "read only when a sweep is due, which sets it",
+    ),
+    "rcmd.process.xǁProcessTrackerǁ__init____mutmut_20": (
+        'self.cgroups: CommandCgroups | None = ""',
+        "set by _ensure_id() before it is read",
+    ),
+    # Its callers catch the OSError and drop it: the message is never shown.
+    "rcmd.process.xǁProcessTrackerǁ_children__mutmut_25": (
+        "raise OSError(None)",
+        "the message is never read",
+    ),
+    "rcmd.process.xǁProcessTrackerǁ_children__mutmut_26": (
+        'OSError("XXtoo many children to listXX")',
+        "the message is never read",
+    ),
+    "rcmd.process.xǁProcessTrackerǁ_children__mutmut_27": (
+        'OSError("TOO MANY CHILDREN TO LIST")',
+        "the message is never read",
+    ),
+    # add_signal_handler() raises NotImplementedError only on Windows; this module is POSIX only.
+    "rcmd.process.xǁProcessTrackerǁstart__mutmut_19": (
+        "suppress(RuntimeError, ValueError)",
+        "NotImplementedError: Windows only",
+    ),
+    # The watchdog's read of its pipe: a chunk size (the same bytes in the end), and os.read()
+    # retries on EINTR itself (PEP 475), so InterruptedError is never raised.
+    "rcmd.process.x_watchdog_main__mutmut_16": ("os.read(0, 4097)", "a chunk size: the same bytes"),
+    "rcmd.process.x_watchdog_main__mutmut_20": (
+        "except InterruptedError:\n            break",
+        "never raised (PEP 475)",
+    ),
+    # rcmd.server.listener.
+    "rcmd.server.listener.xǁ_Listenerǁ_start_tls__mutmut_3": (
+        "handed_over = None\n        try:",
+        "read only as a truth value",
+    ),
+    # Once handed over, the socket is the transport's, which has closed it by the time the
+    # finally clause closes it again (a no-op), and nothing cancels the task any more: the
+    # session is set before its first await, and only a connection without one is cancelled.
+    "rcmd.server.listener.xǁ_Listenerǁ_start_tls__mutmut_49": (
+        "handed_over = None\n            writer",
+        "conn closed already; never cancelled after",
+    ),
+    "rcmd.server.listener.xǁ_Listenerǁ_start_tls__mutmut_50": (
+        "handed_over = False\n            writer",
+        "conn closed already; never cancelled after",
+    ),
+    # The peek at a TLS client's first byte: recv() runs once the socket is readable, and a
+    # blocking socket's small send (the plaintext reason) to a fresh connection does not block;
+    # connect_accepted_socket() makes it non-blocking again. A peek of 2 bytes: only [0] is read.
+    "rcmd.server.listener.x__peek_first_byte__mutmut_3": (
+        "conn.setblocking(True)",
+        "no call on it can block; made non-blocking after",
+    ),
+    "rcmd.server.listener.x__peek_first_byte__mutmut_21": (
+        "conn.recv(2, socket.MSG_PEEK)",
+        "only data[0] is read",
+    ),
+    # close() closes the listening sockets and cancels the accept loops in the same step as it
+    # sets _closing, so _start() never runs after: it reads _closing as False either way.
+    "rcmd.server.listener.xǁServerǁclose__mutmut_1": ("self._closing = None", "never read after it is set"),
+    "rcmd.server.listener.xǁServerǁclose__mutmut_2": ("self._closing = False", "never read after it is set"),
+    # A naive connection is still among those in their handshake when its session starts: one
+    # taken out to make room had its task cancelled before it could get there.
+    "rcmd.server.listener.xǁServerǁ_serve__mutmut_14": (
+        "self._handshaking.pop(accepted, )  # it has no handshake",
+        "always there: the default is never used",
+    ),
+    "rcmd.server.listener.xǁ_Listenerǁ_start__mutmut_12": (
+        "(server._closing) and False",
+        "never read after it is set",
+    ),
+    # An accepted connection's task is set after _admit(), which is always given None.
+    "rcmd.server.listener.xǁAcceptedǁ__init____mutmut_3": ("self.task = None", "always given None"),
+    "rcmd.server.listener.xǁServerǁ_admit__mutmut_47": (
+        "Accepted(peer, asyncio.get_running_loop().time(), None)",
+        "always given None",
+    ),
+    "rcmd.server.listener.xǁServerǁ_admit__mutmut_50": (
+        "Accepted(peer, asyncio.get_running_loop().time(), )",
+        "always given None",
+    ),
+    "rcmd.server.listener.xǁAcceptedǁ__init____mutmut_5": (
+        "self.evicted = None",
+        "read only as a truth value",
+    ),
+    # setsockopt(TCP_NODELAY) takes any non-zero value as on.
+    "rcmd.server.listener.xǁ_Listenerǁ_start__mutmut_9": (
+        "socket.TCP_NODELAY, 2)",
+        "any non-zero value is on",
+    ),
+    # An exception is always true: the type's name after `or` is never reached.
+    "rcmd.server.listener.xǁ_Listenerǁ_start_tls__mutmut_48": ("type(None).__name__", "never evaluated"),
 }
 
 DETECTED = {"killed", "timeout"}  # a hang under a mutant is a test that noticed it

@@ -14,7 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -649,3 +649,314 @@ def test_orphans_are_killed_round_by_round_at_shutdown(subreaper, caplog):
     assert gone(second)
     subreaper.reap_orphans()
     assert not {first, second} & set(subreaper._children())
+
+
+def test_without_pidfd_kill_if_marked_checks_the_cookie_and_uses_kill(monkeypatch):
+    """Where pidfd_open() fails (Linux < 5.3, or no pidfd at all), the same checks, then kill()."""
+
+    def no_pidfd(pid: int) -> int:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    asked: list[bytes] = []
+
+    def only_k1(cookie: bytes) -> bool:
+        asked.append(cookie)
+        return cookie == b"k-1"
+
+    with marked("k-1") as child, marked("k-2") as other:
+        process._kill_if_marked(child.pid, b"other-", lambda cookie: True)
+        process._kill_if_marked(other.pid, b"k-", only_k1)
+        assert asked == [b"k-2"]
+        assert alive(child.pid)
+        assert alive(other.pid)
+        process._kill_if_marked(child.pid, b"k-", only_k1)
+        assert child.wait(WAIT) == -signal.SIGKILL
+        assert alive(other.pid)
+    process._kill_if_marked(child.pid, b"k-", lambda cookie: True)  # gone: no error
+
+
+def test_kill_if_marked_asks_about_the_cookie_it_read():
+    asked: list[bytes] = []
+
+    def only_k1(cookie: bytes) -> bool:
+        asked.append(cookie)
+        return cookie == b"k-1"
+
+    with marked("k-1") as child:
+        process._kill_if_marked(child.pid, b"k-", only_k1)
+        assert child.wait(WAIT) == -signal.SIGKILL
+    assert asked == [b"k-1"]
+
+
+def test_a_tracker_that_never_ran_a_command_closes_cleanly():
+    """lifecycle closes the tracker at shutdown whatever ran: with nothing started, no sweep,
+    no watchdog, no cgroup, close() has nothing to do and does not fail."""
+    own = ProcessTracker()
+    own.close()
+    assert own._sweep is None
+    assert own._removal is None
+    assert own._watchdog is None
+
+
+def test_a_new_trackers_environment_is_the_servers_own_with_the_cookie(monkeypatch):
+    monkeypatch.setenv("RCMD_TEST_MARK", "here")
+    own = ProcessTracker()
+    number = own.started()
+    env = own.environment(number, None)
+    assert env["RCMD_TEST_MARK"] == "here"
+    assert env[COOKIE_VARIABLE] == f"{own.server_id}-{number}"
+    assert own.environment(number, {"A": "1"}) == {"A": "1", COOKIE_VARIABLE: own.cookie(number)}
+
+
+# ----------------------------------------------------------------- a cgroup per command
+
+
+@pytest.fixture
+def cgrouped(monkeypatch) -> Iterator[ProcessTracker]:
+    """A tracker of its own, as spawn() and Child see it, started with a cgroup per command
+    (skipped where this process may not create one); closed after."""
+    own = ProcessTracker()
+    monkeypatch.setattr(process, "tracker", own)
+    sentence = own.start(subreaper=False, cgroups=True)
+    if own.cgroups is None:
+        own.close()
+        pytest.skip(sentence)
+    assert sentence.endswith(f"; a cgroup per command under {own.cgroups.parent}, killed by cgroup.kill")
+    yield own
+    own.close()
+
+
+ESCAPE = "setsid env -i sleep 60 >/dev/null 2>&1 </dev/null & echo $!"  # no group, no cookie
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Until *condition* holds (it changes on a timer of the tracker's, nothing to await)."""
+    while not condition():
+        await asyncio.sleep(0.005)
+
+
+def test_a_commands_cgroup_holds_all_it_starts_and_goes_when_it_ends(cgrouped):
+    own = cgrouped
+    assert own.cgroups is not None
+    parent = own.cgroups.parent
+
+    async def main() -> None:
+        child = await spawn_in_thread(
+            f"cat /proc/self/cgroup; {ESCAPE}", shell=SH, cwd="/", env=None, stdin=False
+        )  # as the server starts them
+        assert own.spawning == 0
+        out, _ = await child.communicate()
+        *lines, pid = out.decode().split()
+        assert own.cgroups is not None
+        cgroup2 = next(line for line in lines if line.startswith("0::"))
+        assert own.cgroups.path(child.number).endswith(cgroup2.removeprefix("0::"))
+        assert alive(int(pid))  # out of its group, without its cookie
+        child.close()  # its end kills its cgroup
+        assert gone(int(pid))
+        await until(lambda: not os.path.exists(os.path.join(parent, f"cmd-{child.number}")))
+        assert not own._unremoved
+
+    run(main())
+    own.close()
+    assert not os.path.exists(parent)
+
+
+def test_kill_tree_kills_the_commands_cgroup(cgrouped):
+    async def main() -> None:
+        other = spawn(f"{ESCAPE}; exec sleep 60", shell=SH, cwd="/", env=None, stdin=False)
+        child = spawn(f"{ESCAPE}; exec sleep 60", shell=SH, cwd="/", env=None, stdin=False)
+        spared = int(await other.read(other.stdout))
+        escaped = int(await child.read(child.stdout))
+        await kill_tree(child)
+        assert await child.wait() == -signal.SIGKILL
+        assert gone(escaped)
+        assert alive(spared)
+        assert other.returncode is None
+        kill_tree(other)
+        assert await other.wait() == -signal.SIGKILL
+        assert gone(spared)
+        child.close()
+        other.close()
+
+    run(main())
+
+
+def test_a_shell_that_is_missing_is_reported_as_without_cgroups(cgrouped, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        spawn("true", shell=str(tmp_path / "no-shell"), cwd="/", env=None, stdin=False)
+
+
+def test_a_command_whose_cgroup_cannot_be_made_runs_with_its_cookie_alone(cgrouped, caplog):
+    own = cgrouped
+    assert own.cgroups is not None
+    number = own._next + 1
+    os.mkdir(own.cgroups.path(number))  # taken: the command's own cannot be created
+    caplog.set_level("WARNING", "rcmd.server")
+
+    async def main() -> None:
+        child = spawn("cat /proc/self/cgroup", shell=SH, cwd="/", env=None, stdin=False)
+        assert child.number == number
+        out, _ = await child.communicate()
+        assert f"/cmd-{number}" not in out.decode()
+        child.close()
+
+    run(main())
+    assert caplog.messages == [
+        f"command {number}: no cgroup ([Errno 17] File exists: {own.cgroups.path(number)!r}):"
+        " its cookie alone finds its processes"
+    ]
+
+
+def test_where_cgroups_are_unavailable_the_server_says_why(monkeypatch):
+    from rcmd import cgroup
+
+    monkeypatch.setattr(cgroup, "MOUNTINFO", "/nonexistent/mountinfo")
+    own = ProcessTracker()
+    try:
+        sentence = own.start(subreaper=False, cgroups=True)
+    finally:
+        own.close()
+    assert own.cgroups is None
+    assert sentence.endswith("; no cgroup (cannot read /nonexistent/mountinfo: No such file or directory)")
+
+
+def test_a_server_that_dies_leaves_its_watchdog_to_empty_its_cgroups(cgrouped):
+    """The server's end of the watchdog's pipe closes as it dies (SIGKILL): the watchdog kills
+    what is in the cgroups it was told of, even without a cookie, and removes them."""
+    own = cgrouped
+    assert own.cgroups is not None
+    assert own._watchdog is not None
+    assert own._watchdog_pipe is not None
+    parent, watchdog = own.cgroups.parent, own._watchdog
+
+    async def main() -> int:
+        child = spawn(ESCAPE, shell=SH, cwd="/", env=None, stdin=False)
+        out, _ = await child.communicate()
+        return int(out)
+
+    escaped = run(main())  # its command is over, its cgroup not yet killed: still running
+    assert alive(escaped)
+    os.close(own._watchdog_pipe)  # as the kernel does for a server that died
+    own._watchdog_pipe = None
+    assert watchdog.wait(WAIT) == 0
+    assert gone(escaped)
+    assert not os.path.exists(parent)
+
+
+def test_children_of_another_thread_are_listed_with_every_threads_only():
+    """A shell forked on a spawn thread is that thread's child while the thread lives: the
+    main thread's list (where orphans go) leaves it out, every thread's has it."""
+    import threading
+
+    own = ProcessTracker()
+    forked, done = threading.Event(), threading.Event()
+    children: list[subprocess.Popen[bytes]] = []
+
+    def fork_and_stay() -> None:
+        children.append(subprocess.Popen(["sleep", "60"]))
+        forked.set()
+        done.wait(WAIT)
+
+    mains = subprocess.Popen(["sleep", "60"])
+    thread = threading.Thread(target=fork_and_stay)
+    thread.start()
+    try:
+        assert forked.wait(WAIT)
+        theirs = children[0].pid
+        every = set(own._children())
+        main_only = set(own._children(main_thread_only=True))
+        assert {theirs, mains.pid} <= every
+        assert mains.pid in main_only
+        assert theirs not in main_only
+    finally:
+        done.set()
+        thread.join()
+        for child in [mains, *children]:
+            child.kill()
+            child.wait()
+
+
+def test_the_watchdog_empties_the_cgroups_it_is_told_of_line_by_line(monkeypatch):
+    """watchdog_main() as a server that died leaves it: told its cgroups' path first (then
+    more lines, read in several chunks, one of them not UTF-8), then EOF. A process in
+    that cgroup without any cookie is killed, the cgroup removed."""
+    from rcmd.cgroup import CommandCgroups, Unavailable, kill_and_remove
+
+    try:
+        cgroups = CommandCgroups.create(None)
+    except Unavailable as exc:
+        pytest.skip(str(exc))
+    sleeper = subprocess.Popen(cgroups.gated(1, ["sleep", "60"]), env={})
+    try:
+        procs = Path(cgroups.path(1), "cgroup.procs")
+        for _ in range(100_000):  # a condition, checked: the gate moves itself, then execs
+            if str(sleeper.pid) in procs.read_text().split():
+                break
+            select.select([], [], [], 0.001)
+        told = cgroups.parent.encode() + b"\n/nonexistent/\xff\n" + b"\n" * 10_000
+        read_end, write_end = os.pipe()
+        assert os.write(write_end, told) == len(told)
+        os.close(write_end)
+        saved = os.dup(0)
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGHUP)}
+        monkeypatch.setattr(sys, "argv", ["watchdog", f"w{os.getpid()}"])
+        os.dup2(read_end, 0)
+        try:
+            process.watchdog_main()
+        finally:
+            os.dup2(saved, 0)
+            os.close(saved)
+            os.close(read_end)
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+        assert sleeper.wait(WAIT) == -signal.SIGKILL
+        assert not os.path.exists(cgroups.parent)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        kill_and_remove(cgroups.parent)
+
+
+def test_a_subreaper_started_without_a_running_loop_goes_on(subreaper):
+    """Without a running loop there is no SIGCHLD handler to add: orphans are reaped as
+    commands end instead."""
+    assert "; child subreaper; " in subreaper.start(subreaper=True)
+    assert subreaper.subreaper
+
+
+def test_a_subreaper_started_on_a_loop_off_the_main_thread_goes_on(subreaper):
+    """A server's loop in a thread of its own (as BackgroundServer runs one) cannot take a
+    signal handler (only the main thread can): it is a subreaper all the same."""
+    import threading
+
+    said: list[str] = []
+
+    async def main() -> None:
+        said.append(subreaper.start(subreaper=True))
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),))
+    thread.start()
+    thread.join(WAIT)
+    assert len(said) == 1
+    assert "; child subreaper; " in said[0]
+    assert subreaper.subreaper
+
+
+def test_a_watchdog_whose_stdin_fails_still_kills_its_servers_cookies(monkeypatch):
+    """Its pipe unreadable (EBADF here: a write-only descriptor) counts as the server gone."""
+    read_end, write_end = os.pipe()
+    saved = os.dup(0)
+    monkeypatch.setattr(sys, "argv", ["watchdog", f"v{os.getpid()}"])
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGHUP)}
+    with marked(f"v{os.getpid()}-1") as mine:
+        os.dup2(write_end, 0)
+        try:
+            process.watchdog_main()
+        finally:
+            os.dup2(saved, 0)
+            for fd in (saved, read_end, write_end):
+                os.close(fd)
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+        assert mine.wait(WAIT) == -signal.SIGKILL

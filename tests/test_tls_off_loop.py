@@ -395,3 +395,33 @@ def test_a_command_that_does_not_read_its_input_holds_the_client_not_the_servers
     finally:
         sock.shutdown(socket.SHUT_RDWR)  # wakes the sender's blocked send
         sock.close()
+
+
+FORK_THEN_OFF_LOOP = """
+import asyncio, os
+from rcmd.server.tls import run_off_loop
+
+async def once():
+    return await asyncio.wait_for(run_off_loop(os.getpid), 10)
+
+assert asyncio.run(once()) == os.getpid()
+pid = os.fork()
+if pid == 0:
+    try:
+        os._exit(0 if asyncio.run(once()) == os.getpid() else 98)
+    except BaseException:
+        os._exit(99)
+print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+def test_a_forked_child_does_its_handshake_work_on_threads_of_its_own():
+    """The handshake threads are not copied by fork(): a child of a process that has used
+    them (mutmut's forked test runs) must start its own, not queue work for threads that
+    exist only in its parent (it waited for ever: every TLS test timed out)."""
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-c", FORK_THEN_OFF_LOOP], capture_output=True, timeout=60, check=False
+    )
+    assert (result.stdout, result.returncode) == (b"0\n", 0), result.stderr.decode()[-2000:]

@@ -47,13 +47,18 @@ def handshake_threads() -> int:
 
 
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_pid = 0  # the process whose threads serve _pool (none after a fork)
 
 
 def _handshake_pool() -> concurrent.futures.ThreadPoolExecutor:
-    """One pool for the process, made on first use: its threads start as handshakes need them."""
-    global _pool
-    if _pool is None:
+    """One pool for the process, made on first use: its threads start as handshakes need them.
+
+    A fork of the process gets a pool of its own: the parent's threads are not copied, and
+    the copied pool, counting them as idle, would start none for the work queued to it."""
+    global _pool, _pool_pid
+    if _pool is None or _pool_pid != os.getpid():
         _pool = concurrent.futures.ThreadPoolExecutor(handshake_threads(), thread_name_prefix="rcmd-tls")
+        _pool_pid = os.getpid()
     return _pool
 
 
