@@ -249,8 +249,8 @@ def test_an_accept_loop_that_dies_of_a_bug_says_so(start, sockets, server_log, m
         server = start()
         monkeypatch.setattr(listener._Listener, "_start", broken)
         sockets(server)
-        server_log.wait_for(r"^the TLS listener stopped$")
-        (stopped,) = [r for r in records if r.getMessage() == "the TLS listener stopped"]
+        server_log.wait_for(r"^an accept loop stopped$")
+        (stopped,) = [r for r in records if r.getMessage() == "an accept loop stopped"]
         assert stopped.levelname == "ERROR"
         assert stopped.exc_info is not None
         assert str(stopped.exc_info[1]) == "a bug in the listener"

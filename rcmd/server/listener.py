@@ -470,7 +470,7 @@ async def _peek_first_byte(conn: socket.socket, timeout: float) -> int | None:
 
 def _log_death(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("the TLS listener stopped", exc_info=task.exception())
+        log.error("an accept loop stopped", exc_info=task.exception())
 
 
 def _set_once(future: asyncio.Future[None]) -> None:
