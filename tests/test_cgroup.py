@@ -23,6 +23,7 @@ from test_process_tree import (
     Pids,
     daemon,
     double_fork,
+    finish,
     until_exit,
     wait_until,
 )
@@ -148,11 +149,7 @@ def test_output_held_by_a_clean_environment_is_released_by_the_kill(server):
     conversation = Conversation(server.address)
     conversation.send(Run(UNREACHABLE))
     pids = Pids()
-    try:
-        exit = until_exit(conversation, pids)
-    finally:
-        survivors = pids.survivors()
-        conversation.close()
+    exit, survivors = finish(conversation, pids)
     assert exit is not None
     assert exit.returncode == 0
     assert b"rcmd: output cut" not in pids.stderr
@@ -220,11 +217,7 @@ def test_without_cgroups_the_server_says_so_and_the_cookie_works(cookie_only):
     while not set(pids.pidfds) >= {"shell", *ESCAPES}:
         pids.feed(conversation.next())
     conversation.send(Cancel())
-    try:
-        exit = until_exit(conversation, pids)
-    finally:
-        survivors = pids.survivors()
-        conversation.close()
+    exit, survivors = finish(conversation, pids)
     assert exit is not None
     assert exit.cancelled
     assert survivors == []

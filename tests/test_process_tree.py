@@ -190,6 +190,17 @@ def until_exit(conversation: Conversation, pids: Pids) -> Exit | None:
         pids.feed(message)
 
 
+def finish(conversation: Conversation, pids: Pids) -> tuple[Exit | None, list[str]]:
+    """The command's EXIT (until_exit), then, whatever happened, the processes it started that
+    still live (each killed now: Pids.survivors) and the connection closed."""
+    try:
+        exit = until_exit(conversation, pids)
+    finally:
+        survivors = pids.survivors()
+        conversation.close()
+    return exit, survivors
+
+
 def wait_until(condition: Callable[[], bool]) -> bool:
     """Check *condition* every 10 ms until it holds (True) or DEATH_WAIT passes (False):
     the server's children are only seen through /proc, which gives no event to wait on."""
@@ -208,11 +219,7 @@ def test_normal_end_leaves_no_process(server):
     conversation = Conversation(server.address)
     conversation.send(Run(ESCAPING))
     pids = Pids()
-    try:
-        exit = until_exit(conversation, pids)
-    finally:
-        survivors = pids.survivors()
-        conversation.close()
+    exit, survivors = finish(conversation, pids)
     assert exit is not None
     assert exit.returncode == 0
     assert survivors == [], f"{survivors} outlived their command"
@@ -332,11 +339,7 @@ def test_cancel_is_seen_while_the_command_does_not_read_its_stdin(server):
     conversation = Conversation(server.address)
     pids = stdin_the_command_does_not_read(conversation)
     conversation.send(Cancel())
-    try:
-        exit = until_exit(conversation, pids)
-    finally:
-        survivors = pids.survivors()
-        conversation.close()
+    exit, survivors = finish(conversation, pids)
     assert exit is not None
     assert exit.cancelled
     assert survivors == []
