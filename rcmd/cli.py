@@ -252,6 +252,11 @@ def server_main(
     max_startups: int = typer.Option(
         64, help="Connections still in their handshake at once; past this the oldest is closed."
     ),
+    startup_grace: float = typer.Option(
+        1.0,
+        help="Seconds a connection in its handshake is safe from being closed to make room; "
+        "while all are younger, new connections wait to be accepted.",
+    ),
     max_commands: int = typer.Option(64, help="Commands running at once, server-wide; more wait for a slot."),
     handshake_timeout: float = typer.Option(
         10.0, help="Seconds a new connection has to finish the handshake."
@@ -320,6 +325,7 @@ def server_main(
             insecure_no_auth=insecure_no_auth,
             max_connections=max_connections,
             max_startups=max_startups,
+            startup_grace=startup_grace,
             max_commands=max_commands,
             handshake_timeout=handshake_timeout or None,
             idle_timeout=idle_timeout or None,

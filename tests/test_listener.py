@@ -9,6 +9,7 @@ import asyncio
 import gc
 import socket
 import sys
+import time
 import weakref
 
 import conftest
@@ -18,8 +19,8 @@ from conftest import frames_until_closed
 
 from rcmd import ServerError, connect
 from rcmd.auth import FailureThrottle, throttle_key
-from rcmd.framing import NEED_DATA, LengthPrefixFramer
-from rcmd.messages import Error, Hello, decode_message
+from rcmd.framing import NEED_DATA, LengthPrefixFramer, encode_frame
+from rcmd.messages import Error, Exit, Hello, Run, Stdout, decode_message, encode_message
 from rcmd.server import Server, ServerConfig
 
 HANDSHAKE_EVICTED = Error("server full: closing a connection that has not finished its handshake")
@@ -79,6 +80,44 @@ def test_past_max_startups_the_oldest_handshake_is_closed(server_factory):
         assert client.run("echo ok").stdout == b"ok\n"
     assert frames_until_closed(second) == [HANDSHAKE_EVICTED]
     third.close()
+
+
+def test_a_connection_in_its_handshake_is_not_closed_for_room_before_its_grace(server_factory):
+    """A flood of connects waits in the kernel's queue until the oldest connection in its
+    handshake is --startup-grace old: before, each new one closed the oldest at once."""
+    server = server_factory("--max-startups", "1", "--startup-grace", "1.5")
+    started = time.monotonic()  # before the server's accept, so its grace ends after this + 1.5
+    first = silent_connection(server.address)
+    flood = socket.create_connection(server.address, timeout=60)
+    assert frames_until_closed(first) == [HANDSHAKE_EVICTED]
+    assert time.monotonic() - started >= 1.5
+    flood.close()
+
+
+def test_a_slow_honest_client_finishes_its_handshake_during_a_flood_of_connects(server_factory):
+    """An honest client a few round trips away is not pushed out by connections that came
+    after it: while it is within its grace, they are not even accepted."""
+    server = server_factory("--max-startups", "2", "--startup-grace", "600")
+    slow = silent_connection(server.address)  # its HELLO read, its own not sent yet
+    other = silent_connection(server.address)  # max-startups reached
+    flood = [socket.create_connection(server.address, timeout=60) for _ in range(20)]
+    try:
+        framer = LengthPrefixFramer()
+        slow.sendall(encode_frame(encode_message(Hello())) + encode_frame(encode_message(Run("echo ok"))))
+        replies = []
+        while not (replies and isinstance(replies[-1], (Exit, Error))):
+            if (frame := framer.next_frame()) is NEED_DATA:
+                data = slow.recv(4096)
+                assert data, f"closed, after {replies}"
+                framer.receive_data(data)
+            else:
+                replies.append(decode_message(frame))
+        assert replies[0] == Stdout(b"ok\n")
+        assert [type(m) for m in replies] == [Stdout, Exit]
+        assert replies[1].returncode == 0
+    finally:
+        for sock in [slow, other, *flood]:
+            sock.close()
 
 
 def test_hundreds_of_silent_sockets_do_not_lock_an_honest_client_out(server_factory):

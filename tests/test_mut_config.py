@@ -78,6 +78,8 @@ def test_is_loopback(host, loopback):
         ({"max_commands": 0}, "max commands must be at least 1, not 0"),
         ({"max_startups": 0}, "max startups must be at least 1, not 0"),
         ({"max_startups": -5}, "max startups must be at least 1, not -5"),
+        ({"startup_grace": -0.5}, "startup grace must be a finite number of seconds >= 0, not -0.5"),
+        ({"startup_grace": math.nan}, "startup grace must be a finite number of seconds >= 0, not nan"),
     ],
     ids=repr,
 )

@@ -28,6 +28,11 @@ DEFAULT_MAX_CONNECTIONS = 128  # each costs a little memory and a file descripto
 #: Connections not through the handshake yet (TLS, HELLO, proof): they cost memory and cannot be
 #: told apart from an attack, so past this many the oldest is closed (OpenSSH's MaxStartups).
 DEFAULT_MAX_STARTUPS = 64
+#: A connection in its handshake is not closed to make room before it is this old: under a
+#: flood of connects, each new one would otherwise push out the oldest sooner than an honest
+#: client far away can finish its handshake (and the flood would keep the server busy with
+#: nothing but accepting and closing). While every one is younger, new ones wait to be accepted.
+DEFAULT_STARTUP_GRACE = 1.0
 DEFAULT_MAX_COMMANDS = 64  # processes at once, server-wide; more wait for a slot
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0  # a client that connects and says nothing is dropped
 DEFAULT_IDLE_TIMEOUT = 3600.0  # a connection with no command and no traffic for an hour
@@ -111,6 +116,7 @@ class ServerConfig:
     insecure_no_auth: bool = False
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     max_startups: int = DEFAULT_MAX_STARTUPS
+    startup_grace: float = DEFAULT_STARTUP_GRACE
     max_commands: int = DEFAULT_MAX_COMMANDS
     handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
@@ -196,3 +202,7 @@ class ServerConfig:
             raise ValueError(f"max commands must be at least 1, not {self.max_commands}")
         if self.max_startups < 1:
             raise ValueError(f"max startups must be at least 1, not {self.max_startups}")
+        if not (math.isfinite(self.startup_grace) and self.startup_grace >= 0):
+            raise ValueError(
+                f"startup grace must be a finite number of seconds >= 0, not {self.startup_grace}"
+            )

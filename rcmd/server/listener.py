@@ -107,7 +107,9 @@ class Server:
     through the handshake, against ``max_startups``. When a new one would pass either, the
     server makes room: it closes the oldest connection still in its handshake, else the one
     idle the longest, telling it why; one running a command is never closed for room, and
-    if every connection runs one, the new one is refused with a reason.
+    if every connection runs one, the new one is refused with a reason. A connection in its
+    handshake is not closed for room before it is ``startup_grace`` old: until then, new
+    connections wait in the kernel's queue, unaccepted (admission_delay).
     """
 
     def __init__(self, config: ServerConfig | None = None, **options: Any) -> None:
@@ -117,6 +119,7 @@ class Server:
         self._accepted: dict[Accepted, None] = {}  # in order of accept
         self._evicted = 0  # of those, how many are closing to make room
         self._handshaking: dict[Accepted, None] = {}  # of those, not through the handshake yet
+        self._room = asyncio.Event()  # set when a connection leaves _handshaking or _accepted
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         self._previous_handler: Any = None
@@ -223,7 +226,45 @@ class Server:
         log.debug("%s accepted (%d connections)", peer, live + 1)
         return accepted
 
+    def admission_delay(self) -> float:
+        """Seconds until a new connection may be accepted: 0 unless the server is full, the
+        room would be made by closing a connection in its handshake, and the oldest of those
+        is younger than ``startup_grace``. O(1).
+
+        Closing it sooner would let a flood of connects push out every connection before it
+        could finish its handshake (an honest client a few round trips away included), and
+        keep the event loop busy with nothing but accepting and closing, while the clients
+        already logged in wait behind that work. The flood waits in the kernel's queue.
+        """
+        config = self.config
+        if not self._handshaking or (
+            len(self._handshaking) < config.max_startups
+            and len(self._accepted) - self._evicted < config.max_connections
+        ):
+            return 0.0
+        oldest = next(iter(self._handshaking))
+        return max(0.0, oldest.accepted_at + config.startup_grace - asyncio.get_running_loop().time())
+
+    async def wait_for_room(self) -> None:
+        """Return when admission_delay() is 0: at the grace's end, or sooner if a connection
+        finishes its handshake or closes."""
+        loop = asyncio.get_running_loop()
+        while (delay := self.admission_delay()) > 0:
+            self._room.clear()
+            # Not wait_for(): before Python 3.12 it can swallow a cancel that comes as the
+            # event is set, and close() would then wait on an accept loop that never ends.
+            timer = loop.call_later(delay, self._room.set)
+            try:
+                await self._room.wait()
+            finally:
+                timer.cancel()
+
+    def _handshake_done(self, accepted: Accepted) -> None:
+        self._handshaking.pop(accepted, None)
+        self._room.set()
+
     def _release(self, accepted: Accepted) -> None:
+        self._room.set()
         self._handshaking.pop(accepted, None)
         if accepted in self._accepted:
             del self._accepted[accepted]
@@ -242,10 +283,10 @@ class Server:
                 from ..naive import NaiveSession
 
                 session: Session = NaiveSession(self.config, reader, writer, peer)
-                self._handshaking.pop(accepted, None)  # it has no handshake
+                self._handshake_done(accepted)  # it has no handshake
             else:
                 session = PrefixedSession(self, reader, writer, peer)
-                session.on_handshake_done = functools.partial(self._handshaking.pop, accepted, None)
+                session.on_handshake_done = functools.partial(self._handshake_done, accepted)
             accepted.session = session
             self._sessions.add(session)
             log.info("%s connected", peer)
@@ -324,11 +365,15 @@ class _Listener:
         loop = asyncio.get_running_loop()
         retry = ACCEPT_RETRY_MIN
         while True:
+            await self.server.wait_for_room()
+            if listener.fileno() < 0:
+                return  # closed
             try:
                 conn, address = await loop.sock_accept(listener)
             except OSError as exc:
                 if exc.errno not in OUT_OF_RESOURCES:
                     log.info("accept failed: %s", exc)  # e.g. ECONNABORTED: that one is gone
+                    await asyncio.sleep(0)  # a failure returned at once must not starve the loop
                     continue
                 if retry == ACCEPT_RETRY_MIN:
                     log.error("cannot accept: %s; pausing new connections until it can", exc.strerror)
