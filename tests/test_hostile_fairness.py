@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from rcmd.framing import encode_frame
-from rcmd.messages import Hello, Ping, encode_message
+from rcmd import protocol
+from rcmd.framing import NEED_DATA, LengthPrefixFramer, encode_frame
+from rcmd.messages import Error, Exit, Hello, Ping, Pong, Run, decode_message, encode_message
 from rcmd.server import Server, ServerConfig
 from rcmd.server import session as session_module
 
@@ -43,34 +44,106 @@ def drain(sock: socket.socket) -> None:
         pass
 
 
-def test_a_flooding_client_handles_at_most_events_per_turn_messages_a_turn(monkeypatch):
-    handled = 0
-    handle = session_module.PrefixedSession._handle
+def serve_flood(until_done) -> int:
+    """Flood an in-process server with PINGs; turn its loop until until_done(pings) says
+    so, draining the PONGs; return how many PINGs went."""
 
-    async def counting(self: session_module.PrefixedSession, event: object) -> None:
-        nonlocal handled
-        handled += 1
-        await handle(self, event)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(session_module.PrefixedSession, "_handle", counting)
-
-    async def main() -> tuple[int, list[int]]:
+    async def main() -> int:
         server = Server(ServerConfig(host="127.0.0.1", port=0))
         await server.start()
         sock, pings = flood(server.address)
-        per_turn: list[int] = []
         try:
-            before = handled
-            while handled < pings + 1:  # its HELLO, then every PING
+            while not until_done(pings):
                 await asyncio.sleep(0)  # one turn of the loop
-                per_turn.append(handled - before)
-                before = handled
                 drain(sock)
         finally:
             sock.close()
             await server.close()
-        return pings, per_turn
+        return pings
 
-    pings, per_turn = asyncio.run(asyncio.wait_for(main(), 120))
+    return asyncio.run(asyncio.wait_for(main(), 120))
+
+
+def test_a_flooding_client_handles_at_most_events_per_turn_messages_a_turn(monkeypatch):
+    handled = 0
+    next_event = protocol.Connection.next_event
+
+    def counting(self: protocol.Connection) -> object:
+        nonlocal handled
+        event = next_event(self)
+        handled += event is not NEED_DATA
+        return event
+
+    monkeypatch.setattr(protocol.Connection, "next_event", counting)
+    per_turn: list[int] = []
+    before = 0
+
+    def done(pings: int) -> bool:
+        nonlocal before
+        per_turn.append(handled - before)
+        before = handled
+        return handled >= pings + 1  # its HELLO, then every PING
+
+    pings = serve_flood(done)
     assert pings > 10 * session_module.EVENTS_PER_TURN  # enough to tell
     assert max(per_turn) <= session_module.EVENTS_PER_TURN
+
+
+def test_the_pongs_of_a_turn_go_in_one_write(monkeypatch):
+    """A PONG a write() was a send() a PING: a fifth of the event loop's time in a flood."""
+    writes: list[bytes] = []
+    write = asyncio.StreamWriter.write
+
+    def recording(self: asyncio.StreamWriter, data: bytes) -> None:
+        writes.append(bytes(data))
+        write(self, data)
+
+    monkeypatch.setattr(asyncio.StreamWriter, "write", recording)
+    pong = encode_frame(encode_message(Pong()))
+    pongs = lambda: sum(len(data) for data in writes[1:]) // len(pong)  # noqa: E731 - after HELLO
+    answered: list[bytes] = []
+
+    def done(pings: int) -> bool:
+        answered[:] = writes[1:]  # after the HELLO, and before the server's shutdown ERROR
+        return pongs() >= pings
+
+    pings = serve_flood(done)
+    assert b"".join(answered) == pong * pings
+    assert len(answered) <= 2 * pings // session_module.EVENTS_PER_TURN
+
+
+def exchange(data: bytes) -> list[object]:
+    """Send HELLO and *data* to an in-process server, end our side; every message it sends
+    after its HELLO, until it closes."""
+
+    async def main() -> list[object]:
+        server = Server(ServerConfig(host="127.0.0.1", port=0))
+        await server.start()
+        try:
+            reader, writer = await asyncio.open_connection(*server.address)
+            writer.write(encode_frame(encode_message(Hello())) + data)
+            writer.write_eof()
+            received = await reader.read()
+            writer.close()
+        finally:
+            await server.close()
+        framer = LengthPrefixFramer()
+        framer.receive_data(received)
+        messages = []
+        while (frame := framer.next_frame()) is not NEED_DATA:
+            messages.append(decode_message(frame))
+        return messages[1:]
+
+    return asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_pongs_answered_in_a_batch_keep_their_place_among_the_replies():
+    run = encode_frame(encode_message(Run("cd /")))
+    messages = exchange(PING + run + PING * 2)
+    assert [type(m) for m in messages] == [Pong, Exit, Pong, Pong]
+
+
+def test_pongs_before_garbage_still_go_out_before_the_error():
+    messages = exchange(PING * 3 + b"\x00\x00\x00\x01\x7f")
+    assert messages[:3] == [Pong()] * 3
+    assert [type(m) for m in messages] == [Pong, Pong, Pong, Error]
