@@ -11,6 +11,8 @@ Against a server subprocess (and a TLS one, if trustme is installed), in phases:
    floods of small messages (a MiB of PINGs, each answered), random garbage, slowloris (a
    byte a second, far more of them than --max-connections), connect-and-reset, and TLS
    connect-and-reset, while the honest client goes on.
+2c. newcomers: new clients one after another, each connecting and running ``true``, while
+   slowloris sockets hold the startups: how long a client waits to get in during a flood.
 3. cycles: connect / run / close, half of them leaving while their command still runs,
    for the memory a departed client leaves behind.
 4. lockout: 1,000 sockets that say HELLO and then nothing, held open; how long until a new
@@ -41,6 +43,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -453,6 +456,42 @@ def lockout(address: tuple[str, int], silent: int, give_up: float) -> float | No
             sock.close()
 
 
+def newcomers(address: tuple[str, int], slowloris: int, seconds: float, nice: int) -> Latencies:
+    """New clients, one after another, each connecting and running ``true``, while
+    *slowloris* sockets (at *nice*) hold the startups: how long a new client waits to get in."""
+    flood = Attack(address, None, time.monotonic() + seconds + 5, 10**9, False)
+
+    async def slowloris_only() -> None:
+        await asyncio.gather(*(flood.slowloris() for _ in range(slowloris)))
+
+    def attack() -> None:
+        with contextlib.suppress(PermissionError):
+            os.setpriority(os.PRIO_PROCESS, 0, os.getpriority(os.PRIO_PROCESS, 0) + nice)  # this thread
+        asyncio.run(slowloris_only())
+
+    attacker = threading.Thread(target=attack, daemon=True)
+    attacker.start()
+    out = Latencies()
+    try:
+        while flood.inputs.get("slowloris", 0) < slowloris:  # the flood is under way
+            if not attacker.is_alive():
+                break
+            time.sleep(0.05)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            try:
+                with rcmd.connect(*address, connect_timeout=30) as client:
+                    client.run("true")
+                out.samples.append(time.perf_counter() - started)
+            except (rcmd.RcmdError, OSError) as exc:
+                out.errors.append(str(exc))
+    finally:
+        flood.until = 0.0  # stop
+        attacker.join(30)
+    return out
+
+
 def settle(server: ServerUnderTest, timeout: float) -> None:
     """Wait (bounded) for the server to close what the attack left and reap its children."""
     deadline = time.monotonic() + timeout
@@ -577,6 +616,10 @@ def main(argv: list[str] | None = None) -> int:
             for kind, count in tls_attack.inputs.items():
                 attack.inputs[kind] = attack.inputs.get(kind, 0) + count
 
+        print(f"phase 2c: new clients while {args.slowloris} slowloris sockets flood", file=sys.stderr)
+        arriving = newcomers(plain.address, args.slowloris, attack_seconds / 6, args.attackers_nice)
+        settle(plain, 15.0)
+
         print(f"phase 3: {cycle_count} connect/run/close cycles", file=sys.stderr)
         cycles_first, cycles_last = cycles(plain.address, cycle_count, plain)
 
@@ -605,6 +648,10 @@ def main(argv: list[str] | None = None) -> int:
             (
                 "  p99 attack / p99 idle",
                 f"{under_attack.p99() / idle.p99():.1f}x  (goal <= 3x; max goal < 1 s)",
+            ),
+            (
+                f"new client's connect + `true`, {args.slowloris} slowloris",
+                arriving.row().replace("(n=", "(clients ", 1),
             ),
             (
                 "worst 1 MiB message on the loop",

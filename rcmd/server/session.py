@@ -263,9 +263,9 @@ class PrefixedSession:
                     # cost a send() each: a fifth of the event loop's time under attack).
                     log.debug("%s: ping", self.peer)
                     self._pongs.append(self.conn.send(Pong()))
-                    continue
-                await self._send_pongs()  # in order with the rest of our messages
-                await self._handle(event)
+                else:
+                    await self._send_pongs()  # in order with the rest of our messages
+                    await self._handle(event)
                 if self.conn.phase is Phase.IDLE and self.command is None:
                     if self.on_handshake_done is not None:
                         self.on_handshake_done()
