@@ -617,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
                 attack.inputs[kind] = attack.inputs.get(kind, 0) + count
 
         print(f"phase 2c: new clients while {args.slowloris} slowloris sockets flood", file=sys.stderr)
-        arriving = newcomers(plain.address, args.slowloris, attack_seconds / 6, args.attackers_nice)
+        arriving = newcomers(plain.address, args.slowloris, 10.0 if quick else 30.0, args.attackers_nice)
         settle(plain, 15.0)
 
         print(f"phase 3: {cycle_count} connect/run/close cycles", file=sys.stderr)
