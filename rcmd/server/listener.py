@@ -35,6 +35,11 @@ CLOSE_TIMEOUT = 5.0
 #: accept() failing for want of descriptors or memory: pause accepting this long, doubling
 #: while it goes on (as asyncio's own listener pauses 1 s), so the loop serves the others.
 ACCEPT_RETRY_MIN, ACCEPT_RETRY_MAX = 0.1, 2.0
+#: The kernel's queue of connections not yet accepted (capped by net.core.somaxconn). While
+#: the startups are full of connections within their grace, new ones wait there, in order; a
+#: queue that is full drops the next SYN, and the client's kernel tries again 1, 3, 7, 15 s
+#: later: with 128, a new client took 7-19 s to get in past 200 slowloris sockets.
+LISTEN_BACKLOG = 1024
 OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
@@ -349,7 +354,7 @@ class _Listener:
         port = config.port
         try:
             for family, address in dict.fromkeys((info[0], info[4][0]) for info in infos):
-                listener = socket.create_server((address, port), family=family, backlog=128)
+                listener = socket.create_server((address, port), family=family, backlog=LISTEN_BACKLOG)
                 listener.setblocking(False)
                 sockets.append(listener)
                 port = listener.getsockname()[1]
