@@ -57,9 +57,10 @@ log = logging.getLogger("rcmd.server")
 
 #: How much of a pipe one read takes.
 OUTPUT_CHUNK_SIZE = 256 * 1024
-#: Output pipes are enlarged to this (Linux, F_SETPIPE_SZ): with the default 64 KiB, each
-#: wakeup moves at most 64 KiB; 1 MiB lets a fast command fill whole chunks. It is kernel
-#: memory, within /proc/sys/fs/pipe-max-size, and not the server's.
+#: Pipes are enlarged to this (Linux, F_SETPIPE_SZ): with the default 64 KiB, each wakeup
+#: moves at most 64 KiB; 1 MiB lets a fast command fill whole chunks, and lets the server
+#: hand a command's stdin over in large writes (uploads into `cat`: 471 -> 809 MiB/s). It is
+#: kernel memory, taken as it is filled, within /proc/sys/fs/pipe-max-size, not the server's.
 PIPE_SIZE = 1 << 20
 F_SETPIPE_SZ = 1031
 
@@ -301,7 +302,7 @@ def _start(
     ours = [pipes[0][0], pipes[1][0]] + ([pipes[2][1]] if stdin else [])
     theirs = [pipes[0][1], pipes[1][1]] + ([pipes[2][0]] if stdin else [])
     try:
-        for fd in ours[:2]:
+        for fd in ours:  # output, and stdin if any
             _enlarge(fd)
         popen = subprocess.Popen(
             tracker.command_argv(number, [shell, "-c", command]),

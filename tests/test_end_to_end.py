@@ -121,6 +121,16 @@ def test_large_input_and_large_output_together_do_not_deadlock(server):
     assert result.stdout == data
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="F_GETPIPE_SZ is Linux's")
+def test_a_commands_pipes_hold_a_mib_stdin_included(server):
+    """Large pipes: fewer wakeups a MiB for output, and large writes of stdin (an upload into
+    `cat` ran at 0.47x a download with a 64 KiB stdin pipe, 0.75x with 1 MiB)."""
+    probe = "import fcntl; print(*(fcntl.fcntl(fd, 1032) for fd in (0, 1, 2)))"  # F_GETPIPE_SZ
+    with connect(*server.address) as client:
+        result = client.run([sys.executable, "-c", probe], input=b"")
+    assert result.stdout.split() == [str(MiB).encode()] * 3
+
+
 def test_stdout_and_stderr_are_read_concurrently(server):
     # 1 MiB on stderr first: a server reading stdout to the end first would deadlock.
     with connect(*server.address) as client:
