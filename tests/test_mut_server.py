@@ -44,6 +44,7 @@ from rcmd.messages import (
     decode_message,
     encode_message,
 )
+from rcmd.process import PIPE_SIZE
 from rcmd.server import BackgroundServer
 from rcmd.server.command import OUTPUT_CUT_NOTE, STDIN_BACKLOG
 
@@ -526,18 +527,19 @@ def test_a_client_gone_while_its_stdin_waits_for_room_kills_the_command(start, p
 def test_input_the_command_reads_makes_room_to_the_byte(start, peers, tmp_path):
     """The queue shrinks by what the command takes: back at STDIN_BACKLOG exactly, the client is
     read again; past the limit again, it waits again until the command ends."""
-    chunk = 64 * 1024  # what the stdin pipe holds
+    chunk = 64 * 1024
+    in_pipe = PIPE_SIZE // chunk  # what the stdin pipe holds: 16 chunks
     frame_limit = 2 * chunk + 64  # the server waits once 19 chunks are queued (16 + 2 + 64 bytes)
     os.mkfifo(tmp_path / "go")
     peer = peers(start(max_frame_size=frame_limit))
     command = f"cat go >/dev/null; head -c {3 * chunk} >/dev/null; {HOLD_STDIN} echo $$; exec sleep 60"
     peer.send(Run(command, stdin=True))
-    for _ in range(20):  # the pipe takes the first: 19 queued, and the server waits
+    for _ in range(in_pipe + 19):  # the pipe takes the first 16: 19 queued, and the server waits
         peer.send(Stdin(bytes(chunk)))
     peer.send(Ping())
     go(
         tmp_path / "go"
-    )  # the command reads 3 chunks and stops, the pipe takes 1 more: 16 queued, STDIN_BACKLOG
+    )  # the command reads 3 chunks and stops, the pipe takes 3 more: 16 queued, STDIN_BACKLOG
     messages = []
     while Pong() not in messages:
         message = peer.receive()
