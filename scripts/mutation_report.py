@@ -334,6 +334,19 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     ),
     # An exception is always true: the type's name after `or` is never reached.
     "rcmd.server.listener.xǁ_Listenerǁ_start_tls__mutmut_48": ("type(None).__name__", "never evaluated"),
+    # rcmd.server.complete. Codec names are looked up case-insensitively.
+    "rcmd.server.complete.x__is_text__mutmut_3": ('name.encode("UTF-8")', "the same codec"),
+    # expanduser() returns a path that does not start with "~" as it is.
+    "rcmd.server.complete.x__paths__mutmut_23": (
+        '(typed.startswith("~")) or True',
+        "expanduser leaves it unchanged",
+    ),
+    # The deadline is a float of the monotonic clock: >= differs from > only if a reading
+    # equals it to the nanosecond, and then the scan stops one check (SCAN_CHECK entries) early.
+    "rcmd.server.complete.xǁ_Budgetǁtake__mutmut_10": (
+        "time.monotonic() >= self.deadline",
+        "differs only at the deadline's very instant",
+    ),
 }
 
 DETECTED = {"killed", "timeout"}  # a hang under a mutant is a test that noticed it
