@@ -8,6 +8,7 @@ with monkeypatch."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hashlib
 import logging
@@ -87,6 +88,50 @@ def refused(client: Client, message: Fs | Put | Get) -> FileError:
     assert isinstance(answer, FileError), answer
     assert client.getcwd()  # the connection goes on
     return answer
+
+
+class ServerLog(logging.Handler):
+    """The server's log lines as they come (from its thread), to wait for one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        self.changed = threading.Condition()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self.changed:
+            self.lines.append(record.getMessage())
+            self.changed.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 30) -> str:
+        with self.changed:
+            assert self.changed.wait_for(lambda: any(text in line for line in self.lines), timeout), text
+        return next(line for line in self.lines if text in line)
+
+
+@pytest.fixture
+def server_log() -> Iterator[ServerLog]:
+    handler, logger = ServerLog(), logging.getLogger("rcmd.server")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def peer(client: Client) -> str:
+    """The client's address as the server's log names it."""
+    host, port = client._sock.getsockname()[:2]
+    return f"{host}:{port}"
+
+
+def closed(client: Client, server_log: ServerLog) -> None:
+    """Close *client* and return once the server is done with the connection."""
+    name = peer(client)
+    client.close()
+    server_log.wait_for(f"{name} disconnected")
+    assert not [line for line in server_log.lines if "session failed" in line]
 
 
 # ------------------------------------------------------------------------- put and get
@@ -264,6 +309,7 @@ def test_a_put_that_fails_keeps_what_arrived(client, tmp_path):
         f"{tmp_path}/a: 8 bytes arrived, the client says 8 (announced 10)", kept=8
     )
     assert (tmp_path / partial_name("a")).read_bytes() == b"12345678"
+    assert stat.S_IMODE((tmp_path / partial_name("a")).stat().st_mode) == 0o600  # its owner's only
     client._send(Put("a", size=10))
     assert client._next_event() == PutReady(8, MIN_BLOCK_SIZE, [sha(b"12345678")])
     client._send(PutFrom(8))
@@ -326,8 +372,9 @@ def test_put_from_a_place_not_offered_is_a_protocol_error(client, tmp_path):
     client._send(Put("a", size=10))
     client._next_event()
     client._send(PutFrom(3))
-    with pytest.raises(ServerError, match="PUT_FROM offset 3 is not one PUT_READY offered"):
+    with pytest.raises(ServerError) as error:
         client._next_event()
+    assert error.value.reason == "PUT_FROM offset 3 is not one PUT_READY offered"
 
 
 def test_a_second_put_from_is_a_protocol_error(client):
@@ -335,8 +382,9 @@ def test_a_second_put_from_is_a_protocol_error(client):
     client._next_event()
     client._send(PutFrom(0))
     client._send(PutFrom(0))
-    with pytest.raises(ServerError, match="a second PUT_FROM"):
+    with pytest.raises(ServerError) as error:
         client._next_event()
+    assert error.value.reason == "a second PUT_FROM"
 
 
 @pytest.mark.parametrize(
@@ -346,8 +394,9 @@ def test_data_before_put_from_is_a_protocol_error(client, message, name):
     client._send(Put("a", size=10))
     client._next_event()
     client._send(message)
-    with pytest.raises(ServerError, match=f"{name} before PUT_FROM"):
+    with pytest.raises(ServerError) as error:
         client._next_event()
+    assert error.value.reason == f"{name} before PUT_FROM"
 
 
 def test_two_uploads_of_one_name(background, client, tmp_path):
@@ -364,46 +413,17 @@ def test_two_uploads_of_one_name(background, client, tmp_path):
     assert client._next_event() == FileDone(1, sha(b"1"))
 
 
-class ServerLog(logging.Handler):
-    """The server's log lines as they come (from its thread), to wait for one."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-        self.changed = threading.Condition()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        with self.changed:
-            self.lines.append(record.getMessage())
-            self.changed.notify_all()
-
-    def wait_for(self, text: str) -> str:
-        with self.changed:
-            assert self.changed.wait_for(lambda: any(text in line for line in self.lines), timeout=30), text
-        return next(line for line in self.lines if text in line)
-
-
-@pytest.fixture
-def server_log() -> Iterator[ServerLog]:
-    handler, logger = ServerLog(), logging.getLogger("rcmd.server")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(level)
-
-
 @pytest.mark.parametrize(("first", "announced"), [(b"1234", 10), (b"12", None)])
 def test_an_interrupted_upload_keeps_its_partial_file_for_the_next(
     background, tmp_path, server_log, first, announced
 ):
-    with rcmd.connect(*background.address) as client:
-        client.chdir(str(tmp_path))
-        client._send(Put("a", size=announced))
-        client._next_event()
-        client._send(PutFrom(0))
-        client._send(FileData(first))
+    client = rcmd.connect(*background.address)
+    client.chdir(str(tmp_path))
+    client._send(Put("a", size=announced))
+    client._next_event()
+    client._send(PutFrom(0))
+    client._send(FileData(first))
+    closed(client, server_log)
     line = server_log.wait_for(" interrupted: ")
     assert line.endswith(f"put {tmp_path}/a interrupted: {len(first)} bytes kept")
     assert (tmp_path / partial_name("a")).read_bytes() == first
@@ -411,10 +431,11 @@ def test_an_interrupted_upload_keeps_its_partial_file_for_the_next(
 
 def test_an_upload_cut_before_put_from_keeps_what_it_found(background, tmp_path, server_log):
     kept(tmp_path, "a", b"123")
-    with rcmd.connect(*background.address) as client:
-        client.chdir(str(tmp_path))
-        client._send(Put("a", size=10))
-        assert client._next_event() == PutReady(3, MIN_BLOCK_SIZE, [sha(b"123")])
+    client = rcmd.connect(*background.address)
+    client.chdir(str(tmp_path))
+    client._send(Put("a", size=10))
+    assert client._next_event() == PutReady(3, MIN_BLOCK_SIZE, [sha(b"123")])
+    closed(client, server_log)
     assert server_log.wait_for(" interrupted: ").endswith("interrupted: 3 bytes kept")
     assert (tmp_path / partial_name("a")).read_bytes() == b"123"
 
@@ -628,7 +649,8 @@ def test_df_without_accounts(client):
 @pytest.fixture(scope="module")
 def homes(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("accounts")
-    for name, quota, transfer_only in (("ann", None, False), ("una", None, True), ("tom", 1000, True)):
+    users = (("ann", None, False), ("una", None, True), ("tom", 1000, True), ("max", 1000, False))
+    for name, quota, transfer_only in users:
         add_user(
             base / "users.toml",
             name,
@@ -751,3 +773,337 @@ def test_df_and_the_quota(users_background, homes, tmp_path):
         assert client._next_event() == FileDone(0, sha(b""))
         assert fs(client, "df").used == used
         assert fs(client, "rm", "stream") == FsResult(cwd="/")
+
+
+def test_the_servers_log_of_file_requests(client, tmp_path, server_log):
+    name = peer(client)
+    assert upload(client, "f", b"123") == FileDone(3, sha(b"123"))
+    client._send(Get("f"))
+    assert [client._next_event() for _ in range(3)][1:] == [FileData(b"123"), FileEnd(3, sha(b"123"))]
+    assert fs(client, "mkdir", "d").cwd == str(tmp_path)
+    assert refused(client, Get("missing")).reason == f"{tmp_path}/missing: No such file or directory"
+    closed(client, server_log)
+    assert [line for line in server_log.lines if line.startswith(f"{name}:")] == [
+        f"{name}: put {tmp_path}/f (3 bytes, 0 kept)",
+        f"{name}: put {tmp_path}/f done: 3 bytes, sha256 {sha(b'123')}",
+        f"{name}: get {tmp_path}/f (3 bytes, from 0)",
+        f"{name}: mkdir {tmp_path}/d",
+        f"{name}: file request refused: {tmp_path}/missing: No such file or directory",
+    ]
+
+
+def test_a_message_of_a_put_without_one_is_a_protocol_error():
+    """The protocol lets none through (it is checked before them): a guard."""
+    service = server_files.FileService(None)  # type: ignore[arg-type]
+    with pytest.raises(server_files.RemoteProtocolError, match=r"^PUT_FROM without a PUT$"):
+        service._put_from(PutFrom(0))
+    with pytest.raises(server_files.RemoteProtocolError, match=r"^FILE_DATA without a PUT$"):
+        service._data(FileData(b"x"))
+    with pytest.raises(server_files.RemoteProtocolError, match=r"^FILE_END without a PUT$"):
+        asyncio.run(service._end(FileEnd(0, sha(b""))))
+
+
+def test_a_file_that_cannot_be_put_in_place(client, tmp_path):
+    client._send(Put("target", size=3))
+    client._next_event()
+    client._send(PutFrom(0))
+    client._send(FileData(b"new"))
+    (tmp_path / "target" / "inner").mkdir(parents=True)  # meanwhile, a directory took the name
+    client._send(FileEnd(3, sha(b"new")))
+    assert client._next_event() == FileError(f"cannot put {tmp_path}/target in place: Is a directory", kept=3)
+    assert (tmp_path / partial_name("target")).read_bytes() == b"new"
+
+
+def test_names_too_long(client, tmp_path):
+    too_long = "x" * 256
+    assert refused(client, Put(too_long, size=1)) == FileError(f"{tmp_path}/{too_long}: File name too long")
+    long = "y" * 250  # itself fine, its partial file's name is not
+    assert refused(client, Put(long, size=1)) == FileError(f"{tmp_path}/{long}: File name too long")
+
+
+def test_a_partial_file_that_is_a_link_is_not_followed(client, tmp_path):
+    (tmp_path / "elsewhere").write_bytes(b"keep")
+    (tmp_path / partial_name("a")).symlink_to(tmp_path / "elsewhere")
+    assert refused(client, Put("a", size=1)) == FileError(
+        f"{tmp_path}/a: symbolic links are not followed here"
+    )
+    assert (tmp_path / "elsewhere").read_bytes() == b"keep"
+
+
+def test_a_put_without_resume_empties_the_partial_file_at_once(client, tmp_path):
+    kept(tmp_path, "a", b"kept bytes")
+    client._send(Put("a", size=20, resume=False))
+    assert client._next_event() == PutReady()
+    assert (tmp_path / partial_name("a")).stat().st_size == 0
+
+
+def test_a_failed_write_keeps_what_was_written_before(client, tmp_path, monkeypatch):
+    writes = []
+
+    def full_after_one(fd: int, data: bytes) -> None:
+        if writes:
+            os.write(fd, data[:2])  # part of it went
+            raise OSError(errno.ENOSPC, "No space left on device")
+        writes.append(data)
+        os.write(fd, data)
+
+    monkeypatch.setattr(server_files, "write_all", full_after_one)
+    client._send(Put("a", size=10))
+    client._next_event()
+    client._send(PutFrom(0))
+    client._send(FileData(b"12345"))
+    client._send(FileData(b"67890"))
+    assert client._next_event() == FileError(f"cannot write {tmp_path}/a: No space left on device", kept=5)
+    assert (tmp_path / partial_name("a")).read_bytes() == b"12345"
+
+
+def test_get_from_a_partial_without_blocks_starts_over(client, tmp_path):
+    write(tmp_path / "f", b"12345")
+    client._send(Get("f", partial=1, blocks=[sha(b"1")]))  # no block size: nothing described
+    assert client._next_event().offset == 0
+    assert client._next_event() == FileData(b"12345")
+    assert client._next_event() == FileEnd(5, sha(b"12345"))
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [("shrink", "shrank while it was being sent"), ("touch", "changed while it was being sent")],
+)
+def test_a_file_that_changes_while_sent(client, tmp_path, monkeypatch, change, reason):
+    path = write(tmp_path / "f", b"12345")
+    original = server_files.first_difference
+
+    def then_change(fd, *args):
+        answer = original(fd, *args)
+        if change == "shrink":
+            os.truncate(path, 0)
+        else:  # the same size, another time
+            os.utime(path, ns=(0, os.stat(path).st_mtime_ns + 1_000_000_000))
+        return answer
+
+    monkeypatch.setattr(server_files, "first_difference", then_change)
+    client._send(Get("f"))
+    assert isinstance(client._next_event(), GetReady)
+    answer = client._next_event()
+    if change == "touch":
+        assert answer == FileData(b"12345")
+        answer = client._next_event()
+    assert answer == FileError(f"{tmp_path}/f {reason}; try again")
+
+
+def test_stat_answers_with_the_directory(client, tmp_path):
+    write(tmp_path / "f", b"123")
+    result = fs(client, "stat", "f")
+    assert result.cwd == str(tmp_path)
+    assert [entry["name"] for entry in result.entries] == ["f"]
+
+
+def test_a_listing_passes_over_a_name_gone_meanwhile(client, tmp_path, monkeypatch):
+    for name in ("a", "b", "c"):
+        (tmp_path / name).touch()
+    display = server_files._display
+
+    def and_remove_b(name: str) -> str:
+        if name == "b":
+            (tmp_path / "b").unlink()
+        return display(name)
+
+    monkeypatch.setattr(server_files, "_display", and_remove_b)
+    assert [entry["name"] for entry in fs(client, "ls").entries] == ["a", "c"]
+
+
+def test_a_listing_that_fails_midway(client, tmp_path, monkeypatch):
+    (tmp_path / "a").touch()
+
+    def failing(name: str) -> str:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(server_files, "_display", failing)
+    assert refused(client, Fs("ls", ".")) == FileError(f"{tmp_path}: Input/output error")
+
+
+@pytest.mark.parametrize(("count", "kept"), [(40, 35), (5, 4)])
+def test_a_listing_one_byte_too_large_loses_a_tenth(client, tmp_path, monkeypatch, count, kept):
+    for n in range(count):
+        (tmp_path / f"{n:02}{'x' * 100}").touch()
+    whole = fs(client, "ls")
+    monkeypatch.setattr(server_files, "MAX_LISTING_BYTES", len(server_files.encode_message(whole)) - 1)
+    cut = fs(client, "ls")
+    assert (len(cut.entries), cut.truncated) == (kept, True)
+
+
+# ----------------------------------------------------------------- idle transfers
+
+
+@pytest.fixture(scope="module")
+def impatient() -> Iterator[BackgroundServer]:
+    with BackgroundServer(idle_timeout=0.5) as server:
+        yield server
+
+
+def test_an_upload_that_stops_sending_is_closed(impatient, tmp_path):
+    with rcmd.connect(*impatient.address) as client:
+        client.chdir(str(tmp_path))
+        client._send(Put("a", size=10))
+        client._next_event()
+        client._send(PutFrom(0))
+        with pytest.raises(ServerError) as error:
+            client._next_event(time.monotonic() + 10)
+    assert error.value.reason == "no transfer data for 0.5s"
+
+
+def test_a_download_whose_client_stops_reading_is_closed(impatient, tmp_path, server_log):
+    write(tmp_path / "big", data(16 * MiB))
+    with rcmd.connect(*impatient.address) as client:
+        client._send(Get(str(tmp_path / "big")))
+        server_log.wait_for(f"{peer(client)}: no transfer data for 0.5s, closing", timeout=10)
+        with pytest.raises(ServerError) as error:
+            read_to_the_end(client)
+    assert error.value.reason == "no transfer data for 0.5s"
+
+
+def read_to_the_end(client: Client) -> None:
+    while True:
+        client._next_event(time.monotonic() + 10)
+
+
+# ------------------------------------------------------------------------ the quota
+
+
+def test_uploads_under_way_share_the_quota(users_background, homes):
+    """Each reserves its size at PUT: together they cannot pass the quota."""
+    with login(users_background, "tom") as a, login(users_background, "tom") as b:
+        room = 1000 - fs(a, "df").used
+        a._send(Put("a", size=room // 2))
+        assert a._next_event() == PutReady()
+        b._send(Put("b", size=room - room // 2))  # exactly the rest
+        assert b._next_event() == PutReady()
+        with login(users_background, "tom") as c:
+            assert refused(c, Put("c", size=1)).reason.startswith("/c: 1 bytes would exceed the quota")
+        a._send(PutFrom(0))
+        a._send(FileEnd(0, sha(b"")))
+        assert isinstance(a._next_event(), FileError)  # 0 of room // 2 bytes: its room is freed
+        with login(users_background, "tom") as c:
+            assert upload(c, "c", b"c" * (room // 2)) == FileDone(room // 2, sha(b"c" * (room // 2)))
+            assert fs(c, "rm", "c") == FsResult(cwd="/")
+        b._send(PutFrom(0))
+        b._send(FileEnd(0, sha(b"")))
+        assert isinstance(b._next_event(), FileError)
+    for name in ("a", "b"):
+        (homes / "tom" / partial_name(name)).unlink()
+
+
+def test_a_finished_upload_gives_back_only_its_own_room(users_background, homes):
+    with login(users_background, "tom") as holder, login(users_background, "tom") as client:
+        room = 1000 - fs(client, "df").used
+        holder._send(Put("held", size=room - 10))
+        assert holder._next_event() == PutReady()
+        assert upload(client, "ten", b"t" * 10) == FileDone(10, sha(b"t" * 10))  # the quota is full
+        assert refused(client, Put("one", size=1)).reason.startswith("/one: 1 bytes would exceed")
+        assert fs(client, "rm", "ten") == FsResult(cwd="/")
+    (homes / "tom" / partial_name("held")).unlink()
+
+
+def test_a_resumed_upload_reserves_what_is_still_to_come(users_background, homes):
+    with login(users_background, "tom") as client:
+        used = fs(client, "df").used
+        room = 1000 - used
+        client._send(Put("r", size=room))
+        client._next_event()
+        client._send(PutFrom(0))
+        client._send(FileData(b"r" * 100))
+        client._send(FileEnd(100, sha(b"r" * 100)))
+        assert client._next_event().kept == 100
+        assert fs(client, "df").used == used + 100  # the partial file counts
+        client._send(Put("r", size=room))  # 100 kept, room - 100 to come: it fits, exactly
+        assert client._next_event() == PutReady(100, MIN_BLOCK_SIZE, [sha(b"r" * 100)])
+        client._send(PutFrom(0))  # starts over after all: the kept bytes are dropped
+        client._send(FileData(b"s" * room))
+        client._send(FileEnd(room, sha(b"s" * room)))
+        assert client._next_event() == FileDone(room, sha(b"s" * room))
+        assert fs(client, "df") == FsResult(cwd="/", used=1000, quota=1000)
+        assert fs(client, "rm", "r") == FsResult(cwd="/")
+
+
+def test_a_refused_resume_says_what_is_kept(users_background, homes):
+    with login(users_background, "tom") as client:
+        used = fs(client, "df").used
+        kept(homes / "tom", "k", b"k" * 10)  # behind the server's back: not counted
+        answer = refused(client, Put("k", size=1000 - used + 11))
+        assert answer == FileError(
+            f"/k: {1000 - used + 11} bytes would exceed the quota ({used} of 1000 bytes used)", kept=10
+        )
+    (homes / "tom" / partial_name("k")).unlink()
+
+
+def test_a_checksum_mismatch_frees_its_bytes(users_background):
+    with login(users_background, "tom") as client:
+        used = fs(client, "df").used
+        client._send(Put("m", size=3))
+        client._next_event()
+        client._send(PutFrom(0))
+        client._send(FileData(b"abc"))
+        client._send(FileEnd(3, sha(b"other")))
+        assert "SHA-256 mismatch" in client._next_event().reason
+        assert fs(client, "df").used == used
+
+
+def test_replacing_what_is_not_a_file_frees_nothing(users_background, homes):
+    with login(users_background, "max") as client:
+        used = fs(client, "df").used
+        (homes / "max" / "link").symlink_to("/" + "x" * 50)  # 51 bytes, made behind the server's back
+        assert upload(client, "link", b"abc") == FileDone(3, sha(b"abc"))
+        assert fs(client, "df").used == used + 3
+        assert fs(client, "rm", "link").cwd == str(homes / "max")
+        assert fs(client, "df").used == used
+
+
+def test_usage_counts_reserves_and_releases(tmp_path):
+    (tmp_path / "sub").mkdir()
+    write(tmp_path / "a", b"12345")
+    write(tmp_path / "sub" / "b", b"123")
+    (tmp_path / "sub" / "link").symlink_to("/" + "x" * 9)  # the link's own 10 bytes
+    assert server_files._disk_usage(str(tmp_path)) == 18
+    usage = server_files.Usage(str(tmp_path), 30)
+    assert (usage.used, usage.reserved) == (18, 0)
+    assert usage.reserve(5)
+    assert usage.reserve(7)  # 18 + 12 = 30: exactly full
+    assert not usage.reserve(1)
+    assert usage.reserved == 12
+    usage.release(5)
+    assert usage.reserved == 7
+    usage.release(100)
+    assert usage.reserved == 0
+    usage.grew(-100)
+    assert usage.used == 0
+    assert server_files.Usage(str(tmp_path), None).reserve(10**12)
+
+
+def test_usage_is_one_per_home(tmp_path):
+    first = server_files.Usage.of(str(tmp_path / "one"), 10)
+    assert server_files.Usage.of(str(tmp_path / "one"), 20) is first
+    assert first.quota == 20  # the latest users file says
+    assert server_files.Usage.of(str(tmp_path / "two"), 10) is not first
+
+
+# ---------------------------------------------------------------------- the jail, more
+
+
+def test_a_jail_refuses_a_file_as_a_directory(una):
+    client, home = una
+    write(home / "plain", b"p")
+    (home / "Xdir").mkdir()
+    assert refused(client, Fs("cd", "plain")) == FileError("plain: Not a directory")
+    assert refused(client, Fs("cd", "/plain/")) == FileError("/plain/: Not a directory")
+    assert fs(client, "cd", "//Xdir") == FsResult(cwd="/Xdir")
+
+
+def test_stat_of_the_root_of_a_jail(una):
+    client, home = una
+    (home / "sub").mkdir(mode=0o700)
+    os.chmod(home, 0o751)
+    root = fs(client, "stat", "").entries[0]  # in the root: the root itself
+    assert (root["name"], root["type"], root["mode"]) == (".", "dir", 0o751)
+    assert fs(client, "cd", "sub").cwd == "/sub"
+    root = fs(client, "stat", "/").entries[0]
+    assert (root["name"], root["type"], root["mode"]) == (".", "dir", 0o751)
