@@ -24,8 +24,8 @@ import pytest
 import rcmd
 from rcmd import scram
 from rcmd.client import Client
-from rcmd.errors import ServerError
-from rcmd.files import MIN_BLOCK_SIZE, fs, partial_name
+from rcmd.errors import ConnectionClosed, ServerError
+from rcmd.files import CHUNK_SIZE, MIN_BLOCK_SIZE, fs, partial_name
 from rcmd.messages import (
     FileData,
     FileDone,
@@ -320,6 +320,16 @@ def test_a_put_that_fails_keeps_what_arrived(client, tmp_path):
     )
 
 
+def test_a_client_that_gives_up_midway_keeps_what_it_sent(client, tmp_path):
+    client._send(Put("a", size=10))
+    client._next_event()
+    client._send(PutFrom(0))
+    client._send(FileData(b"123"))
+    client._send(FileEnd(3, sha(b"123"), error="the file changed"))
+    assert client._next_event() == FileError("the client gave up: the file changed", kept=3)
+    assert (tmp_path / partial_name("a")).read_bytes() == b"123"
+
+
 def test_more_data_than_announced(client, tmp_path):
     client._send(Put("a", size=5))
     client._next_event()
@@ -423,9 +433,12 @@ def test_an_interrupted_upload_keeps_its_partial_file_for_the_next(
     client._next_event()
     client._send(PutFrom(0))
     client._send(FileData(first))
+    name = peer(client)
     closed(client, server_log)
-    line = server_log.wait_for(" interrupted: ")
-    assert line.endswith(f"put {tmp_path}/a interrupted: {len(first)} bytes kept")
+    assert (
+        server_log.wait_for(" interrupted: ")
+        == f"{name}: put {tmp_path}/a interrupted: {len(first)} bytes kept"
+    )
     assert (tmp_path / partial_name("a")).read_bytes() == first
 
 
@@ -867,16 +880,24 @@ def test_get_from_a_partial_without_blocks_starts_over(client, tmp_path):
 
 @pytest.mark.parametrize(
     ("change", "reason"),
-    [("shrink", "shrank while it was being sent"), ("touch", "changed while it was being sent")],
+    [
+        ("shrink", "shrank while it was being sent"),
+        ("touch", "changed while it was being sent"),
+        ("grow", "changed while it was being sent"),
+    ],
 )
 def test_a_file_that_changes_while_sent(client, tmp_path, monkeypatch, change, reason):
-    path = write(tmp_path / "f", b"12345")
+    content = data(CHUNK_SIZE + 10)  # two FILE_DATA: the second of 10 bytes
+    path = write(tmp_path / "f", content)
     original = server_files.first_difference
 
     def then_change(fd, *args):
         answer = original(fd, *args)
         if change == "shrink":
             os.truncate(path, 0)
+        elif change == "grow":
+            with path.open("ab") as file:
+                file.write(b"more")
         else:  # the same size, another time
             os.utime(path, ns=(0, os.stat(path).st_mtime_ns + 1_000_000_000))
         return answer
@@ -885,8 +906,9 @@ def test_a_file_that_changes_while_sent(client, tmp_path, monkeypatch, change, r
     client._send(Get("f"))
     assert isinstance(client._next_event(), GetReady)
     answer = client._next_event()
-    if change == "touch":
-        assert answer == FileData(b"12345")
+    if change != "shrink":  # sent as it was when the GET began, not one byte more
+        assert answer == FileData(content[:CHUNK_SIZE])
+        assert client._next_event() == FileData(content[CHUNK_SIZE:])
         answer = client._next_event()
     assert answer == FileError(f"{tmp_path}/f {reason}; try again")
 
@@ -1107,3 +1129,34 @@ def test_stat_of_the_root_of_a_jail(una):
     assert fs(client, "cd", "sub").cwd == "/sub"
     root = fs(client, "stat", "/").entries[0]
     assert (root["name"], root["type"], root["mode"]) == (".", "dir", 0o751)
+
+
+def test_an_upload_of_unknown_size_holds_no_room_when_done(users_background, homes):
+    with login(users_background, "tom") as holder, login(users_background, "tom") as client:
+        holder._send(Put("held", size=1000 - fs(holder, "df").used))  # the quota, all of it
+        assert holder._next_event() == PutReady()
+        client._send(Put("empty"))
+        client._next_event()
+        client._send(PutFrom(0))
+        client._send(FileEnd(0, sha(b"")))
+        assert client._next_event() == FileDone(0, sha(b""))
+        assert refused(client, Put("one", size=1)).reason.startswith("/one: 1 bytes would exceed")
+        assert fs(client, "rm", "empty") == FsResult(cwd="/")
+    (homes / "tom" / partial_name("held")).unlink()
+
+
+def test_a_put_that_fails_to_hash_its_partial_file_frees_its_room(users_background, homes, monkeypatch):
+    def failing(*args: object) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(server_files, "hash_blocks", failing)
+    with login(users_background, "tom") as client:
+        room = 1000 - fs(client, "df").used
+        client._send(Put("a", size=room))
+        with pytest.raises(ConnectionClosed):
+            client._next_event(time.monotonic() + 10)
+    monkeypatch.undo()
+    with login(users_background, "tom") as client:
+        client._send(Put("a", size=room))  # the room is there again
+        assert client._next_event() == PutReady()
+    (homes / "tom" / partial_name("a")).unlink(missing_ok=True)
