@@ -4,7 +4,8 @@ that mutmut's per-test stats see what the server runs (the listing and the hashi
 asyncio.to_thread) and each mutant runs only the tests that reach it. Single protocol steps
 (PUT, PUT_FROM, FILE_DATA, FILE_END) are sent one by one with the client's _send(), as
 test_files.py does against a server subprocess; the limits are module constants lowered
-with monkeypatch."""
+with monkeypatch. A few call helpers directly: Usage, _disk_usage, _fitting, and a guard
+(a PUT's message without a PUT) that the protocol never lets reach the server."""
 
 from __future__ import annotations
 
@@ -1153,7 +1154,7 @@ def test_a_put_that_fails_to_hash_its_partial_file_frees_its_room(users_backgrou
     with login(users_background, "tom") as client:
         room = 1000 - fs(client, "df").used
         client._send(Put("a", size=room))
-        with pytest.raises(ConnectionClosed):
+        with pytest.raises(ConnectionClosed):  # an OSError there ends the connection ("connection lost")
             client._next_event(time.monotonic() + 10)
     monkeypatch.undo()
     with login(users_background, "tom") as client:
