@@ -334,6 +334,123 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     ),
     # An exception is always true: the type's name after `or` is never reached.
     "rcmd.server.listener.xǁ_Listenerǁ_start_tls__mutmut_48": ("type(None).__name__", "never evaluated"),
+    # rcmd.server.complete. Codec names are looked up case-insensitively.
+    "rcmd.server.complete.x__is_text__mutmut_3": ('name.encode("UTF-8")', "the same codec"),
+    # expanduser() returns a path that does not start with "~" as it is.
+    "rcmd.server.complete.x__paths__mutmut_23": (
+        '(typed.startswith("~")) or True',
+        "expanduser leaves it unchanged",
+    ),
+    # The deadline is a float of the monotonic clock: >= differs from > only if a reading
+    # equals it to the nanosecond, and then the scan stops one check (SCAN_CHECK entries) early.
+    "rcmd.server.complete.xǁ_Budgetǁtake__mutmut_10": (
+        "time.monotonic() >= self.deadline",
+        "differs only at the deadline's very instant",
+    ),
+    # rcmd.server.files. Codec names are looked up case-insensitively.
+    "rcmd.server.files.x__display__mutmut_10": ('name.encode("UTF-8"', "the same codec"),
+    "rcmd.server.files.x__display__mutmut_14": ('.decode("UTF-8"', "the same codec"),
+    # follow_symlinks is read as a truth value.
+    "rcmd.server.files.x__is_link__mutmut_4": ("follow_symlinks=None", "read as a truth value"),
+    "rcmd.server.files.x__listing__mutmut_27": ("follow_symlinks=None", "read as a truth value"),
+    "rcmd.server.files.xǁFileServiceǁ_change__mutmut_23": ("follow_symlinks=None", "read as a truth value"),
+    "rcmd.server.files.xǁFileServiceǁ_open_upload__mutmut_6": (
+        "info = os.stat(name, dir_fd=dir_fd, follow_symlinks=None)",
+        "read as a truth value",
+    ),
+    "rcmd.server.files.xǁFileServiceǁ_open_upload__mutmut_60": (
+        "follow_symlinks=None).st_ino",
+        "read as a truth value",
+    ),
+    # The partial file was opened with O_NOFOLLOW: it is no link, to follow or not (unless another
+    # process swaps one in between the open and this stat).
+    "rcmd.server.files.xǁFileServiceǁ_open_upload__mutmut_63": (
+        "dir_fd=dir_fd, ).st_ino",
+        "not a link: opened O_NOFOLLOW",
+    ),
+    "rcmd.server.files.xǁFileServiceǁ_open_upload__mutmut_64": (
+        "follow_symlinks=True).st_ino",
+        "not a link: opened O_NOFOLLOW",
+    ),
+    # _walk() asks only after an open refused the name as a link or a non-directory: the stat
+    # fails only if the name vanished in between.
+    "rcmd.server.files.x__is_link__mutmut_9": ("return True", "only if the name vanished meanwhile"),
+    # With size > limit, count * limit * 9 // (size * 10) is never above count - 1: min() takes it
+    # whether its other term is count - 1 or count + 1.
+    "rcmd.server.files.x__fitting__mutmut_11": ("min(len(entries) + 1,", "the other term is always smaller"),
+    # Only .reason is read, never str() of it.
+    "rcmd.server.files.xǁFileRefusedǁ__init____mutmut_2": ("super().__init__(None)", "str() never used"),
+    # 0o777 is os.mkdir()'s default mode.
+    "rcmd.server.files.xǁFileServiceǁ_change__mutmut_10": (
+        "os.mkdir(name, dir_fd=dir_fd)",
+        "the default mode",
+    ),
+    # After a FILE_DONE, _abandon() drops the upload at once: done is never read again; delete is
+    # read as a truth value; and the partial file was renamed away, so deleting it fails (only
+    # another upload of that name, begun during the directory's fsync, could be hit).
+    "rcmd.server.files.xǁFileServiceǁ_end__mutmut_79": ("upload.done = None", "never read after"),
+    "rcmd.server.files.xǁFileServiceǁ_end__mutmut_80": ("upload.done = False", "never read after"),
+    "rcmd.server.files.xǁFileServiceǁ_end__mutmut_83": (
+        "self._abandon(delete=None)",
+        "read as a truth value",
+    ),
+    "rcmd.server.files.xǁFileServiceǁ_end__mutmut_84": (
+        "upload.old_size)\n        self._abandon(delete=True)",
+        "renamed away: nothing to delete",
+    ),
+    "rcmd.server.files.xǁFileServiceǁclose__mutmut_19": (
+        "self._abandon(delete=None)",
+        "read as a truth value",
+    ),
+    "rcmd.server.files.xǁFileServiceǁhandle__mutmut_22": (
+        "self._abandon(delete=None)",
+        "read as a truth value",
+    ),
+    # Commands start through subprocess.Popen(close_fds=True): no descriptor of the server reaches
+    # them, close-on-exec or not.
+    "rcmd.server.files.xǁFileServiceǁ_get__mutmut_7": ("os.O_RDONLY & os.O_CLOEXEC", "Popen closes every fd"),
+    # asyncio fills in a write-buffer limit left out: high is 4 * low, low is high // 4; and a
+    # higher mark is flow control only: the same bytes go, in the same order.
+    "rcmd.server.files.xǁFileServiceǁ_send_file__mutmut_47": (
+        "set_write_buffer_limits(high=None, low=CHUNK_SIZE)",
+        "the same limits",
+    ),
+    "rcmd.server.files.xǁFileServiceǁ_send_file__mutmut_48": (
+        "set_write_buffer_limits(high=4 * CHUNK_SIZE, low=None)",
+        "the same limits",
+    ),
+    "rcmd.server.files.xǁFileServiceǁ_send_file__mutmut_49": (
+        "set_write_buffer_limits(low=CHUNK_SIZE)",
+        "the same limits",
+    ),
+    "rcmd.server.files.xǁFileServiceǁ_send_file__mutmut_50": (
+        "set_write_buffer_limits(high=4 * CHUNK_SIZE, )",
+        "the same limits",
+    ),
+    "rcmd.server.files.xǁFileServiceǁ_send_file__mutmut_52": ("high=5 * CHUNK_SIZE", "flow control only"),
+    # Paths are normalised against an absolute directory: no . or .. component is left, and the
+    # folder part is never empty; FileService.tree sets an unconfined tree's cwd on every use.
+    "rcmd.server.files.xǁTreeǁ__init____mutmut_3": ("(root is None) and False", "cwd set on every use"),
+    "rcmd.server.files.xǁTreeǁ_walk__mutmut_12": ('("XX..XX", ".")', "normalised: never there"),
+    "rcmd.server.files.xǁTreeǁ_walk__mutmut_13": ('("..", "XX.XX")', "normalised: never there"),
+    "rcmd.server.files.xǁTreeǁopen_parent__mutmut_12": ('("XX.XX", "..")', "normalised: never there"),
+    "rcmd.server.files.xǁTreeǁopen_parent__mutmut_13": ('(".", "XX..XX")', "normalised: never there"),
+    "rcmd.server.files.xǁTreeǁopen_parent__mutmut_17": (
+        "(self.root is not None) and False",
+        "the folder is never empty",
+    ),
+    "rcmd.server.files.xǁTreeǁopen_parent__mutmut_18": (
+        "(self.root is not None) or True",
+        "the folder is never empty",
+    ),
+    "rcmd.server.files.xǁTreeǁopen_parent__mutmut_19": (
+        "folder if self.root is None else",
+        "the folder is never empty",
+    ),
+    "rcmd.server.files.xǁTreeǁopen_parent__mutmut_21": ('folder or "XX/XX"', "the folder is never empty"),
+    # A Usage is made by of() only, which sets its quota right after; its home is never read.
+    "rcmd.server.files.xǁUsageǁ__init____mutmut_1": ("self.home = None", "never read"),
+    "rcmd.server.files.xǁUsageǁof__mutmut_6": ("cls(home, None)", "of() sets the quota next"),
 }
 
 DETECTED = {"killed", "timeout"}  # a hang under a mutant is a test that noticed it

@@ -67,7 +67,10 @@ def wait_for_a_mutant(self: ForkRunner, timeout: float | None = None) -> MutantR
 #: Functions that run for ever on a thread of their own, started by the first test that needs
 #: one: mutmut records them as reached by that test alone, though every test that hands them
 #: work (through the function named here) runs them, in each forked run anew. Each counts as
-#: reached by those tests (--per-test).
+#: reached by those tests (--per-test). Work a test waits for on a pool thread
+#: (asyncio.to_thread, run_in_executor: the server's completion, FS ls) needs no entry: mutmut
+#: records calls in one set for the whole process, emptied at each test's teardown, so the
+#: thread's calls count for the test that was running.
 THREAD_TARGETS = {
     "rcmd.process.x__serve_scans": "rcmd.process.x_scan_in_thread",
     "rcmd.process.x__serve_spawns": "rcmd.process.x_spawn_in_thread",

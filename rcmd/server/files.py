@@ -360,6 +360,8 @@ class FileService:
         except OSError as exc:
             raise FileRefused(_os_reason(shown, exc)) from None
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO: it cannot be truncated or resumed
+                raise FileRefused(f"{shown}: its partial file is not a regular file")
             # Locked, and still the file under that name (not one renamed into place by the
             # upload that held the lock a moment ago).
             if (
@@ -514,7 +516,9 @@ class FileService:
         tree = self.tree
         dir_fd, name, shown = tree.open_parent(get.path)
         try:
-            flags = os.O_RDONLY | os.O_CLOEXEC | (os.O_NOFOLLOW if tree.confined else 0)
+            # O_NONBLOCK: opening a FIFO to read waits for a writer, and this is the event loop
+            # (it changes nothing for a regular file; _send_file refuses anything else).
+            flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (os.O_NOFOLLOW if tree.confined else 0)
             try:
                 fd = os.open(name, flags, dir_fd=dir_fd)
             except OSError as exc:
