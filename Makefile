@@ -80,9 +80,11 @@ mutate: $(VENV)/.installed-mutate
 	$(BIN)/python scripts/mutation_report.py --fail-under 90
 
 MUTATE_REST := rcmd/server/config.py rcmd/server/cd.py rcmd/console.py \
-	rcmd/server/session.py rcmd/server/command.py rcmd/server/listener.py rcmd/process.py
+	rcmd/server/session.py rcmd/server/command.py rcmd/server/listener.py rcmd/process.py \
+	rcmd/server/complete.py rcmd/server/files.py
 MUTATE_REST_TESTS := tests/test_mut_config.py tests/test_mut_cd.py tests/test_mut_console.py \
-	tests/test_mut_server.py tests/test_mut_process.py tests/test_mut_listener.py
+	tests/test_mut_server.py tests/test_mut_process.py tests/test_mut_listener.py \
+	tests/test_mut_complete.py tests/test_mut_files.py
 mutate-rest: $(VENV)/.installed-mutate
 	$(BIN)/python scripts/mutmut_transports.py --per-test --max-children 2 $(MUTATE_REST:%=--mutate %) $(MUTATE_REST_TESTS:%=--tests %)
 	$(BIN)/python scripts/mutation_report.py --fail-under 80
