@@ -496,25 +496,35 @@ def test_a_dead_watchdog_is_restarted(subreaper, caplog):
     assert subreaper._watchdog.pid != first.pid
 
 
+def run_watchdog(monkeypatch: pytest.MonkeyPatch, server_id: str, *, stdin: int) -> dict[int, object]:
+    """watchdog_main() run in this process as server *server_id*'s watchdog, with *stdin* as
+    its descriptor 0 (the caller closes *stdin*). Descriptor 0 and the SIGINT and SIGHUP
+    handlers are restored after: returns the handlers the watchdog left for those two."""
+    watched = (signal.SIGINT, signal.SIGHUP)
+    saved = os.dup(0)
+    handlers = {sig: signal.getsignal(sig) for sig in watched}
+    monkeypatch.setattr(sys, "argv", ["watchdog", server_id])
+    os.dup2(stdin, 0)
+    try:
+        process.watchdog_main()
+        return {sig: signal.getsignal(sig) for sig in watched}
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
 def test_the_watchdog_kills_every_cookie_of_its_server_at_eof(monkeypatch):
     """watchdog_main() run here, its stdin a pipe already closed: EOF at once."""
     read_end, write_end = os.pipe()
     os.close(write_end)
-    saved = os.dup(0)
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGHUP)}
-    monkeypatch.setattr(sys, "argv", ["watchdog", f"w{os.getpid()}"])
     with marked(f"w{os.getpid()}-3") as mine, marked(f"w{os.getpid()}x-3") as not_mine:
-        os.dup2(read_end, 0)
         try:
-            process.watchdog_main()
-            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
-            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            handlers = run_watchdog(monkeypatch, f"w{os.getpid()}", stdin=read_end)
         finally:
-            os.dup2(saved, 0)
-            os.close(saved)
             os.close(read_end)
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
+        assert handlers == {signal.SIGINT: signal.SIG_IGN, signal.SIGHUP: signal.SIG_IGN}
         assert mine.wait(WAIT) == -signal.SIGKILL
         assert alive(not_mine.pid)
 
@@ -898,18 +908,10 @@ def test_the_watchdog_empties_the_cgroups_it_is_told_of_line_by_line(monkeypatch
         read_end, write_end = os.pipe()
         assert os.write(write_end, told) == len(told)
         os.close(write_end)
-        saved = os.dup(0)
-        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGHUP)}
-        monkeypatch.setattr(sys, "argv", ["watchdog", f"w{os.getpid()}"])
-        os.dup2(read_end, 0)
         try:
-            process.watchdog_main()
+            run_watchdog(monkeypatch, f"w{os.getpid()}", stdin=read_end)
         finally:
-            os.dup2(saved, 0)
-            os.close(saved)
             os.close(read_end)
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
         assert sleeper.wait(WAIT) == -signal.SIGKILL
         assert not os.path.exists(cgroups.parent)
     finally:
@@ -946,17 +948,10 @@ def test_a_subreaper_started_on_a_loop_off_the_main_thread_goes_on(subreaper):
 def test_a_watchdog_whose_stdin_fails_still_kills_its_servers_cookies(monkeypatch):
     """Its pipe unreadable (EBADF here: a write-only descriptor) counts as the server gone."""
     read_end, write_end = os.pipe()
-    saved = os.dup(0)
-    monkeypatch.setattr(sys, "argv", ["watchdog", f"v{os.getpid()}"])
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGHUP)}
     with marked(f"v{os.getpid()}-1") as mine:
-        os.dup2(write_end, 0)
         try:
-            process.watchdog_main()
+            run_watchdog(monkeypatch, f"v{os.getpid()}", stdin=write_end)
         finally:
-            os.dup2(saved, 0)
-            for fd in (saved, read_end, write_end):
-                os.close(fd)
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
+            os.close(read_end)
+            os.close(write_end)
         assert mine.wait(WAIT) == -signal.SIGKILL
