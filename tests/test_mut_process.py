@@ -574,6 +574,36 @@ def test_a_forked_child_spawns_on_threads_of_its_own():
     assert (result.stdout, result.returncode) == (b"3\n", 0), result.stderr.decode()[-2000:]
 
 
+def test_workers_serve_one_queue_on_a_daemon_thread_per_name_started_once():
+    """_Workers (the spawn and scan threads): its threads start on first use, one per name,
+    all taking from the one queue, which later calls return without starting more."""
+    import queue
+    import threading
+
+    def serve(requests: queue.SimpleQueue[threading.Barrier | None]) -> None:
+        while (barrier := requests.get()) is not None:
+            barrier.wait(WAIT)  # each request holds its thread until the other one has one
+
+    before = set(threading.enumerate())
+    workers = process._Workers(serve, ["rcmd-test-a", "rcmd-test-b"])
+    requests = workers.requests()
+    assert workers.requests() is requests
+    threads = set(threading.enumerate()) - before
+    assert sorted((thread.name, thread.daemon) for thread in threads) == [
+        ("rcmd-test-a", True),
+        ("rcmd-test-b", True),
+    ]
+    both = threading.Barrier(3)  # the two threads and this one: both serve at once
+    requests.put(both)
+    requests.put(both)
+    both.wait(WAIT)
+    for _ in threads:
+        requests.put(None)
+    for thread in threads:
+        thread.join(WAIT)
+        assert not thread.is_alive()
+
+
 def test_the_watchdog_waits_on_its_pipe_in_its_own_session_without_a_cookie(subreaper, monkeypatch):
     """A server run as another server's command carries that one's cookie: its watchdog must
     not (the outer server would kill it with that command). In a session of its own (a Ctrl-C
@@ -879,6 +909,12 @@ def test_children_of_another_thread_are_listed_with_every_threads_only():
         assert {theirs, mains.pid} <= every
         assert mains.pid in main_only
         assert theirs not in main_only
+        # As the server sees it (no watchdog here): the main thread's children all leaders,
+        # the other thread's child is no orphan.
+        own.leaders = main_only
+        assert not own._has_orphans()
+        own.leaders = main_only - {mains.pid}
+        assert own._has_orphans()
     finally:
         done.set()
         thread.join()
@@ -955,3 +991,434 @@ def test_a_watchdog_whose_stdin_fails_still_kills_its_servers_cookies(monkeypatc
             os.close(read_end)
             os.close(write_end)
         assert mine.wait(WAIT) == -signal.SIGKILL
+
+
+# ------------------------------------------------ what the full mutation run found untested
+
+
+def test_without_prctl_nothing_becomes_a_subreaper(monkeypatch):
+    import ctypes
+
+    def no_libc(*args: object, **kwargs: object) -> None:
+        raise OSError("no libc here")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)
+    assert process._become_subreaper() is False
+
+
+@pytest.mark.parametrize(
+    ("state", "flags", "execing"),
+    [
+        ("R", 0x00400100, True),
+        ("S", 0x00000001, True),  # any flag but PF_KTHREAD
+        ("D", 0x00000000, True),
+        ("Z", 0x00400100, False),  # a zombie
+        ("X", 0x00000000, False),  # dead, as it is being reaped
+        ("S", 0x00200000, False),  # a kernel thread
+        ("I", 0x04208040, False),  # an idle kernel thread
+    ],
+)
+def test_execing_reads_the_state_and_the_kernel_thread_flag(monkeypatch, state, flags, execing):
+    """The state and flags of /proc/PID/stat, after a name that holds ") " itself."""
+    stat = f"12 (a) {state} b) {state} 1 12 12 0 -1 {flags} 0 0 0 0 0 0\n".encode()
+    monkeypatch.setattr(process, "_read", lambda path: stat if path == "/proc/12/stat" else b"")
+    assert process._execing(12) is execing
+
+
+@contextlib.contextmanager
+def two_sleepers() -> Iterator[tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], list[int]]]:
+    """Two `sleep 60`s and a pidfd of each; both killed after."""
+    sleepers = (subprocess.Popen(["sleep", "60"]), subprocess.Popen(["sleep", "60"]))
+    pidfds = [os.pidfd_open(sleeper.pid) for sleeper in sleepers]
+    try:
+        yield sleepers[0], sleepers[1], pidfds
+    finally:
+        for sleeper, pidfd in zip(sleepers, pidfds, strict=True):
+            sleeper.kill()
+            sleeper.wait()
+            os.close(pidfd)
+
+
+def test_wait_dead_waits_its_time_for_the_one_still_alive():
+    import time
+
+    with two_sleepers() as (first, second, pidfds):
+        first.kill()
+        assert gone(first.pid)
+        began = time.monotonic()
+        process._wait_dead(pidfds, 0.3)  # the first is dead at once, the second never
+        assert time.monotonic() - began >= 0.3
+        assert second.poll() is None
+
+
+def test_wait_dead_returns_once_the_last_one_dies():
+    import threading
+
+    with two_sleepers() as (first, second, pidfds):
+        first.kill()
+        assert gone(first.pid)
+        ended = threading.Event()
+
+        def wait_dead() -> None:
+            process._wait_dead(pidfds, 60.0)
+            ended.set()
+
+        waiting = threading.Thread(target=wait_dead)
+        waiting.start()
+        try:
+            assert not ended.wait(0.1)  # the second lives: it waits
+            second.kill()
+            assert ended.wait(WAIT)  # long before its 60 s
+        finally:
+            second.kill()
+            waiting.join()
+
+
+@pytest.fixture
+def kill_marked_calls(monkeypatch) -> list[tuple[bytes, float]]:
+    """kill_marked() as rcmd.process calls it, recording each call's prefix and settle."""
+    calls: list[tuple[bytes, float]] = []
+    real = process.kill_marked
+
+    def recording(
+        prefix: bytes, wanted: Callable[[bytes], bool] = lambda cookie: True, *, settle: float = 0.0
+    ) -> int:
+        calls.append((prefix, settle))
+        return real(prefix, wanted, settle=settle)
+
+    monkeypatch.setattr(process, "kill_marked", recording)
+    return calls
+
+
+def test_the_watchdog_lets_its_last_kill_settle(monkeypatch, kill_marked_calls):
+    read_end, write_end = os.pipe()
+    os.close(write_end)
+    try:
+        run_watchdog(monkeypatch, f"s{os.getpid()}", stdin=read_end)
+    finally:
+        os.close(read_end)
+    assert kill_marked_calls == [(f"s{os.getpid()}-".encode(), process.SETTLE)]
+
+
+def test_close_kills_what_carries_its_cookies_and_lets_it_settle(kill_marked_calls):
+    own = ProcessTracker()
+    number = own.started()
+    with marked(own.cookie(number)) as left:
+        own.close()
+        assert left.wait(WAIT) == -signal.SIGKILL
+    assert kill_marked_calls == [(own.prefix, process.SETTLE)]
+
+
+def test_a_read_or_write_that_waited_leaves_nothing_watched():
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        child = spawn("read line; echo $line; exec sleep 60", shell=SH, cwd="/", env=None, stdin=True)
+        try:
+            reading = asyncio.ensure_future(child.read(child.stdout))
+            await until(lambda: child.stdout in child._watched)
+            assert child._watched == {child.stdout: False}  # waiting to read
+            await child.write_stdin(b"x\n")
+            assert await reading == b"x\n"
+            assert child._watched == {}
+            assert not loop.remove_reader(child.stdout)  # the loop watches it no more
+            stdin = child.stdin
+            assert stdin is not None
+            writing = asyncio.ensure_future(child.write_stdin(b"y" * (4 << 20)))  # more than a pipe holds
+            await until(lambda: stdin in child._watched)
+            assert child._watched == {stdin: True}  # waiting to write
+            child.close_stdin()
+            assert child._watched == {}
+            assert not loop.remove_writer(stdin)
+            writing.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await writing
+        finally:
+            signal_group(child)
+            await child.wait()
+            child.close()
+
+    run(main())
+
+
+def test_spawned_reaps_only_what_waited_for_it(subreaper):
+    """A spawn's end reaps orphans only if reaping was put off for it (see reap_orphans)."""
+    assert process._become_subreaper()
+    subreaper.subreaper = True
+    subreaper.leaders |= set(subreaper._children())  # other tests' children: not ours to reap
+    pid = orphan()
+    os.kill(pid, signal.SIGKILL)
+    assert gone(pid)
+    subreaper.spawning = 1
+    subreaper.spawned()
+    assert pid in set(subreaper._children())  # still a zombie: nothing had waited
+    subreaper.reap_orphans()
+    assert pid not in set(subreaper._children())
+
+
+class _FullReads:
+    """os for rcmd.process, but each read fills the buffer it is given: a list of children
+    as long as can be read at once (more than 9,000 of them)."""
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(os, name)
+
+    @staticmethod
+    def read(fd: int, size: int) -> bytes:
+        return b"1 " * (size // 2)
+
+
+def test_too_many_children_to_list_is_an_error_and_counts_as_orphans(monkeypatch):
+    own = ProcessTracker()
+    monkeypatch.setattr(process, "os", _FullReads())
+    with pytest.raises(OSError, match=r"^too many children to list$"):
+        list(own._children(main_thread_only=True))
+    assert own._has_orphans()  # it cannot tell: it sweeps
+
+
+class _NoPidfds:
+    """os for rcmd.process, but every process is gone by the time its pidfd is opened."""
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(os, name)
+
+    @staticmethod
+    def pidfd_open(pid: int) -> int:
+        raise ProcessLookupError(3, "No such process")
+
+
+def test_an_orphan_gone_before_it_is_opened_is_no_error_at_shutdown(subreaper, monkeypatch):
+    assert process._become_subreaper()
+    subreaper.subreaper = True
+    subreaper.leaders |= set(subreaper._children())
+    pid = orphan()
+    try:
+        monkeypatch.setattr(process, "os", _NoPidfds())
+        subreaper._kill_orphans()  # found, then not there to open: as if it had died
+        monkeypatch.undo()
+        assert alive(pid)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        assert gone(pid)
+        os.waitpid(pid, 0)
+
+
+class _StubbornCgroups:
+    """Command cgroups (a stand-in for rcmd.cgroup's) whose removal fails *fails* times a
+    command, as while its killed processes are dying; when each removal was tried (on the
+    loop's clock) and the delay then set for the next, if any."""
+
+    parent = "/nonexistent/rcmd-test"
+
+    def __init__(self, tracker: ProcessTracker, fails: int, closes: bool = True) -> None:
+        self.tracker = tracker
+        self.fails = fails
+        self.closes = closes
+        self.removals: list[int] = []
+        self.delays: list[float] = []
+        self.closed = False
+
+    def kill(self, number: int) -> int:
+        return 0
+
+    def remove(self, number: int) -> bool:
+        self.removals.append(number)
+        with contextlib.suppress(RuntimeError):  # no loop: nothing is scheduled
+            loop = asyncio.get_running_loop()
+            now = loop.time()
+            loop.call_soon(self._scheduled, now)
+        return len(self.removals) > self.fails
+
+    def _scheduled(self, then: float) -> None:
+        removal = self.tracker._removal
+        if removal is not None:
+            self.delays.append(removal.when() - then)
+
+    def close(self) -> bool:
+        self.closed = True
+        return self.closes
+
+
+def test_a_cgroup_not_yet_empty_is_removed_later_twice_as_late_each_time():
+    own = ProcessTracker()
+    number = own.started()
+    cgroups = _StubbornCgroups(own, fails=8)
+    own.cgroups = cgroups  # type: ignore[assignment]
+
+    async def main() -> None:
+        own.ended(number)
+        assert own._unremoved == {number}
+        await until(lambda: len(cgroups.removals) == 9)
+        await asyncio.sleep(0)  # its _scheduled() runs
+        assert own._removal is None
+        assert own._unremoved == set()
+
+    try:
+        run(main())
+    finally:
+        own.close()
+    assert cgroups.removals == [number] * 9
+    assert cgroups.delays == pytest.approx(
+        [process.CGROUP_RETRY * 2**n for n in range(6)] + [process.SWEEP_DELAY] * 2, abs=0.002
+    )
+
+
+def test_a_cgroup_not_yet_empty_without_a_loop_waits_for_close():
+    own = ProcessTracker()
+    number = own.started()
+    cgroups = _StubbornCgroups(own, fails=1)
+    own.cgroups = cgroups  # type: ignore[assignment]
+    own.ended(number)  # no loop: nothing to schedule a removal on
+    assert own._unremoved == {number}
+    assert own._removal is None
+    own.close()
+    assert cgroups.closed
+    assert own._unremoved == set()
+    assert own.cgroups is None
+
+
+def test_close_cancels_a_removal_due_and_says_what_it_could_not_remove(caplog):
+    own = ProcessTracker()
+    number = own.started()
+    cgroups = _StubbornCgroups(own, fails=100, closes=False)
+    own.cgroups = cgroups  # type: ignore[assignment]
+    caplog.set_level("WARNING", "rcmd.server")
+
+    async def main() -> None:
+        own.ended(number)
+        removal = own._removal
+        assert removal is not None
+        own.close()
+        assert removal.cancelled()
+        assert own._removal is None
+        await asyncio.sleep(process.CGROUP_RETRY * 2)
+        assert cgroups.removals == [number]  # not tried again
+
+    run(main())
+    assert cgroups.closed
+    assert own.cgroups is None
+    assert caplog.messages == ["/nonexistent/rcmd-test: processes still there after SIGKILL: not removed"]
+
+
+def test_the_subreaper_reaps_orphans_when_sigchld_comes(subreaper):
+    async def main() -> None:
+        subreaper.start(subreaper=True)
+        assert subreaper.subreaper
+        subreaper.leaders |= set(subreaper._children())  # other tests' children, and the watchdog
+        pid = orphan()
+        os.kill(pid, signal.SIGKILL)
+        await until(lambda: pid not in set(subreaper._children()))  # reaped on SIGCHLD alone
+
+    run(main())
+
+
+def test_a_loop_that_refuses_signal_handlers_with_valueerror_is_a_subreaper_all_the_same(subreaper):
+    """As uvloop does off the main thread: ValueError rather than asyncio's RuntimeError."""
+
+    class NoSignals(asyncio.SelectorEventLoop):
+        def add_signal_handler(self, sig: int, callback: Callable[..., object], *args: object) -> None:
+            raise ValueError("add_signal_handler() can only be called from the main thread")
+
+    async def main() -> str:
+        return subreaper.start(subreaper=True)
+
+    loop = NoSignals()
+    try:
+        assert "; child subreaper; " in loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert subreaper.subreaper
+
+
+def test_without_proc_the_server_says_it_kills_the_group_only(subreaper, monkeypatch):
+    isdir = os.path.isdir
+    monkeypatch.setattr(os.path, "isdir", lambda path: path != "/proc/self" and isdir(path))
+    assert subreaper.start(subreaper=False).split("; ")[:2] == [
+        "killing a command's processes: process group only (no /proc: processes that leave the group"
+        " are not found)",
+        "not a subreaper",
+    ]
+
+
+def test_the_cgroups_are_proved_on_the_watchdog_or_on_nothing(subreaper, monkeypatch):
+    """CommandCgroups.create() moves the watchdog in and out to prove it can; without a
+    watchdog there is nothing to move, and the cgroups are made all the same."""
+    from rcmd.cgroup import CommandCgroups
+
+    create = CommandCgroups.create
+    probes: list[int | None] = []
+
+    def recording(probe_pid: int | None) -> CommandCgroups:
+        probes.append(probe_pid)
+        return create(probe_pid)
+
+    monkeypatch.setattr(process.CommandCgroups, "create", recording)
+    sentence = subreaper.start(subreaper=False, cgroups=True)
+    if subreaper.cgroups is None:
+        pytest.skip(sentence)
+    assert subreaper._watchdog is not None
+    assert probes == [subreaper._watchdog.pid]
+    subreaper.close()
+
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    blind = ProcessTracker()
+    try:
+        assert blind.start(subreaper=False, cgroups=True).split("; ")[2] == "no watchdog"
+        assert probes[1:] == [None]
+        assert blind.cgroups is not None
+    finally:
+        blind.close()
+
+
+def test_the_watchdog_runs_this_package_isolated_with_stdout_discarded(subreaper):
+    subreaper.start(subreaper=False)
+    watchdog = subreaper._watchdog
+    assert watchdog is not None
+    cmdline = Path(f"/proc/{watchdog.pid}/cmdline")
+    for _ in range(100_000):  # a condition, checked: it reads empty until the exec is done
+        if argv := cmdline.read_bytes().split(b"\0")[:-1]:
+            break
+        select.select([], [], [], 0.001)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(process.__file__)))
+    assert argv[:3] == [sys.executable.encode(), b"-I", b"-c"]
+    assert argv[3].decode().startswith(f"import sys; sys.path.insert(0, {root!r}); ")
+    assert argv[4:] == [subreaper.server_id.encode()]
+    assert os.readlink(f"/proc/{watchdog.pid}/fd/1") == "/dev/null"
+
+
+def test_a_watchdog_that_does_not_exit_is_killed(subreaper, monkeypatch):
+    monkeypatch.setattr(process, "WATCHDOG_EXIT_WAIT", 0.2)
+    subreaper.start(subreaper=False)
+    watchdog = subreaper._watchdog
+    assert watchdog is not None
+    os.kill(watchdog.pid, signal.SIGSTOP)  # it cannot read its EOF, nor exit
+    subreaper.close()
+    assert watchdog.returncode == -signal.SIGKILL
+    assert subreaper._watchdog is None
+
+
+AS_PID_1 = """
+import asyncio, os
+from rcmd.process import kill_tree, spawn_in_thread, tracker
+
+async def once():
+    child = await asyncio.wait_for(spawn_in_thread("exit 3", shell="/bin/sh", cwd="/", env=None, stdin=False), 10)
+    code = await child.wait()
+    await asyncio.wait_for(kill_tree(child), 10)  # a scan on the scan thread
+    child.close()
+    return code
+
+print(os.getpid(), asyncio.run(once()), tracker.server_id.split(".")[0])
+"""
+
+
+def test_a_server_that_is_pid_1_spawns_scans_and_has_its_own_id():
+    """As a container's init: pid 1 is no process's "nobody yet" (0 is)."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("no unshare")
+    argv = [unshare, "--user", "--map-root-user", "--pid", "--fork", "--mount-proc", sys.executable]
+    probe = subprocess.run([*argv, "-c", "pass"], capture_output=True, timeout=60, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot be pid 1 here: {probe.stderr.decode().strip()}")
+    result = subprocess.run([*argv, "-c", AS_PID_1], capture_output=True, timeout=60, check=False)
+    assert (result.stdout, result.returncode) == (b"1 3 1\n", 0), result.stderr.decode()[-2000:]
