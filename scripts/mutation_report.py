@@ -272,6 +272,27 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "except InterruptedError:\n            break",
         "never raised (PEP 475)",
     ),
+    # rcmd.process (branch mutproc, the full run of 980 mutants). _Workers: its queue is replaced
+    # and its pid set on first use, before either is read, and a pid is only compared with
+    # getpid(): None, like 0, is no process's. A scan that raised leaves `killed` unread (the
+    # error goes to the future). _wait_dead(): a time left of exactly 0.0 would only make one
+    # more select() that returns at once, the next one being negative.
+    "rcmd.process.xǁ_Workersǁ__init____mutmut_3": (
+        "self._queue: queue.SimpleQueue[_Request] = None",
+        "replaced on first use before it is read",
+    ),
+    "rcmd.process.xǁ_Workersǁ__init____mutmut_4": (
+        "self._pid = None",
+        "only compared with a pid: as 0, never equal",
+    ),
+    "rcmd.process.x__serve_scans__mutmut_4": (
+        "killed, error = 1, None",
+        "read only when the scan returned, which sets it",
+    ),
+    "rcmd.process.x__wait_dead__mutmut_7": (
+        "time.monotonic()) >= 0",
+        "0.0 left: one select() that returns at once",
+    ),
     # rcmd.server.listener.
     "rcmd.server.listener.xǁ_Listenerǁ_start_tls__mutmut_3": (
         "handed_over = None\n        try:",

@@ -1060,7 +1060,7 @@ def test_wait_dead_returns_once_the_last_one_dies():
         ended = threading.Event()
 
         def wait_dead() -> None:
-            process._wait_dead(pidfds, 60.0)
+            process._wait_dead(pidfds, 2 * WAIT)
             ended.set()
 
         waiting = threading.Thread(target=wait_dead)
@@ -1068,7 +1068,7 @@ def test_wait_dead_returns_once_the_last_one_dies():
         try:
             assert not ended.wait(0.1)  # the second lives: it waits
             second.kill()
-            assert ended.wait(WAIT)  # long before its 60 s
+            assert ended.wait(WAIT)  # long before its time is up
         finally:
             second.kill()
             waiting.join()
@@ -1170,8 +1170,12 @@ class _FullReads:
 def test_too_many_children_to_list_is_an_error_and_counts_as_orphans(monkeypatch):
     own = ProcessTracker()
     monkeypatch.setattr(process, "os", _FullReads())
-    with pytest.raises(OSError, match=r"^too many children to list$"):
+    try:
         list(own._children(main_thread_only=True))
+    except OSError:  # its message is never shown: callers drop it
+        pass
+    else:
+        pytest.fail("a list that fills the read was taken as whole")
     assert own._has_orphans()  # it cannot tell: it sweeps
 
 
@@ -1422,3 +1426,216 @@ def test_a_server_that_is_pid_1_spawns_scans_and_has_its_own_id():
         pytest.skip(f"cannot be pid 1 here: {probe.stderr.decode().strip()}")
     result = subprocess.run([*argv, "-c", AS_PID_1], capture_output=True, timeout=60, check=False)
     assert (result.stdout, result.returncode) == (b"1 3 1\n", 0), result.stderr.decode()[-2000:]
+
+
+def test_kill_tree_reaps_exited_orphans_once_its_scan_is_over(subreaper, monkeypatch):
+    monkeypatch.setattr(process, "tracker", subreaper)  # as spawn() and kill_tree() see it
+    assert process._become_subreaper()
+    subreaper.subreaper = True
+    subreaper.leaders |= set(subreaper._children())  # other tests' children: not ours to reap
+
+    async def main() -> None:
+        child = spawn("exec sleep 60", shell=SH, cwd="/", env=None, stdin=False)
+        signal_group(child)
+        await child.wait()  # reaped, and orphans with it: none yet
+        pid = orphan()
+        os.kill(pid, signal.SIGKILL)
+        assert gone(pid)
+        assert pid in set(subreaper._children())  # a zombie, for us to reap
+        assert await kill_tree(child) == 0
+        assert pid not in set(subreaper._children())
+        child.close()
+
+    run(main())
+
+
+def test_a_command_started_for_a_loop_closed_meanwhile_is_killed(monkeypatch):
+    """Nobody is left to hand it to: the spawn thread kills what it started."""
+    import threading
+
+    monkeypatch.setattr(process, "tracker", ProcessTracker())  # this one's counts are left as they are
+    go, started = threading.Event(), threading.Event()
+    children: list[Child] = []
+    real = process._start
+
+    def start(*args, **kwargs):  # type: ignore[no-untyped-def]
+        assert go.wait(WAIT)
+        children.append(real(*args, **kwargs))
+        started.set()
+        return children[-1]
+
+    monkeypatch.setattr(process, "_start", start)
+    loop = asyncio.new_event_loop()
+    try:
+        task = loop.create_task(spawn_in_thread("exec sleep 60", shell=SH, cwd="/", env=None, stdin=False))
+        loop.run_until_complete(asyncio.sleep(0))  # asked for: the thread waits for `go`
+        task.cancel()
+        loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
+    finally:
+        loop.close()
+        go.set()
+    assert started.wait(WAIT)
+    (child,) = children
+    try:
+        assert gone(child.pid)
+        assert child._popen.wait(WAIT) == -signal.SIGKILL
+    finally:
+        signal_group(child)
+        child._popen.wait()
+        for fd in (child.stdout, child.stderr):
+            os.close(fd)
+
+
+def test_a_spawn_leaves_no_descriptor_open_with_stdin_or_without():
+    async def main() -> None:
+        for stdin in (False, True):
+            before = sorted(os.listdir("/proc/self/fd"))
+            child = spawn("exit 0", shell=SH, cwd="/", env=None, stdin=stdin)
+            assert child.pid in tracker.leaders  # its Child reaps it, not reap_orphans()
+            await child.communicate()
+            assert child.pid not in tracker.leaders
+            child.close()
+            assert sorted(os.listdir("/proc/self/fd")) == before
+
+    run(main())
+
+
+def test_spawns_in_flight_are_counted_each():
+    async def main() -> None:
+        spawning = [
+            asyncio.ensure_future(spawn_in_thread("exit 0", shell=SH, cwd="/", env=None, stdin=False))
+            for _ in range(2)
+        ]
+        await asyncio.sleep(0)
+        assert tracker.spawning == 2
+        for child in await asyncio.gather(*spawning):
+            await child.communicate()
+            child.close()
+        assert tracker.spawning == 0
+
+    run(main())
+
+
+def test_a_server_without_stdin_closes_a_pipe_that_is_descriptor_0():
+    """A server started with its stdin closed (`<&-`): a command's pipe may be descriptor 0."""
+
+    async def main() -> None:
+        saved = os.dup(0)
+        os.close(0)
+        try:
+            child = spawn("echo out", shell=SH, cwd="/", env=None, stdin=False)
+            assert child.stdout == 0
+            assert (await child.communicate())[0] == b"out\n"
+            child.close()
+            assert child.stdout == -1
+            with pytest.raises(OSError, match="Bad file descriptor"):
+                os.fstat(0)  # closed
+        finally:
+            os.dup2(saved, 0)
+            os.close(saved)
+
+    run(main())
+
+
+def test_close_while_a_read_waits_makes_the_loop_forget_every_pipe():
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        child = spawn("exec sleep 60", shell=SH, cwd="/", env=None, stdin=True)
+        stdout = child.stdout
+        reading = asyncio.ensure_future(child.read(stdout))
+        await until(lambda: stdout in child._watched)
+        child.close()
+        assert (child.stdin, child.stdout, child.stderr) == (None, -1, -1)
+        assert child._watched == {}
+        assert not loop.remove_reader(stdout)
+        reading.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reading
+        signal_group(child)
+        assert await child.wait() == -signal.SIGKILL
+
+    run(main())
+
+
+def test_wait_for_a_process_reaped_already_gives_its_status():
+    async def main() -> None:
+        child = spawn("exit 5", shell=SH, cwd="/", env=None, stdin=False)
+        assert child._popen.wait(WAIT) == 5  # reaped before anyone asked
+        assert await child.wait() == 5
+        child.close()
+
+    run(main())
+
+
+class _WithoutPidfd:
+    """os for rcmd.process as on Linux < 5.3 or elsewhere: no os.pidfd_open (*missing*), or
+    one that fails with ENOSYS."""
+
+    def __init__(self, missing: bool) -> None:
+        self.missing = missing
+
+    def __getattr__(self, name: str) -> object:
+        if name == "pidfd_open" and self.missing:
+            raise AttributeError(name)
+        return getattr(os, name)
+
+    @property
+    def pidfd_open(self) -> Callable[[int], int]:
+        if self.missing:
+            raise AttributeError("pidfd_open")
+
+        def enosys(pid: int) -> int:
+            raise OSError(38, "Function not implemented")
+
+        return enosys
+
+
+@pytest.mark.parametrize("missing", [True, False], ids=["no pidfd_open", "ENOSYS"])
+def test_without_pidfd_a_daemon_thread_waits_for_the_exit(monkeypatch, missing):
+    import threading
+
+    async def main() -> None:
+        child = spawn("read line; exit 4", shell=SH, cwd="/", env=None, stdin=True)
+        monkeypatch.setattr(process, "os", _WithoutPidfd(missing))
+        exited = child.wait()
+        monkeypatch.undo()
+        (waiter,) = [thread for thread in threading.enumerate() if thread.name == f"rcmd-wait-{child.pid}"]
+        assert waiter.daemon
+        assert not exited.done()
+        await child.write_stdin(b"\n")
+        assert await exited == 4
+        assert child.pid not in tracker.leaders
+        waiter.join(WAIT)
+        child.close()
+
+    run(main())
+
+
+def test_a_command_that_ends_is_swept_for_even_without_orphans_when_not_a_subreaper():
+    """Without the subreaper, what a command left is not our child: no orphan tells of it,
+    and a sweep is the only way to find it."""
+    own = ProcessTracker()
+    number = own.started()
+    left = subprocess.Popen(
+        [SH, "-c", "sleep 60 & echo $!"],
+        stdout=subprocess.PIPE,
+        env={COOKIE_VARIABLE: own.cookie(number), "A": "1"},
+        start_new_session=True,
+    )
+    assert left.stdout is not None
+    pid = int(left.stdout.readline())
+    left.wait()
+    left.stdout.close()
+    try:
+        environ = Path(f"/proc/{pid}/environ")
+        for _ in range(100_000):  # a condition, checked: until it has exec'd
+            if own.cookie(number).encode() in environ.read_bytes():
+                break
+            select.select([], [], [], 0.001)
+        own.leaders = set(own._children(main_thread_only=True))  # no orphan of ours
+        assert not own._has_orphans()
+        own.ended(number)  # no loop: swept at once
+        assert gone(pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
