@@ -293,6 +293,37 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "time.monotonic()) >= 0",
         "0.0 left: one select() that returns at once",
     ),
+    # _cookie_of(): the NUL looked for after the cookie is searched from past "RCMD_COMMAND_ID=",
+    # so it is never at 0. _read(): every exec here is a Popen, which closes every descriptor
+    # but the three it sets up, so O_CLOEXEC changes nothing for the one _read() holds.
+    # kill_marked(): the pids caught mid-exec are read only when settling. waitid(P_ALL)
+    # ignores its id; waitpid() of a zombie returns at once, with WNOHANG or without.
+    "rcmd.process.x__cookie_of__mutmut_30": ("if end <= 0 else", "end is never 0"),
+    "rcmd.process.x__cookie_of__mutmut_31": ("if end < 1 else", "end is never 0"),
+    "rcmd.process.x__read__mutmut_6": (
+        "os.O_RDONLY & os.O_CLOEXEC",
+        "Popen closes other descriptors anyway",
+    ),
+    "rcmd.process.x_kill_marked__mutmut_12": (
+        "unseen if (settle) or True else None",
+        "read only when settling",
+    ),
+    "rcmd.process.xǁProcessTrackerǁreap_orphans__mutmut_10": (
+        "os.waitid(os.P_ALL, 1,",
+        "P_ALL ignores the id",
+    ),
+    "rcmd.process.xǁProcessTrackerǁreap_orphans__mutmut_34": (
+        "os.waitpid(pid, 1)",
+        "a zombie: returns at once either way",
+    ),
+    "rcmd.process.xǁProcessTrackerǁspawned__mutmut_6": (
+        "self._reap_deferred = None",
+        "read only as a truth value",
+    ),
+    "rcmd.process.x__serve_spawns__mutmut_4": (
+        'error: BaseException | None = ""',
+        "read only when start() raised, which sets it",
+    ),
     # rcmd.server.listener.
     "rcmd.server.listener.xǁ_Listenerǁ_start_tls__mutmut_3": (
         "handed_over = None\n        try:",

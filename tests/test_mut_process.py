@@ -371,9 +371,9 @@ def test_ended_sweeps_at_once_without_a_loop_and_later_with_one():
             assert own._sweep.when() - asyncio.get_running_loop().time() == pytest.approx(
                 process.SWEEP_DELAY, abs=0.1
             )
+            handle = own._sweep
             again = own.started()
             own.ended(again)  # one sweep for both
-            handle = own._sweep
             assert own._sweep is handle
             while alive(child.pid):
                 await asyncio.sleep(0.05)
@@ -1639,3 +1639,244 @@ def test_a_command_that_ends_is_swept_for_even_without_orphans_when_not_a_subrea
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("environ", "cookie"),
+    [
+        (b"", b""),  # a zombie, a kernel thread, mid-exec
+        (b"RCMD_COMMAND_ID=a-1\0B=2\0", b"a-1"),
+        (b"A=1\0RCMD_COMMAND_ID=a-1\0B=2\0", b"a-1"),
+        (b"A=1\0RCMD_COMMAND_ID=a-1", b"a-1"),  # no NUL after the last
+        (b"A=1\0RCMD_COMMAND_ID=a-1\0RCMD_COMMAND_ID=b-2\0", b"a-1"),  # the first, as getenv()
+        (b"\0RCMD_COMMAND_ID=a-1\0", b"a-1"),  # after an empty string
+        (b"A=1\0XRCMD_COMMAND_ID=a-1\0", None),
+        (b"A=1\0", None),
+    ],
+)
+def test_the_cookie_found_in_an_environment(monkeypatch, environ, cookie):
+    monkeypatch.setattr(process, "_read", lambda path: environ if path == "/proc/12/environ" else b"")
+    assert process._cookie_of(12) == cookie
+
+
+def test_a_cookie_after_an_environment_larger_than_one_read_is_found():
+    """/proc/PID/environ read in 64 KiB chunks, to the end (one chunk of 300 kB would not do)."""
+    big = {f"BIG{n}": str(n) * 100_000 for n in range(3)}  # each within exec's 128 KiB a string
+    child = started(subprocess.Popen(["sleep", "60"], env={**big, "A": "1", COOKIE_VARIABLE: "big-1"}))
+    try:
+        whole = "".join(f"{name}={value}\0" for name, value in big.items())
+        whole += f"A=1\0{COOKIE_VARIABLE}=big-1\0"
+        assert process._read(f"/proc/{child.pid}/environ") == whole.encode()
+        assert process._cookie_of(child.pid) == b"big-1"
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_kill_without_settle_never_waits(monkeypatch):
+    rounds: list[float] = []
+    with marked(f"n{os.getpid()}-1") as child:
+        monkeypatch.setattr(process.time, "sleep", rounds.append)
+        assert kill_marked(f"n{os.getpid()}-".encode()) == 1
+        monkeypatch.undo()
+        assert child.wait(WAIT) == -signal.SIGKILL
+    assert rounds == []
+
+
+def test_kill_marked_counts_every_process_it_killed_over_its_rounds(monkeypatch):
+    """Scans as kill_marked() sees them, scripted: what a round finds that it killed before
+    is dying, and ends the rounds; one found anew (forked meanwhile) makes one more."""
+    scans = iter([[1], [2], [2], [9]])  # 9: never reached
+    killed: list[int] = []
+
+    def marked_processes(prefix: bytes, unseen: list[int] | None = None) -> Iterator[tuple[int, bytes]]:
+        return iter([(pid, b"s-1") for pid in next(scans)])
+
+    monkeypatch.setattr(process, "marked_processes", marked_processes)
+    monkeypatch.setattr(process, "_kill_if_marked", lambda pid, prefix, wanted: killed.append(pid))
+    assert kill_marked(b"s-") == 2
+    assert killed == [1, 2, 2]
+
+
+def test_marked_processes_leaves_out_itself():
+    code = "from rcmd.process import marked_processes, kill_marked; print(list(marked_processes(b'me-')), kill_marked(b'me-'))"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, COOKIE_VARIABLE: "me-1"},
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.stdout, result.returncode) == (b"[] 0\n", 0), result.stderr.decode()[-2000:]
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="starts a process as another user")
+def test_marked_processes_scans_past_another_users_process():
+    other = subprocess.Popen(["sleep", "60"], user=65534, group=65534, env={COOKIE_VARIABLE: "u-1"})
+    try:
+        with marked("u-1") as mine:
+            assert other.pid < mine.pid or pytest.skip("pids wrapped around")
+            assert list(marked_processes(b"u-")) == [(mine.pid, b"u-1")]  # nobody's is not ours
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_sweep_that_killed_looks_again_later_on_the_loop(caplog):
+    """A command ends, its sweep is due SWEEP_DELAY later on the loop, kills what it left
+    (logged, on the loop) and, having found some, sets one more sweep on that loop."""
+    own = ProcessTracker()
+    caplog.set_level("INFO", "rcmd.server")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        number = own.started()
+        with marked(own.cookie(number)) as left:
+            own.ended(number)
+            first = own._sweep
+            assert first is not None
+            assert own._sweep_loop is loop
+            await until(lambda: bool(caplog.messages))
+            assert left.wait(WAIT) == -signal.SIGKILL
+        assert caplog.messages == ["killed 1 process(es) left behind by ended commands"]
+        again = own._sweep
+        assert again is not None
+        assert again is not first
+        assert again.when() - loop.time() == pytest.approx(process.SWEEP_DELAY, abs=0.1)
+        assert own._sweep_loop is loop
+        own.close()
+
+    run(main())
+
+
+def test_a_sweep_due_when_one_ends_is_not_set_twice(caplog):
+    own = ProcessTracker()
+    caplog.set_level("INFO", "rcmd.server")
+
+    async def main() -> None:
+        ended, later = own.started(), own.started()
+        with marked(own.cookie(ended)) as left:
+            own.live.discard(ended)
+            own.sweep()  # scanning on the scan thread
+            own.ended(later)  # meanwhile: a sweep is due
+            due = own._sweep
+            assert due is not None
+            await until(lambda: bool(caplog.messages))
+            assert left.wait(WAIT) == -signal.SIGKILL
+            assert own._sweep is due
+        own.close()
+
+    run(main())
+
+
+def test_a_sweep_is_set_again_after_one_that_found_nothing_and_on_a_new_loop():
+    own = ProcessTracker()
+
+    async def first_loop() -> None:
+        number = own.started()
+        own.ended(number)  # nothing left: its sweep finds nothing, and sets no other
+        sweep = own._sweep
+        assert sweep is not None
+        await until(lambda: own._sweep is None)
+
+    async def same_loop_again() -> None:
+        await first_loop()
+        number = own.started()
+        with marked(own.cookie(number)) as left:
+            own.ended(number)
+            assert own._sweep is not None
+            await until(lambda: left.poll() is not None)  # swept on this loop
+            assert left.returncode == -signal.SIGKILL
+        own._sweep.cancel()  # type: ignore[union-attr]
+
+    async def a_loop_that_ends_with_a_sweep_due() -> None:
+        own._sweep = None
+        own.ended(own.started())
+        assert own._sweep is not None  # due on this loop, which ends first
+
+    async def a_new_loop() -> None:
+        number = own.started()
+        with marked(own.cookie(number)) as left:
+            own.ended(number)
+            assert own._sweep_loop is asyncio.get_running_loop()
+            await until(lambda: left.poll() is not None)  # swept on this loop
+            assert left.returncode == -signal.SIGKILL
+
+    run(same_loop_again())
+    run(a_loop_that_ends_with_a_sweep_due())
+    run(a_new_loop())
+    own.close()
+
+
+def test_as_subreaper_a_command_that_left_no_orphan_is_not_swept(subreaper):
+    assert process._become_subreaper()
+    subreaper.subreaper = True
+    subreaper.leaders |= set(subreaper._children())
+
+    async def main() -> None:
+        quiet = subreaper.started()
+        subreaper.ended(quiet)
+        assert subreaper._sweep is None  # nothing outlived it
+        pid = orphan()
+        try:
+            noisy = subreaper.started()
+            subreaper.ended(noisy)
+            assert subreaper._sweep is not None
+        finally:
+            os.kill(pid, signal.SIGKILL)
+            assert gone(pid)
+            os.waitpid(pid, 0)
+
+    run(main())
+
+
+def test_a_cookie_under_the_prefix_but_not_a_number_is_swept():
+    own = ProcessTracker()
+    own.started()
+    with marked(own.prefix.decode() + "x") as foreign:
+        own.sweep()  # no loop: at once
+        assert foreign.wait(WAIT) == -signal.SIGKILL
+
+
+def test_a_dead_watchdog_that_cannot_be_restarted_is_none(subreaper, monkeypatch, caplog):
+    subreaper.start(subreaper=True)
+    watchdog = subreaper._watchdog
+    assert watchdog is not None
+    subreaper.leaders |= set(subreaper._children()) - {watchdog.pid}
+    pid = orphan()  # a zombie after the watchdog's: reaped in the same call
+    os.kill(pid, signal.SIGKILL)
+    watchdog.kill()
+    assert gone(watchdog.pid)
+    assert gone(pid)
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    caplog.set_level("WARNING", "rcmd.server")
+    subreaper.reap_orphans()
+    assert caplog.messages[0] == f"the watchdog (pid {watchdog.pid}) died: restarting it"
+    assert caplog.messages[1].startswith("cannot start the watchdog: ")
+    assert subreaper._watchdog is None
+    assert pid not in set(subreaper._children())
+
+
+class _ReapedMeanwhile:
+    """os for rcmd.process, but each zombie is reaped by someone else just before waitpid()."""
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(os, name)
+
+    @staticmethod
+    def waitpid(pid: int, options: int) -> tuple[int, int]:
+        os.waitpid(pid, options)
+        raise ChildProcessError(10, "No child processes")
+
+
+def test_an_orphan_reaped_by_another_between_look_and_reap_is_no_error(subreaper, monkeypatch):
+    assert process._become_subreaper()
+    subreaper.subreaper = True
+    subreaper.leaders |= set(subreaper._children())
+    pid = orphan()
+    os.kill(pid, signal.SIGKILL)
+    assert gone(pid)
+    monkeypatch.setattr(process, "os", _ReapedMeanwhile())
+    subreaper.reap_orphans()
+    monkeypatch.undo()
+    assert pid not in set(subreaper._children())
