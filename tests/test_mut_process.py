@@ -1417,6 +1417,10 @@ print(os.getpid(), asyncio.run(once()), tracker.server_id.split(".")[0])
 
 def test_a_server_that_is_pid_1_spawns_scans_and_has_its_own_id():
     """As a container's init: pid 1 is no process's "nobody yet" (0 is)."""
+    # mutmut runs a test for a function's mutants only if the test calls it in this process:
+    # these two run here what the child below runs as pid 1.
+    ProcessTracker()
+    process._Workers(lambda requests: None, [])
     unshare = shutil.which("unshare")
     if unshare is None:
         pytest.skip("no unshare")
@@ -1588,6 +1592,20 @@ class _WithoutPidfd:
             raise OSError(38, "Function not implemented")
 
         return enosys
+
+
+def test_with_pidfd_no_thread_waits_for_the_exit():
+    import threading
+
+    async def main() -> None:
+        child = spawn("read line; exit 4", shell=SH, cwd="/", env=None, stdin=True)
+        exited = child.wait()
+        assert [thread for thread in threading.enumerate() if thread.name == f"rcmd-wait-{child.pid}"] == []
+        await child.write_stdin(b"\n")
+        assert await exited == 4
+        child.close()
+
+    run(main())
 
 
 @pytest.mark.parametrize("missing", [True, False], ids=["no pidfd_open", "ENOSYS"])
