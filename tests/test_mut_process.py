@@ -1389,12 +1389,17 @@ def test_the_watchdog_runs_this_package_isolated_with_stdout_discarded(subreaper
     assert os.readlink(f"/proc/{watchdog.pid}/fd/1") == "/dev/null"
 
 
-def test_a_watchdog_that_does_not_exit_is_killed(subreaper, monkeypatch):
+def test_a_watchdog_that_does_not_exit_is_killed(subreaper, monkeypatch, tmp_path):
+    """A watchdog that does not exit at EOF (here a stand-in that sleeps 20 s, then exits of
+    itself: one that waited for ever would outlive a close() that never killed it)."""
+    stuck = tmp_path / "python"
+    stuck.write_text("#!/bin/sh\nexec sleep 20\n")
+    stuck.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(stuck))
     monkeypatch.setattr(process, "WATCHDOG_EXIT_WAIT", 0.2)
     subreaper.start(subreaper=False)
     watchdog = subreaper._watchdog
     assert watchdog is not None
-    os.kill(watchdog.pid, signal.SIGSTOP)  # it cannot read its EOF, nor exit
     subreaper.close()
     assert watchdog.returncode == -signal.SIGKILL
     assert subreaper._watchdog is None
