@@ -50,6 +50,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from typing import Generic, TypeVar
 
 from .cgroup import CommandCgroups, Unavailable, kill_and_remove
 
@@ -220,7 +221,7 @@ async def spawn_in_thread(
     serves other connections. Cancelled while the shell is being started, the command is
     killed and reaped once it has started."""
     loop = asyncio.get_running_loop()
-    requests = _spawn_requests()
+    requests = _spawners.requests()
     number = tracker.started()
     starting: asyncio.Future[Child] = loop.create_future()
     start = functools.partial(_start, number, command, shell=shell, cwd=cwd, env=env, stdin=stdin)
@@ -237,24 +238,6 @@ async def spawn_in_thread(
 SPAWN_THREADS = 2
 
 _SpawnRequest = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Child]", int, Callable[[], Child]]
-_requests: queue.SimpleQueue[_SpawnRequest] = queue.SimpleQueue()
-_requests_pid = 0  # the process whose threads serve _requests (none after a fork)
-
-
-def _spawn_requests() -> queue.SimpleQueue[_SpawnRequest]:
-    """The queue the spawn threads take requests from, starting them on first use.
-
-    A plain queue and call_soon_threadsafe() rather than run_in_executor(): that chains a
-    concurrent future to an asyncio one, and cost 40% more of the loop's CPU a command.
-    """
-    global _requests, _requests_pid
-    if _requests_pid != os.getpid():  # first use, or a fork of the process: no threads yet
-        _requests, _requests_pid = queue.SimpleQueue(), os.getpid()
-        for n in range(SPAWN_THREADS):
-            threading.Thread(
-                target=_serve_spawns, args=(_requests,), name=f"rcmd-spawn-{n}", daemon=True
-            ).start()
-    return _requests
 
 
 def _serve_spawns(requests: queue.SimpleQueue[_SpawnRequest]) -> None:
@@ -362,21 +345,16 @@ def _reap_after_scan(found: asyncio.Future[int]) -> None:
 #: serving nobody. They touch no shared state: the loop hands each its cookie test, and
 #: acts on the outcome (logging, reaping, the next sweep) itself.
 _ScanRequest = tuple[asyncio.AbstractEventLoop, "asyncio.Future[int]", Callable[[], int]]
-_scans: queue.SimpleQueue[_ScanRequest] = queue.SimpleQueue()
-_scans_pid = 0  # the process whose thread serves _scans (none after a fork)
 
 
 def scan_in_thread(prefix: bytes, wanted: Callable[[bytes], bool]) -> asyncio.Future[int]:
     """kill_marked(*prefix*, *wanted*) on the scan thread: a future for its result, set on
     the running loop. *wanted* is called on that thread: it must only read what no one
     changes meanwhile. Cancelling the future does not stop the scan."""
-    global _scans, _scans_pid
     loop = asyncio.get_running_loop()
-    if _scans_pid != os.getpid():  # first use, or a fork of the process: no thread yet
-        _scans, _scans_pid = queue.SimpleQueue(), os.getpid()
-        threading.Thread(target=_serve_scans, args=(_scans,), name="rcmd-scan", daemon=True).start()
+    requests = _scanner.requests()
     found: asyncio.Future[int] = loop.create_future()
-    _scans.put((loop, found, functools.partial(kill_marked, prefix, wanted)))
+    requests.put((loop, found, functools.partial(kill_marked, prefix, wanted)))
     return found
 
 
@@ -400,6 +378,38 @@ def _scanned(found: asyncio.Future[int], killed: int, error: BaseException | Non
         found.set_exception(error)
     else:
         found.set_result(killed)
+
+
+_Request = TypeVar("_Request")
+
+
+class _Workers(Generic[_Request]):
+    """A queue of requests served by daemon threads, each running *serve* on it for ever.
+
+    The threads start on first use, and again in a fork of the process, which has only the
+    thread that forked: the fork gets a queue of its own, as requests queued before it are
+    its parent's to serve. A plain queue and call_soon_threadsafe() (in *serve*) rather than
+    run_in_executor(): that chains a concurrent future to an asyncio one, and cost 40% more
+    of the loop's CPU a spawned command.
+    """
+
+    def __init__(self, serve: Callable[[queue.SimpleQueue[_Request]], None], names: list[str]) -> None:
+        self._serve = serve
+        self._names = names  # one thread each
+        self._queue: queue.SimpleQueue[_Request] = queue.SimpleQueue()
+        self._pid = 0  # the process whose threads serve _queue (none after a fork)
+
+    def requests(self) -> queue.SimpleQueue[_Request]:
+        """The queue, its threads started if this process has none yet."""
+        if self._pid != os.getpid():  # first use, or a fork of the process: no threads yet
+            self._queue, self._pid = queue.SimpleQueue(), os.getpid()
+            for name in self._names:
+                threading.Thread(target=self._serve, args=(self._queue,), name=name, daemon=True).start()
+        return self._queue
+
+
+_spawners = _Workers[_SpawnRequest](_serve_spawns, [f"rcmd-spawn-{n}" for n in range(SPAWN_THREADS)])
+_scanner = _Workers[_ScanRequest](_serve_scans, ["rcmd-scan"])
 
 
 def marked_processes(prefix: bytes, unseen: list[int] | None = None) -> Iterator[tuple[int, bytes]]:

@@ -272,6 +272,58 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "except InterruptedError:\n            break",
         "never raised (PEP 475)",
     ),
+    # rcmd.process (branch mutproc, the full run of 980 mutants). _Workers: its queue is replaced
+    # and its pid set on first use, before either is read, and a pid is only compared with
+    # getpid(): None, like 0, is no process's. A scan that raised leaves `killed` unread (the
+    # error goes to the future). _wait_dead(): a time left of exactly 0.0 would only make one
+    # more select() that returns at once, the next one being negative.
+    "rcmd.process.xǁ_Workersǁ__init____mutmut_3": (
+        "self._queue: queue.SimpleQueue[_Request] = None",
+        "replaced on first use before it is read",
+    ),
+    "rcmd.process.xǁ_Workersǁ__init____mutmut_4": (
+        "self._pid = None",
+        "only compared with a pid: as 0, never equal",
+    ),
+    "rcmd.process.x__serve_scans__mutmut_4": (
+        "killed, error = 1, None",
+        "read only when the scan returned, which sets it",
+    ),
+    "rcmd.process.x__wait_dead__mutmut_7": (
+        "time.monotonic()) >= 0",
+        "0.0 left: one select() that returns at once",
+    ),
+    # _cookie_of(): the NUL looked for after the cookie is searched from past "RCMD_COMMAND_ID=",
+    # so it is never at 0. _read(): every exec here is a Popen, which closes every descriptor
+    # but the three it sets up, so O_CLOEXEC changes nothing for the one _read() holds.
+    # kill_marked(): the pids caught mid-exec are read only when settling. waitid(P_ALL)
+    # ignores its id; waitpid() of a zombie returns at once, with WNOHANG or without.
+    "rcmd.process.x__cookie_of__mutmut_30": ("if end <= 0 else", "end is never 0"),
+    "rcmd.process.x__cookie_of__mutmut_31": ("if end < 1 else", "end is never 0"),
+    "rcmd.process.x__read__mutmut_6": (
+        "os.O_RDONLY & os.O_CLOEXEC",
+        "Popen closes other descriptors anyway",
+    ),
+    "rcmd.process.x_kill_marked__mutmut_12": (
+        "unseen if (settle) or True else None",
+        "read only when settling",
+    ),
+    "rcmd.process.xǁProcessTrackerǁreap_orphans__mutmut_10": (
+        "os.waitid(os.P_ALL, 1,",
+        "P_ALL ignores the id",
+    ),
+    "rcmd.process.xǁProcessTrackerǁreap_orphans__mutmut_34": (
+        "os.waitpid(pid, 1)",
+        "a zombie: returns at once either way",
+    ),
+    "rcmd.process.xǁProcessTrackerǁspawned__mutmut_6": (
+        "self._reap_deferred = None",
+        "read only as a truth value",
+    ),
+    "rcmd.process.x__serve_spawns__mutmut_4": (
+        'error: BaseException | None = ""',
+        "read only when start() raised, which sets it",
+    ),
     # rcmd.server.listener.
     "rcmd.server.listener.xǁ_Listenerǁ_start_tls__mutmut_3": (
         "handed_over = None\n        try:",

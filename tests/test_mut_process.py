@@ -371,9 +371,9 @@ def test_ended_sweeps_at_once_without_a_loop_and_later_with_one():
             assert own._sweep.when() - asyncio.get_running_loop().time() == pytest.approx(
                 process.SWEEP_DELAY, abs=0.1
             )
+            handle = own._sweep
             again = own.started()
             own.ended(again)  # one sweep for both
-            handle = own._sweep
             assert own._sweep is handle
             while alive(child.pid):
                 await asyncio.sleep(0.05)
@@ -496,25 +496,35 @@ def test_a_dead_watchdog_is_restarted(subreaper, caplog):
     assert subreaper._watchdog.pid != first.pid
 
 
+def run_watchdog(monkeypatch: pytest.MonkeyPatch, server_id: str, *, stdin: int) -> dict[int, object]:
+    """watchdog_main() run in this process as server *server_id*'s watchdog, with *stdin* as
+    its descriptor 0 (the caller closes *stdin*). Descriptor 0 and the SIGINT and SIGHUP
+    handlers are restored after: returns the handlers the watchdog left for those two."""
+    watched = (signal.SIGINT, signal.SIGHUP)
+    saved = os.dup(0)
+    handlers = {sig: signal.getsignal(sig) for sig in watched}
+    monkeypatch.setattr(sys, "argv", ["watchdog", server_id])
+    os.dup2(stdin, 0)
+    try:
+        process.watchdog_main()
+        return {sig: signal.getsignal(sig) for sig in watched}
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
 def test_the_watchdog_kills_every_cookie_of_its_server_at_eof(monkeypatch):
     """watchdog_main() run here, its stdin a pipe already closed: EOF at once."""
     read_end, write_end = os.pipe()
     os.close(write_end)
-    saved = os.dup(0)
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGHUP)}
-    monkeypatch.setattr(sys, "argv", ["watchdog", f"w{os.getpid()}"])
     with marked(f"w{os.getpid()}-3") as mine, marked(f"w{os.getpid()}x-3") as not_mine:
-        os.dup2(read_end, 0)
         try:
-            process.watchdog_main()
-            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
-            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            handlers = run_watchdog(monkeypatch, f"w{os.getpid()}", stdin=read_end)
         finally:
-            os.dup2(saved, 0)
-            os.close(saved)
             os.close(read_end)
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
+        assert handlers == {signal.SIGINT: signal.SIG_IGN, signal.SIGHUP: signal.SIG_IGN}
         assert mine.wait(WAIT) == -signal.SIGKILL
         assert alive(not_mine.pid)
 
@@ -562,6 +572,36 @@ def test_a_forked_child_spawns_on_threads_of_its_own():
         [sys.executable, "-c", FORK_THEN_SPAWN], capture_output=True, timeout=60, check=False
     )
     assert (result.stdout, result.returncode) == (b"3\n", 0), result.stderr.decode()[-2000:]
+
+
+def test_workers_serve_one_queue_on_a_daemon_thread_per_name_started_once():
+    """_Workers (the spawn and scan threads): its threads start on first use, one per name,
+    all taking from the one queue, which later calls return without starting more."""
+    import queue
+    import threading
+
+    def serve(requests: queue.SimpleQueue[threading.Barrier | None]) -> None:
+        while (barrier := requests.get()) is not None:
+            barrier.wait(WAIT)  # each request holds its thread until the other one has one
+
+    before = set(threading.enumerate())
+    workers = process._Workers(serve, ["rcmd-test-a", "rcmd-test-b"])
+    requests = workers.requests()
+    assert workers.requests() is requests
+    threads = set(threading.enumerate()) - before
+    assert sorted((thread.name, thread.daemon) for thread in threads) == [
+        ("rcmd-test-a", True),
+        ("rcmd-test-b", True),
+    ]
+    both = threading.Barrier(3)  # the two threads and this one: both serve at once
+    requests.put(both)
+    requests.put(both)
+    both.wait(WAIT)
+    for _ in threads:
+        requests.put(None)
+    for thread in threads:
+        thread.join(WAIT)
+        assert not thread.is_alive()
 
 
 def test_the_watchdog_waits_on_its_pipe_in_its_own_session_without_a_cookie(subreaper, monkeypatch):
@@ -869,6 +909,12 @@ def test_children_of_another_thread_are_listed_with_every_threads_only():
         assert {theirs, mains.pid} <= every
         assert mains.pid in main_only
         assert theirs not in main_only
+        # As the server sees it (no watchdog here): the main thread's children all leaders,
+        # the other thread's child is no orphan.
+        own.leaders = main_only
+        assert not own._has_orphans()
+        own.leaders = main_only - {mains.pid}
+        assert own._has_orphans()
     finally:
         done.set()
         thread.join()
@@ -898,18 +944,10 @@ def test_the_watchdog_empties_the_cgroups_it_is_told_of_line_by_line(monkeypatch
         read_end, write_end = os.pipe()
         assert os.write(write_end, told) == len(told)
         os.close(write_end)
-        saved = os.dup(0)
-        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGHUP)}
-        monkeypatch.setattr(sys, "argv", ["watchdog", f"w{os.getpid()}"])
-        os.dup2(read_end, 0)
         try:
-            process.watchdog_main()
+            run_watchdog(monkeypatch, f"w{os.getpid()}", stdin=read_end)
         finally:
-            os.dup2(saved, 0)
-            os.close(saved)
             os.close(read_end)
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
         assert sleeper.wait(WAIT) == -signal.SIGKILL
         assert not os.path.exists(cgroups.parent)
     finally:
@@ -946,17 +984,922 @@ def test_a_subreaper_started_on_a_loop_off_the_main_thread_goes_on(subreaper):
 def test_a_watchdog_whose_stdin_fails_still_kills_its_servers_cookies(monkeypatch):
     """Its pipe unreadable (EBADF here: a write-only descriptor) counts as the server gone."""
     read_end, write_end = os.pipe()
-    saved = os.dup(0)
-    monkeypatch.setattr(sys, "argv", ["watchdog", f"v{os.getpid()}"])
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGHUP)}
     with marked(f"v{os.getpid()}-1") as mine:
-        os.dup2(write_end, 0)
         try:
-            process.watchdog_main()
+            run_watchdog(monkeypatch, f"v{os.getpid()}", stdin=write_end)
+        finally:
+            os.close(read_end)
+            os.close(write_end)
+        assert mine.wait(WAIT) == -signal.SIGKILL
+
+
+# ------------------------------------------------ what the full mutation run found untested
+
+
+def test_without_prctl_nothing_becomes_a_subreaper(monkeypatch):
+    import ctypes
+
+    def no_libc(*args: object, **kwargs: object) -> None:
+        raise OSError("no libc here")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)
+    assert process._become_subreaper() is False
+
+
+@pytest.mark.parametrize(
+    ("state", "flags", "execing"),
+    [
+        ("R", 0x00400100, True),
+        ("S", 0x00000001, True),  # any flag but PF_KTHREAD
+        ("D", 0x00000000, True),
+        ("Z", 0x00400100, False),  # a zombie
+        ("X", 0x00000000, False),  # dead, as it is being reaped
+        ("S", 0x00200000, False),  # a kernel thread
+        ("I", 0x04208040, False),  # an idle kernel thread
+    ],
+)
+def test_execing_reads_the_state_and_the_kernel_thread_flag(monkeypatch, state, flags, execing):
+    """The state and flags of /proc/PID/stat, after a name that holds ") " itself."""
+    stat = f"12 (a) {state} b) {state} 1 12 12 0 -1 {flags} 0 0 0 0 0 0\n".encode()
+    monkeypatch.setattr(process, "_read", lambda path: stat if path == "/proc/12/stat" else b"")
+    assert process._execing(12) is execing
+
+
+@contextlib.contextmanager
+def two_sleepers() -> Iterator[tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], list[int]]]:
+    """Two `sleep 60`s and a pidfd of each; both killed after."""
+    sleepers = (subprocess.Popen(["sleep", "60"]), subprocess.Popen(["sleep", "60"]))
+    pidfds = [os.pidfd_open(sleeper.pid) for sleeper in sleepers]
+    try:
+        yield sleepers[0], sleepers[1], pidfds
+    finally:
+        for sleeper, pidfd in zip(sleepers, pidfds, strict=True):
+            sleeper.kill()
+            sleeper.wait()
+            os.close(pidfd)
+
+
+def test_wait_dead_waits_its_time_for_the_one_still_alive():
+    import time
+
+    with two_sleepers() as (first, second, pidfds):
+        first.kill()
+        assert gone(first.pid)
+        began = time.monotonic()
+        process._wait_dead(pidfds, 0.3)  # the first is dead at once, the second never
+        assert time.monotonic() - began >= 0.3
+        assert second.poll() is None
+
+
+def test_wait_dead_returns_once_the_last_one_dies():
+    import threading
+
+    with two_sleepers() as (first, second, pidfds):
+        first.kill()
+        assert gone(first.pid)
+        ended = threading.Event()
+
+        def wait_dead() -> None:
+            process._wait_dead(pidfds, 2 * WAIT)
+            ended.set()
+
+        waiting = threading.Thread(target=wait_dead)
+        waiting.start()
+        try:
+            assert not ended.wait(0.1)  # the second lives: it waits
+            second.kill()
+            assert ended.wait(WAIT)  # long before its time is up
+        finally:
+            second.kill()
+            waiting.join()
+
+
+@pytest.fixture
+def kill_marked_calls(monkeypatch) -> list[tuple[bytes, float]]:
+    """kill_marked() as rcmd.process calls it, recording each call's prefix and settle."""
+    calls: list[tuple[bytes, float]] = []
+    real = process.kill_marked
+
+    def recording(
+        prefix: bytes, wanted: Callable[[bytes], bool] = lambda cookie: True, *, settle: float = 0.0
+    ) -> int:
+        calls.append((prefix, settle))
+        return real(prefix, wanted, settle=settle)
+
+    monkeypatch.setattr(process, "kill_marked", recording)
+    return calls
+
+
+def test_the_watchdog_lets_its_last_kill_settle(monkeypatch, kill_marked_calls):
+    read_end, write_end = os.pipe()
+    os.close(write_end)
+    try:
+        run_watchdog(monkeypatch, f"s{os.getpid()}", stdin=read_end)
+    finally:
+        os.close(read_end)
+    assert kill_marked_calls == [(f"s{os.getpid()}-".encode(), process.SETTLE)]
+
+
+def test_close_kills_what_carries_its_cookies_and_lets_it_settle(kill_marked_calls):
+    own = ProcessTracker()
+    number = own.started()
+    with marked(own.cookie(number)) as left:
+        own.close()
+        assert left.wait(WAIT) == -signal.SIGKILL
+    assert kill_marked_calls == [(own.prefix, process.SETTLE)]
+
+
+def test_a_read_or_write_that_waited_leaves_nothing_watched():
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        child = spawn("read line; echo $line; exec sleep 60", shell=SH, cwd="/", env=None, stdin=True)
+        try:
+            reading = asyncio.ensure_future(child.read(child.stdout))
+            await until(lambda: child.stdout in child._watched)
+            assert child._watched == {child.stdout: False}  # waiting to read
+            await child.write_stdin(b"x\n")
+            assert await reading == b"x\n"
+            assert child._watched == {}
+            assert not loop.remove_reader(child.stdout)  # the loop watches it no more
+            stdin = child.stdin
+            assert stdin is not None
+            writing = asyncio.ensure_future(child.write_stdin(b"y" * (4 << 20)))  # more than a pipe holds
+            await until(lambda: stdin in child._watched)
+            assert child._watched == {stdin: True}  # waiting to write
+            child.close_stdin()
+            assert child._watched == {}
+            assert not loop.remove_writer(stdin)
+            writing.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await writing
+        finally:
+            signal_group(child)
+            await child.wait()
+            child.close()
+
+    run(main())
+
+
+def test_spawned_reaps_only_what_waited_for_it(subreaper):
+    """A spawn's end reaps orphans only if reaping was put off for it (see reap_orphans)."""
+    assert process._become_subreaper()
+    subreaper.subreaper = True
+    subreaper.leaders |= set(subreaper._children())  # other tests' children: not ours to reap
+    pid = orphan()
+    os.kill(pid, signal.SIGKILL)
+    assert gone(pid)
+    subreaper.spawning = 1
+    subreaper.spawned()
+    assert pid in set(subreaper._children())  # still a zombie: nothing had waited
+    subreaper.reap_orphans()
+    assert pid not in set(subreaper._children())
+
+
+class _FullReads:
+    """os for rcmd.process, but each read fills the buffer it is given: a list of children
+    as long as can be read at once (more than 9,000 of them)."""
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(os, name)
+
+    @staticmethod
+    def read(fd: int, size: int) -> bytes:
+        return b"1 " * (size // 2)
+
+
+def test_too_many_children_to_list_is_an_error_and_counts_as_orphans(monkeypatch):
+    own = ProcessTracker()
+    monkeypatch.setattr(process, "os", _FullReads())
+    try:
+        list(own._children(main_thread_only=True))
+    except OSError:  # its message is never shown: callers drop it
+        pass
+    else:
+        pytest.fail("a list that fills the read was taken as whole")
+    assert own._has_orphans()  # it cannot tell: it sweeps
+
+
+class _NoPidfds:
+    """os for rcmd.process, but every process is gone by the time its pidfd is opened."""
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(os, name)
+
+    @staticmethod
+    def pidfd_open(pid: int) -> int:
+        raise ProcessLookupError(3, "No such process")
+
+
+def test_an_orphan_gone_before_it_is_opened_is_no_error_at_shutdown(subreaper, monkeypatch):
+    assert process._become_subreaper()
+    subreaper.subreaper = True
+    subreaper.leaders |= set(subreaper._children())
+    pid = orphan()
+    try:
+        monkeypatch.setattr(process, "os", _NoPidfds())
+        subreaper._kill_orphans()  # found, then not there to open: as if it had died
+        monkeypatch.undo()
+        assert alive(pid)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        assert gone(pid)
+        os.waitpid(pid, 0)
+
+
+class _StubbornCgroups:
+    """Command cgroups (a stand-in for rcmd.cgroup's) whose removal fails *fails* times a
+    command, as while its killed processes are dying; when each removal was tried (on the
+    loop's clock) and the delay then set for the next, if any."""
+
+    parent = "/nonexistent/rcmd-test"
+
+    def __init__(self, tracker: ProcessTracker, fails: int, closes: bool = True) -> None:
+        self.tracker = tracker
+        self.fails = fails
+        self.closes = closes
+        self.removals: list[int] = []
+        self.delays: list[float] = []
+        self.closed = False
+
+    def kill(self, number: int) -> int:
+        return 0
+
+    def remove(self, number: int) -> bool:
+        self.removals.append(number)
+        with contextlib.suppress(RuntimeError):  # no loop: nothing is scheduled
+            loop = asyncio.get_running_loop()
+            now = loop.time()
+            loop.call_soon(self._scheduled, now)
+        return len(self.removals) > self.fails
+
+    def _scheduled(self, then: float) -> None:
+        removal = self.tracker._removal
+        if removal is not None:
+            self.delays.append(removal.when() - then)
+
+    def close(self) -> bool:
+        self.closed = True
+        return self.closes
+
+
+def test_a_cgroup_not_yet_empty_is_removed_later_twice_as_late_each_time():
+    own = ProcessTracker()
+    number = own.started()
+    cgroups = _StubbornCgroups(own, fails=8)
+    own.cgroups = cgroups  # type: ignore[assignment]
+
+    async def main() -> None:
+        own.ended(number)
+        assert own._unremoved == {number}
+        await until(lambda: len(cgroups.removals) == 9)
+        await asyncio.sleep(0)  # its _scheduled() runs
+        assert own._removal is None
+        assert own._unremoved == set()
+
+    try:
+        run(main())
+    finally:
+        own.close()
+    assert cgroups.removals == [number] * 9
+    assert cgroups.delays == pytest.approx(
+        [process.CGROUP_RETRY * 2**n for n in range(6)] + [process.SWEEP_DELAY] * 2, abs=0.002
+    )
+
+
+def test_a_cgroup_not_yet_empty_without_a_loop_waits_for_close():
+    own = ProcessTracker()
+    number = own.started()
+    cgroups = _StubbornCgroups(own, fails=1)
+    own.cgroups = cgroups  # type: ignore[assignment]
+    own.ended(number)  # no loop: nothing to schedule a removal on
+    assert own._unremoved == {number}
+    assert own._removal is None
+    own.close()
+    assert cgroups.closed
+    assert own._unremoved == set()
+    assert own.cgroups is None
+
+
+def test_close_cancels_a_removal_due_and_says_what_it_could_not_remove(caplog):
+    own = ProcessTracker()
+    number = own.started()
+    cgroups = _StubbornCgroups(own, fails=100, closes=False)
+    own.cgroups = cgroups  # type: ignore[assignment]
+    caplog.set_level("WARNING", "rcmd.server")
+
+    async def main() -> None:
+        own.ended(number)
+        removal = own._removal
+        assert removal is not None
+        own.close()
+        assert removal.cancelled()
+        assert own._removal is None
+        await asyncio.sleep(process.CGROUP_RETRY * 2)
+        assert cgroups.removals == [number]  # not tried again
+
+    run(main())
+    assert cgroups.closed
+    assert own.cgroups is None
+    assert caplog.messages == ["/nonexistent/rcmd-test: processes still there after SIGKILL: not removed"]
+
+
+def test_the_subreaper_reaps_orphans_when_sigchld_comes(subreaper):
+    async def main() -> None:
+        subreaper.start(subreaper=True)
+        assert subreaper.subreaper
+        subreaper.leaders |= set(subreaper._children())  # other tests' children, and the watchdog
+        pid = orphan()
+        os.kill(pid, signal.SIGKILL)
+        await until(lambda: pid not in set(subreaper._children()))  # reaped on SIGCHLD alone
+
+    run(main())
+
+
+def test_a_loop_that_refuses_signal_handlers_with_valueerror_is_a_subreaper_all_the_same(subreaper):
+    """As uvloop does off the main thread: ValueError rather than asyncio's RuntimeError."""
+
+    class NoSignals(asyncio.SelectorEventLoop):
+        def add_signal_handler(self, sig: int, callback: Callable[..., object], *args: object) -> None:
+            raise ValueError("add_signal_handler() can only be called from the main thread")
+
+    async def main() -> str:
+        return subreaper.start(subreaper=True)
+
+    loop = NoSignals()
+    try:
+        assert "; child subreaper; " in loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert subreaper.subreaper
+
+
+def test_without_proc_the_server_says_it_kills_the_group_only(subreaper, monkeypatch):
+    isdir = os.path.isdir
+    monkeypatch.setattr(os.path, "isdir", lambda path: path != "/proc/self" and isdir(path))
+    assert subreaper.start(subreaper=False).split("; ")[:2] == [
+        "killing a command's processes: process group only (no /proc: processes that leave the group"
+        " are not found)",
+        "not a subreaper",
+    ]
+
+
+def test_the_cgroups_are_proved_on_the_watchdog_or_on_nothing(subreaper, monkeypatch):
+    """CommandCgroups.create() moves the watchdog in and out to prove it can; without a
+    watchdog there is nothing to move, and the cgroups are made all the same."""
+    from rcmd.cgroup import CommandCgroups
+
+    create = CommandCgroups.create
+    probes: list[int | None] = []
+
+    def recording(probe_pid: int | None) -> CommandCgroups:
+        probes.append(probe_pid)
+        return create(probe_pid)
+
+    monkeypatch.setattr(process.CommandCgroups, "create", recording)
+    sentence = subreaper.start(subreaper=False, cgroups=True)
+    if subreaper.cgroups is None:
+        pytest.skip(sentence)
+    assert subreaper._watchdog is not None
+    assert probes == [subreaper._watchdog.pid]
+    subreaper.close()
+
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    blind = ProcessTracker()
+    try:
+        assert blind.start(subreaper=False, cgroups=True).split("; ")[2] == "no watchdog"
+        assert probes[1:] == [None]
+        assert blind.cgroups is not None
+    finally:
+        blind.close()
+
+
+def test_the_watchdog_runs_this_package_isolated_with_stdout_discarded(subreaper):
+    subreaper.start(subreaper=False)
+    watchdog = subreaper._watchdog
+    assert watchdog is not None
+    cmdline = Path(f"/proc/{watchdog.pid}/cmdline")
+    for _ in range(100_000):  # a condition, checked: it reads empty until the exec is done
+        if argv := cmdline.read_bytes().split(b"\0")[:-1]:
+            break
+        select.select([], [], [], 0.001)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(process.__file__)))
+    assert argv[:3] == [sys.executable.encode(), b"-I", b"-c"]
+    assert argv[3].decode().startswith(f"import sys; sys.path.insert(0, {root!r}); ")
+    assert argv[4:] == [subreaper.server_id.encode()]
+    assert os.readlink(f"/proc/{watchdog.pid}/fd/1") == "/dev/null"
+
+
+def test_a_watchdog_that_does_not_exit_is_killed(subreaper, monkeypatch, tmp_path):
+    """A watchdog that does not exit at EOF (here a stand-in that sleeps 20 s, then exits of
+    itself: one that waited for ever would outlive a close() that never killed it)."""
+    stuck = tmp_path / "python"
+    stuck.write_text("#!/bin/sh\nexec sleep 20\n")
+    stuck.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(stuck))
+    monkeypatch.setattr(process, "WATCHDOG_EXIT_WAIT", 0.2)
+    subreaper.start(subreaper=False)
+    watchdog = subreaper._watchdog
+    assert watchdog is not None
+    subreaper.close()
+    assert watchdog.returncode == -signal.SIGKILL
+    assert subreaper._watchdog is None
+
+
+AS_PID_1 = """
+import asyncio, os
+from rcmd.process import kill_tree, spawn_in_thread, tracker
+
+async def once():
+    child = await asyncio.wait_for(spawn_in_thread("exit 3", shell="/bin/sh", cwd="/", env=None, stdin=False), 10)
+    code = await child.wait()
+    await asyncio.wait_for(kill_tree(child), 10)  # a scan on the scan thread
+    child.close()
+    return code
+
+print(os.getpid(), asyncio.run(once()), tracker.server_id.split(".")[0])
+"""
+
+
+def test_a_server_that_is_pid_1_spawns_scans_and_has_its_own_id():
+    """As a container's init: pid 1 is no process's "nobody yet" (0 is)."""
+    # mutmut runs a test for a function's mutants only if the test calls it in this process:
+    # these two run here what the child below runs as pid 1.
+    ProcessTracker()
+    process._Workers(lambda requests: None, [])
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("no unshare")
+    argv = [unshare, "--user", "--map-root-user", "--pid", "--fork", "--mount-proc", sys.executable]
+    probe = subprocess.run([*argv, "-c", "pass"], capture_output=True, timeout=60, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot be pid 1 here: {probe.stderr.decode().strip()}")
+    result = subprocess.run([*argv, "-c", AS_PID_1], capture_output=True, timeout=60, check=False)
+    assert (result.stdout, result.returncode) == (b"1 3 1\n", 0), result.stderr.decode()[-2000:]
+
+
+def test_kill_tree_reaps_exited_orphans_once_its_scan_is_over(subreaper, monkeypatch):
+    monkeypatch.setattr(process, "tracker", subreaper)  # as spawn() and kill_tree() see it
+    assert process._become_subreaper()
+    subreaper.subreaper = True
+    subreaper.leaders |= set(subreaper._children())  # other tests' children: not ours to reap
+
+    async def main() -> None:
+        child = spawn("exec sleep 60", shell=SH, cwd="/", env=None, stdin=False)
+        signal_group(child)
+        await child.wait()  # reaped, and orphans with it: none yet
+        pid = orphan()
+        os.kill(pid, signal.SIGKILL)
+        assert gone(pid)
+        assert pid in set(subreaper._children())  # a zombie, for us to reap
+        assert await kill_tree(child) == 0
+        assert pid not in set(subreaper._children())
+        child.close()
+
+    run(main())
+
+
+def test_a_command_started_for_a_loop_closed_meanwhile_is_killed(monkeypatch):
+    """Nobody is left to hand it to: the spawn thread kills what it started."""
+    import threading
+
+    monkeypatch.setattr(process, "tracker", ProcessTracker())  # this one's counts are left as they are
+    go, started = threading.Event(), threading.Event()
+    children: list[Child] = []
+    real = process._start
+
+    def start(*args, **kwargs):  # type: ignore[no-untyped-def]
+        assert go.wait(WAIT)
+        children.append(real(*args, **kwargs))
+        started.set()
+        return children[-1]
+
+    monkeypatch.setattr(process, "_start", start)
+    loop = asyncio.new_event_loop()
+    try:
+        task = loop.create_task(spawn_in_thread("exec sleep 60", shell=SH, cwd="/", env=None, stdin=False))
+        loop.run_until_complete(asyncio.sleep(0))  # asked for: the thread waits for `go`
+        task.cancel()
+        loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
+    finally:
+        loop.close()
+        go.set()
+    assert started.wait(WAIT)
+    (child,) = children
+    try:
+        assert gone(child.pid)
+        assert child._popen.wait(WAIT) == -signal.SIGKILL
+    finally:
+        signal_group(child)
+        child._popen.wait()
+        for fd in (child.stdout, child.stderr):
+            os.close(fd)
+
+
+def test_a_spawn_leaves_no_descriptor_open_with_stdin_or_without():
+    async def main() -> None:
+        for stdin in (False, True):
+            before = sorted(os.listdir("/proc/self/fd"))
+            child = spawn("exit 0", shell=SH, cwd="/", env=None, stdin=stdin)
+            assert child.pid in tracker.leaders  # its Child reaps it, not reap_orphans()
+            await child.communicate()
+            assert child.pid not in tracker.leaders
+            child.close()
+            assert sorted(os.listdir("/proc/self/fd")) == before
+
+    run(main())
+
+
+def test_spawns_in_flight_are_counted_each():
+    async def main() -> None:
+        spawning = [
+            asyncio.ensure_future(spawn_in_thread("exit 0", shell=SH, cwd="/", env=None, stdin=False))
+            for _ in range(2)
+        ]
+        await asyncio.sleep(0)
+        assert tracker.spawning == 2
+        for child in await asyncio.gather(*spawning):
+            await child.communicate()
+            child.close()
+        assert tracker.spawning == 0
+
+    run(main())
+
+
+def test_a_server_without_stdin_closes_a_pipe_that_is_descriptor_0():
+    """A server started with its stdin closed (`<&-`): a command's pipe may be descriptor 0."""
+
+    async def main() -> None:
+        saved = os.dup(0)
+        os.close(0)
+        try:
+            child = spawn("echo out", shell=SH, cwd="/", env=None, stdin=False)
+            assert child.stdout == 0
+            assert (await child.communicate())[0] == b"out\n"
+            child.close()
+            assert child.stdout == -1
+            with pytest.raises(OSError, match="Bad file descriptor"):
+                os.fstat(0)  # closed
         finally:
             os.dup2(saved, 0)
-            for fd in (saved, read_end, write_end):
-                os.close(fd)
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
-        assert mine.wait(WAIT) == -signal.SIGKILL
+            os.close(saved)
+
+    run(main())
+
+
+def test_close_while_a_read_waits_makes_the_loop_forget_every_pipe():
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        child = spawn("exec sleep 60", shell=SH, cwd="/", env=None, stdin=True)
+        stdout = child.stdout
+        reading = asyncio.ensure_future(child.read(stdout))
+        await until(lambda: stdout in child._watched)
+        child.close()
+        assert (child.stdin, child.stdout, child.stderr) == (None, -1, -1)
+        assert child._watched == {}
+        assert not loop.remove_reader(stdout)
+        reading.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reading
+        signal_group(child)
+        assert await child.wait() == -signal.SIGKILL
+
+    run(main())
+
+
+def test_wait_for_a_process_reaped_already_gives_its_status():
+    async def main() -> None:
+        child = spawn("exit 5", shell=SH, cwd="/", env=None, stdin=False)
+        assert child._popen.wait(WAIT) == 5  # reaped before anyone asked
+        assert await child.wait() == 5
+        child.close()
+
+    run(main())
+
+
+class _WithoutPidfd:
+    """os for rcmd.process as on Linux < 5.3 or elsewhere: no os.pidfd_open (*missing*), or
+    one that fails with ENOSYS."""
+
+    def __init__(self, missing: bool) -> None:
+        self.missing = missing
+
+    def __getattr__(self, name: str) -> object:
+        if name == "pidfd_open" and self.missing:
+            raise AttributeError(name)
+        return getattr(os, name)
+
+    @property
+    def pidfd_open(self) -> Callable[[int], int]:
+        if self.missing:
+            raise AttributeError("pidfd_open")
+
+        def enosys(pid: int) -> int:
+            raise OSError(38, "Function not implemented")
+
+        return enosys
+
+
+def test_with_pidfd_no_thread_waits_for_the_exit():
+    import threading
+
+    async def main() -> None:
+        child = spawn("read line; exit 4", shell=SH, cwd="/", env=None, stdin=True)
+        exited = child.wait()
+        assert [thread for thread in threading.enumerate() if thread.name == f"rcmd-wait-{child.pid}"] == []
+        await child.write_stdin(b"\n")
+        assert await exited == 4
+        child.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("missing", [True, False], ids=["no pidfd_open", "ENOSYS"])
+def test_without_pidfd_a_daemon_thread_waits_for_the_exit(monkeypatch, missing):
+    import threading
+
+    async def main() -> None:
+        child = spawn("read line; exit 4", shell=SH, cwd="/", env=None, stdin=True)
+        monkeypatch.setattr(process, "os", _WithoutPidfd(missing))
+        exited = child.wait()
+        monkeypatch.undo()
+        (waiter,) = [thread for thread in threading.enumerate() if thread.name == f"rcmd-wait-{child.pid}"]
+        assert waiter.daemon
+        assert not exited.done()
+        await child.write_stdin(b"\n")
+        assert await exited == 4
+        assert child.pid not in tracker.leaders
+        waiter.join(WAIT)
+        child.close()
+
+    run(main())
+
+
+def test_a_command_that_ends_is_swept_for_even_without_orphans_when_not_a_subreaper():
+    """Without the subreaper, what a command left is not our child: no orphan tells of it,
+    and a sweep is the only way to find it."""
+    own = ProcessTracker()
+    number = own.started()
+    left = subprocess.Popen(
+        [SH, "-c", "sleep 60 & echo $!"],
+        stdout=subprocess.PIPE,
+        env={COOKIE_VARIABLE: own.cookie(number), "A": "1"},
+        start_new_session=True,
+    )
+    assert left.stdout is not None
+    pid = int(left.stdout.readline())
+    left.wait()
+    left.stdout.close()
+    try:
+        environ = Path(f"/proc/{pid}/environ")
+        for _ in range(100_000):  # a condition, checked: until it has exec'd
+            if own.cookie(number).encode() in environ.read_bytes():
+                break
+            select.select([], [], [], 0.001)
+        own.leaders = set(own._children(main_thread_only=True))  # no orphan of ours
+        assert not own._has_orphans()
+        own.ended(number)  # no loop: swept at once
+        assert gone(pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("environ", "cookie"),
+    [
+        (b"", b""),  # a zombie, a kernel thread, mid-exec
+        (b"RCMD_COMMAND_ID=a-1\0B=2\0", b"a-1"),
+        (b"A=1\0RCMD_COMMAND_ID=a-1\0B=2\0", b"a-1"),
+        (b"A=1\0RCMD_COMMAND_ID=a-1", b"a-1"),  # no NUL after the last
+        (b"A=1\0RCMD_COMMAND_ID=a-1\0RCMD_COMMAND_ID=b-2\0", b"a-1"),  # the first, as getenv()
+        (b"\0RCMD_COMMAND_ID=a-1\0", b"a-1"),  # after an empty string
+        (b"A=1\0XRCMD_COMMAND_ID=a-1\0", None),
+        (b"A=1\0", None),
+    ],
+)
+def test_the_cookie_found_in_an_environment(monkeypatch, environ, cookie):
+    monkeypatch.setattr(process, "_read", lambda path: environ if path == "/proc/12/environ" else b"")
+    assert process._cookie_of(12) == cookie
+
+
+def test_a_cookie_after_an_environment_larger_than_one_read_is_found():
+    """/proc/PID/environ read in 64 KiB chunks, to the end (one chunk of 300 kB would not do)."""
+    big = {f"BIG{n}": str(n) * 100_000 for n in range(3)}  # each within exec's 128 KiB a string
+    child = started(subprocess.Popen(["sleep", "60"], env={**big, "A": "1", COOKIE_VARIABLE: "big-1"}))
+    try:
+        whole = "".join(f"{name}={value}\0" for name, value in big.items())
+        whole += f"A=1\0{COOKIE_VARIABLE}=big-1\0"
+        assert process._read(f"/proc/{child.pid}/environ") == whole.encode()
+        assert process._cookie_of(child.pid) == b"big-1"
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_kill_without_settle_never_waits(monkeypatch):
+    rounds: list[float] = []
+    with marked(f"n{os.getpid()}-1") as child:
+        monkeypatch.setattr(process.time, "sleep", rounds.append)
+        assert kill_marked(f"n{os.getpid()}-".encode()) == 1
+        monkeypatch.undo()
+        assert child.wait(WAIT) == -signal.SIGKILL
+    assert rounds == []
+
+
+def test_kill_marked_counts_every_process_it_killed_over_its_rounds(monkeypatch):
+    """Scans as kill_marked() sees them, scripted: what a round finds that it killed before
+    is dying, and ends the rounds; one found anew (forked meanwhile) makes one more."""
+    scans = iter([[1], [2], [2], [9]])  # 9: never reached
+    killed: list[int] = []
+
+    def marked_processes(prefix: bytes, unseen: list[int] | None = None) -> Iterator[tuple[int, bytes]]:
+        return iter([(pid, b"s-1") for pid in next(scans)])
+
+    monkeypatch.setattr(process, "marked_processes", marked_processes)
+    monkeypatch.setattr(process, "_kill_if_marked", lambda pid, prefix, wanted: killed.append(pid))
+    assert kill_marked(b"s-") == 2
+    assert killed == [1, 2, 2]
+
+
+def test_marked_processes_leaves_out_itself():
+    code = "from rcmd.process import marked_processes, kill_marked; print(list(marked_processes(b'me-')), kill_marked(b'me-'))"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, COOKIE_VARIABLE: "me-1"},
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.stdout, result.returncode) == (b"[] 0\n", 0), result.stderr.decode()[-2000:]
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="starts a process as another user")
+def test_marked_processes_scans_past_another_users_process():
+    other = subprocess.Popen(["sleep", "60"], user=65534, group=65534, env={COOKIE_VARIABLE: "u-1"})
+    try:
+        with marked("u-1") as mine:
+            assert other.pid < mine.pid or pytest.skip("pids wrapped around")
+            assert list(marked_processes(b"u-")) == [(mine.pid, b"u-1")]  # nobody's is not ours
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_sweep_that_killed_looks_again_later_on_the_loop(caplog):
+    """A command ends, its sweep is due SWEEP_DELAY later on the loop, kills what it left
+    (logged, on the loop) and, having found some, sets one more sweep on that loop."""
+    own = ProcessTracker()
+    caplog.set_level("INFO", "rcmd.server")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        number = own.started()
+        with marked(own.cookie(number)) as left:
+            own.ended(number)
+            first = own._sweep
+            assert first is not None
+            assert own._sweep_loop is loop
+            await until(lambda: bool(caplog.messages))
+            assert left.wait(WAIT) == -signal.SIGKILL
+        assert caplog.messages == ["killed 1 process(es) left behind by ended commands"]
+        again = own._sweep
+        assert again is not None
+        assert again is not first
+        assert again.when() - loop.time() == pytest.approx(process.SWEEP_DELAY, abs=0.1)
+        assert own._sweep_loop is loop
+        own.close()
+
+    run(main())
+
+
+def test_a_sweep_due_when_one_ends_is_not_set_twice(caplog):
+    own = ProcessTracker()
+    caplog.set_level("INFO", "rcmd.server")
+
+    async def main() -> None:
+        ended, later = own.started(), own.started()
+        with marked(own.cookie(ended)) as left:
+            own.live.discard(ended)
+            own.sweep()  # scanning on the scan thread
+            own.ended(later)  # meanwhile: a sweep is due
+            due = own._sweep
+            assert due is not None
+            await until(lambda: bool(caplog.messages))
+            assert left.wait(WAIT) == -signal.SIGKILL
+            assert own._sweep is due
+        own.close()
+
+    run(main())
+
+
+def test_a_sweep_is_set_again_after_one_that_found_nothing_and_on_a_new_loop():
+    own = ProcessTracker()
+
+    async def first_loop() -> None:
+        number = own.started()
+        own.ended(number)  # nothing left: its sweep finds nothing, and sets no other
+        sweep = own._sweep
+        assert sweep is not None
+        await until(lambda: own._sweep is None)
+
+    async def same_loop_again() -> None:
+        await first_loop()
+        number = own.started()
+        with marked(own.cookie(number)) as left:
+            own.ended(number)
+            assert own._sweep is not None
+            await until(lambda: left.poll() is not None)  # swept on this loop
+            assert left.returncode == -signal.SIGKILL
+        own._sweep.cancel()  # type: ignore[union-attr]
+
+    async def a_loop_that_ends_with_a_sweep_due() -> None:
+        own._sweep = None
+        own.ended(own.started())
+        assert own._sweep is not None  # due on this loop, which ends first
+
+    async def a_new_loop() -> None:
+        number = own.started()
+        with marked(own.cookie(number)) as left:
+            own.ended(number)
+            assert own._sweep_loop is asyncio.get_running_loop()
+            await until(lambda: left.poll() is not None)  # swept on this loop
+            assert left.returncode == -signal.SIGKILL
+
+    run(same_loop_again())
+    run(a_loop_that_ends_with_a_sweep_due())
+    run(a_new_loop())
+    own.close()
+
+
+def test_as_subreaper_a_command_that_left_no_orphan_is_not_swept(subreaper):
+    assert process._become_subreaper()
+    subreaper.subreaper = True
+    subreaper.leaders |= set(subreaper._children())
+
+    async def main() -> None:
+        quiet = subreaper.started()
+        subreaper.ended(quiet)
+        assert subreaper._sweep is None  # nothing outlived it
+        pid = orphan()
+        try:
+            noisy = subreaper.started()
+            subreaper.ended(noisy)
+            assert subreaper._sweep is not None
+        finally:
+            os.kill(pid, signal.SIGKILL)
+            assert gone(pid)
+            os.waitpid(pid, 0)
+
+    run(main())
+
+
+def test_a_cookie_under_the_prefix_but_not_a_number_is_swept():
+    own = ProcessTracker()
+    own.started()
+    with marked(own.prefix.decode() + "x") as foreign:
+        own.sweep()  # no loop: at once
+        assert foreign.wait(WAIT) == -signal.SIGKILL
+
+
+def test_a_dead_watchdog_that_cannot_be_restarted_is_none(subreaper, monkeypatch, caplog):
+    subreaper.start(subreaper=True)
+    watchdog = subreaper._watchdog
+    assert watchdog is not None
+    subreaper.leaders |= set(subreaper._children()) - {watchdog.pid}
+    pid = orphan()  # a zombie after the watchdog's: reaped in the same call
+    os.kill(pid, signal.SIGKILL)
+    watchdog.kill()
+    assert gone(watchdog.pid)
+    assert gone(pid)
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    caplog.set_level("WARNING", "rcmd.server")
+    subreaper.reap_orphans()
+    assert caplog.messages[0] == f"the watchdog (pid {watchdog.pid}) died: restarting it"
+    assert caplog.messages[1].startswith("cannot start the watchdog: ")
+    assert subreaper._watchdog is None
+    assert pid not in set(subreaper._children())
+
+
+class _ReapedMeanwhile:
+    """os for rcmd.process, but each zombie is reaped by someone else just before waitpid()."""
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(os, name)
+
+    @staticmethod
+    def waitpid(pid: int, options: int) -> tuple[int, int]:
+        os.waitpid(pid, options)
+        raise ChildProcessError(10, "No child processes")
+
+
+def test_an_orphan_reaped_by_another_between_look_and_reap_is_no_error(subreaper, monkeypatch):
+    assert process._become_subreaper()
+    subreaper.subreaper = True
+    subreaper.leaders |= set(subreaper._children())
+    pid = orphan()
+    os.kill(pid, signal.SIGKILL)
+    assert gone(pid)
+    monkeypatch.setattr(process, "os", _ReapedMeanwhile())
+    subreaper.reap_orphans()
+    monkeypatch.undo()
+    assert pid not in set(subreaper._children())
