@@ -334,6 +334,107 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     ),
     # An exception is always true: the type's name after `or` is never reached.
     "rcmd.server.listener.xǁ_Listenerǁ_start_tls__mutmut_48": ("type(None).__name__", "never evaluated"),
+    # rcmd.server.tls (tests/test_mut_tls.py). Flags read only as truth values: None for False.
+    **{
+        f"rcmd.server.tls.xǁTlsProtocolǁ{name}": (text, "read only as a truth value")
+        for name, text in {
+            "__init____mutmut_19": "self._fresh = None",
+            "__init____mutmut_21": "self._peer_eof = None",
+            "__init____mutmut_23": "self._eof_told = None",
+            "__init____mutmut_25": "self._lost = None",
+            "__init____mutmut_29": "self._app_paused = None",
+            "__init____mutmut_31": "self._write_paused = None",
+            "_read_records__mutmut_2": "ended = None",
+            "_read_records__mutmut_13": "ended = None",
+            "handshake__mutmut_3": "timed_out = None",
+            "handshake__mutmut_16": "self._fresh = None",
+            "resume_app_reading__mutmut_1": "self._app_paused = None",
+        }.items()
+    },
+    # "" for None where only `x or ...` reads it, or where it is set before it is read.
+    "rcmd.server.tls.xǁTlsProtocolǁ__init____mutmut_27": (
+        'self._lost_exc: Exception | None = ""',
+        "read only as `x or ...`: falsy like None",
+    ),
+    "rcmd.server.tls.xǁTlsProtocolǁ__init____mutmut_28": (
+        'self._fatal: Exception | None = ""',
+        "read only as `x or ...`: falsy like None",
+    ),
+    "rcmd.server.tls.xǁTlsProtocolǁ__init____mutmut_14": (
+        'self.raw: asyncio.Transport | None = ""',
+        "connection_made() sets it before anything reads it",
+    ),
+    "rcmd.server.tls.xǁTlsProtocolǁ__init____mutmut_18": (
+        'self._arrived: asyncio.Future[None] | None = ""',
+        "handshake() sets it before the first _wake(): connect_accepted_socket's waiter wakes"
+        " accept_tls() before the transport's first read callback runs",
+    ),
+    "rcmd.server.tls.xǁTlsProtocolǁ__init____mutmut_20": (
+        "self._fresh = True",
+        "one more handshake step, on an empty BIO: it wants to read, and the handshake waits as it would",
+    ),
+    "rcmd.server.tls.x_handshake_threads__mutmut_4": (
+        "os.cpu_count() or 2",
+        "no count: max(1, 2 - 1) is max(1, 1 - 1)",
+    ),
+    # CLOSED, or None: every later check is `is State.OPEN` (None fails it as CLOSED does) except
+    # close()'s `is State.CLOSED`, past which it only closes the raw transport again, which is
+    # closing already (each of these is followed by its close or abort, or is connection_lost).
+    **{
+        f"rcmd.server.tls.xǁ{name}": (text, "None fails every `is OPEN` as CLOSED does")
+        for name, text in {
+            "TlsProtocolǁ_read_records__mutmut_23": "self.state = None",
+            "TlsProtocolǁclose__mutmut_4": "self.state = None",
+            "TlsProtocolǁconnection_lost__mutmut_3": "self.state = None",
+            "TlsProtocolǁhandshake__mutmut_35": "self.state = None",
+            "TlsProtocolǁwrite__mutmut_13": "self.state = None",
+            "TlsTransportǁabort__mutmut_1": "self._tls.state = None",
+        }.items()
+    },
+    # _flush() with nothing pending writes b"" (asyncio ignores it); with output pending, the raw
+    # transport is closing only after close() or abort(), past which nothing writes to the BIO.
+    "rcmd.server.tls.xǁTlsProtocolǁ_flush__mutmut_1": (
+        "self.raw is not None or not self.raw.is_closing()",
+        "differs only when there is nothing to send",
+    ),
+    "rcmd.server.tls.xǁTlsProtocolǁ_flush__mutmut_2": (
+        "self._outgoing.pending or self.raw",
+        "differs only when there is nothing to send",
+    ),
+    # read() raises SSLZeroReturnError only after our own close_notify (close() has set CLOSED
+    # by then, and nothing reads), and SSLEOFError only after an EOF written to the incoming BIO
+    # (never: a FIN is _peer_eof).
+    "rcmd.server.tls.xǁTlsProtocolǁ_read_records__mutmut_14": (
+        "ssl.SSLEOFError):\n            ended = False",
+        "unreachable",
+    ),
+    "rcmd.server.tls.xǁTlsProtocolǁ_read_records__mutmut_29": (
+        "(len(chunks) == 1) and False",
+        "joins one chunk: equal bytes, a copy",
+    ),
+    # eof_received() comes only while the raw transport reads: not while the application has
+    # paused reading (TlsTransport.pause_reading() pauses both), nor once CLOSED (close() and
+    # abort() stop reading), and a HANDSHAKE is taken first.
+    "rcmd.server.tls.xǁTlsProtocolǁeof_received__mutmut_4": (
+        "State.OPEN or not self._app_paused",
+        "the same for every state it is called in",
+    ),
+    # _peer_eof while the application is paused: only after its EOF was told (a FIN is read
+    # only while the application reads), so _read_pending() would tell nothing.
+    "rcmd.server.tls.xǁTlsProtocolǁresume_app_reading__mutmut_5": (
+        "self.ssl_object.pending() and self._peer_eof",
+        "the EOF was told already",
+    ),
+    # connection_lost(None) during the handshake: the raw transport closes itself cleanly only
+    # when its protocol asks (close(), or a false eof_received(), and ours returns True).
+    **{
+        f"rcmd.server.tls.xǁTlsProtocolǁhandshake__mutmut_{number}": (text, "unreachable")
+        for number, text in {
+            26: "ConnectionResetError(None)",
+            27: "XXthe connection was lostXX",
+            28: "THE CONNECTION WAS LOST",
+        }.items()
+    },
 }
 
 DETECTED = {"killed", "timeout"}  # a hang under a mutant is a test that noticed it

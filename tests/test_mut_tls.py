@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import os
 import re
+import select
 import socket
 import ssl
 import struct
@@ -35,10 +36,21 @@ CLOSE_NOTIFY, BARE_CLOSE = "close_notify", "a close without close_notify"
 class Client:
     """A TLS client over a plain socket: the records it sends and receives are in reach."""
 
-    def __init__(self, sock: socket.socket, ca: Path) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        ca: Path,
+        *,
+        cert: Path | None = None,
+        maximum_version: ssl.TLSVersion | None = None,
+    ) -> None:
         self.sock = sock
         self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         context = ssl.create_default_context(cafile=str(ca))
+        if cert is not None:
+            context.load_cert_chain(str(cert))
+        if maximum_version is not None:
+            context.maximum_version = maximum_version
         self.tls = context.wrap_bio(self.incoming, self.outgoing, server_hostname="127.0.0.1")
 
     def flush(self) -> None:
@@ -154,9 +166,12 @@ class App(asyncio.Protocol):
         return received
 
 
-def server_context(certs: Path) -> ssl.SSLContext:
+def server_context(certs: Path, client_ca: Path | None = None) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(certs / "server.pem"))
+    if client_ca is not None:  # asks for a client certificate signed by it
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(str(client_ca))
     return context
 
 
@@ -170,13 +185,19 @@ def connected_sockets() -> tuple[socket.socket, socket.socket]:
 
 
 async def opened(
-    certs: Path, app: App, *, flush: bool = True, timeout: float | None = WAIT
+    certs: Path,
+    app: App,
+    *,
+    flush: bool = True,
+    timeout: float | None = WAIT,
+    context: ssl.SSLContext | None = None,
+    **client_options: Any,
 ) -> tuple[TlsTransport, Client]:
     """A connection through accept_tls(): its transport, connected to *app*, and the client."""
     accepted, sock = connected_sockets()
-    client = Client(sock, certs / "ca.pem")
+    client = Client(sock, certs / "ca.pem", **client_options)
     transport, _ = await asyncio.gather(
-        accept_tls(accepted, server_context(certs), app, timeout),
+        accept_tls(accepted, context or server_context(certs), app, timeout),
         asyncio.to_thread(client.handshake, flush=flush),
     )
     assert await app.next() == ("made",)
@@ -184,7 +205,25 @@ async def opened(
 
 
 def run(scenario: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(scenario(), 6 * WAIT))
+    """Run *scenario* on a new loop; nothing may reach the loop's exception handler (an
+    exception in a protocol callback, which asyncio reports there and goes on)."""
+
+    async def checked() -> None:
+        reported: list[dict[str, Any]] = []
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: reported.append(context))
+        await asyncio.wait_for(scenario(), 6 * WAIT)
+        assert reported == []
+
+    asyncio.run(checked())
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Wait until *condition()* (checked every 10 ms on the loop), else fail saying *what*."""
+    for _ in range(int(WAIT * 100)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never: {what}")
 
 
 # ------------------------------------------------------------------ the handshake pool
@@ -239,10 +278,10 @@ def test_data_both_ways_and_what_the_transport_tells(certs):
         assert isinstance(ssl_object, ssl.SSLObject)
         assert ssl_object.server_side
         assert transport.get_extra_info("sslcontext").protocol is ssl.PROTOCOL_TLS_SERVER
-        assert transport.get_extra_info("peercert") is None  # no client certificate
+        assert transport.get_extra_info("peercert", "default") is None  # no client certificate
         assert transport.get_extra_info("cipher") == ssl_object.cipher()
         assert transport.get_extra_info("cipher")[1] in ("TLSv1.2", "TLSv1.3")
-        assert transport.get_extra_info("compression") is None
+        assert transport.get_extra_info("compression", "default") is None  # OpenSSL's, not the socket's
         assert transport.get_extra_info("peername") == client.sock.getsockname()
         assert transport.get_extra_info("no such thing", "default") == "default"
         assert transport.get_protocol() is app
@@ -256,12 +295,14 @@ def test_data_both_ways_and_what_the_transport_tells(certs):
         ):
             transport.write_eof()
         assert not transport.is_closing()
+        assert transport.is_reading()
         transport.close()
         assert transport.is_closing()
-        assert await asyncio.to_thread(client.end) == CLOSE_NOTIFY
-        assert await app.next() == ("lost", None)
+        assert not transport.is_reading()
         transport.write(b"late")  # after the close: goes nowhere, raises nothing
         transport.close()
+        assert await asyncio.to_thread(client.end) == CLOSE_NOTIFY
+        assert await app.next() == ("lost", None)
 
     run(scenario)
 
@@ -462,6 +503,7 @@ def test_records_left_in_the_buffer_while_paused_are_read_on_resume(certs):
             accept_tls(accepted, server_context(certs), app, WAIT), asyncio.to_thread(finish)
         )
         assert await app.next() == ("made",)
+        assert app.events.empty()  # start() read nothing for it
         assert not transport.is_reading()
         transport.resume_reading()
         assert await app.next() == ("data", b"early")
@@ -474,8 +516,8 @@ def test_writes_the_client_does_not_read_pause_the_application_then_resume_it(ce
     async def scenario() -> None:
         app = App()
         transport, client = await opened(certs, app)
-        transport.set_write_buffer_limits(high=64 * 1024, low=16 * 1024)
-        assert transport.get_write_buffer_limits() == (16 * 1024, 64 * 1024)
+        transport.set_write_buffer_limits(high=48 * 1024, low=8 * 1024)  # not asyncio's 4:1
+        assert transport.get_write_buffer_limits() == (8 * 1024, 48 * 1024)
         chunk = b"x" * 65536
         written = 0
         while app.events.empty():
@@ -483,7 +525,7 @@ def test_writes_the_client_does_not_read_pause_the_application_then_resume_it(ce
             written += len(chunk)
             assert written < 64 * 1024 * 1024, "never paused"
         assert await app.next() == ("pause_writing",)
-        assert transport.get_write_buffer_size() > 64 * 1024
+        assert transport.get_write_buffer_size() > 48 * 1024
         assert await asyncio.to_thread(client.read, written) == b"x" * written
         assert await app.next() == ("resume_writing",)
         transport.close()
@@ -508,11 +550,14 @@ async def failed_handshake(
         raised = exc
     else:
         raise AssertionError("the handshake succeeded")
-    try:
-        left = await asyncio.to_thread(sock.recv, 1024)
-    except ConnectionResetError:
-        left = b"reset"
-    sock.close()
+    if sock.fileno() == -1:
+        left = b"closed by the client"
+    else:
+        try:
+            left = await asyncio.to_thread(sock.recv, 1024)
+        except ConnectionResetError:
+            left = b"reset"
+        sock.close()
     assert app.events.empty()  # never connected
     return raised, left
 
@@ -564,10 +609,11 @@ def test_a_client_that_resets_in_its_handshake(certs):
         def reset(sock: socket.socket) -> None:
             sock.sendall(client_hello()[:20])
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ZERO)
-            sock.shutdown(socket.SHUT_RDWR)
+            sock.close()  # RST
 
         exc, _ = await failed_handshake(certs, reset)
-        assert isinstance(exc, ConnectionResetError)
+        assert type(exc) is ConnectionResetError
+        assert str(exc) == "[Errno 104] Connection reset by peer"  # the socket's own error
 
     run(scenario)
 
@@ -631,3 +677,139 @@ def test_the_handshake_steps_run_on_the_pool(certs, monkeypatch):
     run(scenario)
     assert threads
     assert all(name.startswith("rcmd-tls") for name in threads)
+
+
+# ------------------------------------------------------------------ more of the record layer
+
+
+def test_data_that_came_with_the_last_flight_arrives_at_once(certs):
+    """The client's Finished and a record of data in one segment, no FIN: the application
+    protocol gets the data as it connects, not when more bytes come."""
+
+    async def scenario() -> None:
+        app = App()
+        accepted, sock = connected_sockets()
+        client = Client(sock, certs / "ca.pem")
+
+        def finish() -> None:
+            client.handshake(flush=False)
+            client.send(b"early")
+
+        transport, _ = await asyncio.gather(
+            accept_tls(accepted, server_context(certs), app, WAIT), asyncio.to_thread(finish)
+        )
+        assert [await app.next() for _ in range(2)] == [("made",), ("data", b"early")]
+        transport.close()
+
+    run(scenario)
+
+
+def test_a_client_hello_waiting_before_the_handshake_starts(certs):
+    """The listener peeks at the first byte before accept_tls(): the ClientHello is there
+    already when the socket is handed over."""
+
+    async def scenario() -> None:
+        app = App()
+        accepted, sock = connected_sockets()
+        client = Client(sock, certs / "ca.pem")
+        with pytest.raises(ssl.SSLWantReadError):
+            client.tls.do_handshake()
+        client.flush()
+        await asyncio.to_thread(select.select, [accepted], [], [], WAIT)  # it has arrived
+        transport, _ = await asyncio.gather(
+            accept_tls(accepted, server_context(certs), app, WAIT), asyncio.to_thread(client.handshake)
+        )
+        assert await app.next() == ("made",)
+        transport.write(b"served")
+        assert await asyncio.to_thread(client.read, 6) == b"served"
+        transport.close()
+
+    run(scenario)
+
+
+def test_a_tls_1_2_client_gets_the_servers_finished_from_the_last_step(certs):
+    """In TLS 1.2 the server's Finished comes out of its last handshake step: it is sent
+    then, not with the application's first write (the client would wait for it)."""
+
+    async def scenario() -> None:
+        app = App()
+        transport, client = await opened(certs, app, maximum_version=ssl.TLSVersion.TLSv1_2)
+        assert transport.get_extra_info("ssl_object").version() == "TLSv1.2"
+        await asyncio.to_thread(client.send, b"hi")
+        assert await app.data(2) == b"hi"
+        transport.close()
+
+    run(scenario)
+
+
+@pytest.fixture(scope="module")
+def client_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """client.pem, a client certificate with its key, and client-ca.pem, its CA."""
+    import trustme
+
+    folder = tmp_path_factory.mktemp("client-tls")
+    ca = trustme.CA()
+    ca.issue_cert("client@example.com").private_key_and_cert_chain_pem.write_to_path(
+        str(folder / "client.pem")
+    )
+    ca.cert_pem.write_to_path(str(folder / "client-ca.pem"))
+    return folder
+
+
+def test_the_peers_certificate_is_the_ssl_objects(certs, client_certs):
+    async def scenario() -> None:
+        app = App()
+        context = server_context(certs, client_ca=client_certs / "client-ca.pem")
+        transport, _ = await opened(certs, app, context=context, cert=client_certs / "client.pem")
+        peercert = transport.get_extra_info("peercert")
+        assert peercert == transport.get_extra_info("ssl_object").getpeercert()
+        assert peercert["subjectAltName"] == (("email", "client@example.com"),)
+        transport.close()
+
+    run(scenario)
+
+
+def test_the_eof_is_told_once(certs):
+    """close_notify, then the FIN: the application protocol hears of the end once."""
+
+    async def scenario() -> None:
+        app = App(keep_open=True)
+        transport, client = await opened(certs, app)
+        await asyncio.to_thread(client.close_notify)
+        assert await app.next() == ("eof",)
+        await asyncio.to_thread(client.fin)
+        await until(lambda: transport._tls._peer_eof, "the server saw the FIN")
+        transport.close()
+        assert await app.next() == ("lost", None)
+
+    run(scenario)
+
+
+def test_records_waiting_for_a_resume_are_not_handed_over_once_aborted(certs):
+    """resume_reading() hands what waits over on the next turn of the loop; an abort() before
+    that turn leaves it unread."""
+
+    class PausedFromTheStart(App):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            assert isinstance(transport, TlsTransport)
+            transport.pause_reading()
+
+    async def scenario() -> None:
+        app = PausedFromTheStart()
+        accepted, sock = connected_sockets()
+        client = Client(sock, certs / "ca.pem")
+
+        def finish() -> None:
+            client.handshake(flush=False)
+            client.send(b"early")
+
+        transport, _ = await asyncio.gather(
+            accept_tls(accepted, server_context(certs), app, WAIT), asyncio.to_thread(finish)
+        )
+        assert await app.next() == ("made",)
+        transport.resume_reading()
+        transport.abort()
+        assert await app.next() == ("lost", None)
+
+    run(scenario)
