@@ -334,6 +334,31 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     ),
     # An exception is always true: the type's name after `or` is never reached.
     "rcmd.server.listener.xǁ_Listenerǁ_start_tls__mutmut_48": ("type(None).__name__", "never evaluated"),
+    # rcmd.cgroup (tests/test_mut_cgroup.py). mountinfo escapes the spaces in its fields, so
+    # " - " is in a line once, and the file system type is the first word after it however
+    # the rest is split.
+    "rcmd.cgroup.x_own_cgroup__mutmut_27": ('line.rpartition(" - ")', "' - ' is there once"),
+    "rcmd.cgroup.x_own_cgroup__mutmut_29": ("rest.split(None, 1)[0]", "the same first word"),
+    "rcmd.cgroup.x_own_cgroup__mutmut_32": ('rest.split(" ", )[0]', "the same first word"),
+    "rcmd.cgroup.x_own_cgroup__mutmut_35": ('rest.split(" ", 2)[0]', "the same first word"),
+    "rcmd.cgroup.x__kill__mutmut_4": (
+        '"cgroup.procs"), ) as procs',
+        "text or bytes, split() counts the same pids",
+    ),
+    "rcmd.cgroup.x__wait_empty__mutmut_12": (
+        "os.O_RDONLY & os.O_CLOEXEC",
+        "O_RDONLY alone: Python opens descriptors non-inheritable anyway (PEP 446)",
+    ),
+    "rcmd.cgroup.x__wait_empty__mutmut_30": ("os.pread(events, 4097, 0)", "the file is a few dozen bytes"),
+    "rcmd.cgroup.x__wait_empty__mutmut_34": ("if left < 0:", "at exactly 0: one more poll of 0 ms"),
+    "rcmd.cgroup.x__wait_empty__mutmut_39": ("poller.poll(left * 1001)", "waits 0.1% longer: timing only"),
+    # rmdir() of a symbolic link fails (ENOTDIR) and is suppressed, as skipping it does (and
+    # cgroupfs has none).
+    "rcmd.cgroup.x_kill_and_remove__mutmut_11": ("is_dir(follow_symlinks=None)", "rmdir of a link fails"),
+    "rcmd.cgroup.x_kill_and_remove__mutmut_12": ("is_dir(follow_symlinks=True)", "rmdir of a link fails"),
+    # The probe's cgroup is made, used and removed within create(): its name is never read.
+    "rcmd.cgroup.xǁCommandCgroupsǁcreate__mutmut_35": ('"XXprobeXX"', "a name never read"),
+    "rcmd.cgroup.xǁCommandCgroupsǁcreate__mutmut_36": ('"PROBE"', "a name never read"),
     # rcmd.server.tls (tests/test_mut_tls.py). Flags read only as truth values: None for False.
     **{
         f"rcmd.server.tls.xǁTlsProtocolǁ{name}": (text, "read only as a truth value")

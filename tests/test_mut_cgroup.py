@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import os
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,13 @@ class FakeProc:
         return cgroup.own_cgroup()
 
 
+@pytest.fixture(autouse=True)
+def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test in a directory of its own: a path that lost its directory (a relative
+    cgroup.procs) is then no file, not one some earlier test left."""
+    monkeypatch.chdir(tmp_path)
+
+
 PROC = "22 1 0:21 / /proc rw,nosuid shared:12 - proc proc rw\n"
 V1 = "30 25 0:26 / /sys/fs/cgroup/memory rw shared:9 - cgroup cgroup rw,memory\n"
 
@@ -81,6 +89,14 @@ def test_a_mount_of_a_subtree_takes_what_is_below_its_root(fake_proc):
     mount = "37 24 0:30 /lxc/box /mnt/box\\040cgroups rw - cgroup2 cgroup2 rw\n"
     assert fake_proc.own(lines, other + mount) == "/mnt/box cgroups/app"
     assert fake_proc.own("0::/lxc/box\n", other + mount) == "/mnt/box cgroups/"
+    mount_x = "38 24 0:30 /lxc/boX /mnt/x rw - cgroup2 cgroup2 rw\n"  # names may end or start in X
+    assert fake_proc.own("0::/lxc/boX/Xapp\n", mount_x) == "/mnt/x/Xapp"
+
+
+def test_the_cgroups_name_is_kept_to_its_last_character(fake_proc):
+    mount = "35 24 0:30 / /cg rw - cgroup2 cgroup2 rw\n"
+    assert fake_proc.own("0::/a/odd name \n", mount) == "/cg/a/odd name "
+    assert fake_proc.own("0::/a/endsX\n", mount) == "/cg/a/endsX"
 
 
 def test_a_cgroup_line_without_its_newline(fake_proc):
@@ -345,3 +361,79 @@ def test_write_writes_the_text(tmp_path):
     assert target.read_text() == "1"
     with pytest.raises(FileNotFoundError):
         cgroup._write(str(tmp_path / "absent"), "1")
+
+
+@needs_cgroups
+def test_waiting_for_a_cgroup_to_empty_sleeps_until_it_does(cgroups, monkeypatch):
+    """The wait is the kernel's POLLPRI on cgroup.events, not a loop reading it: a wait that
+    runs out, and one that ends when the cgroup empties, read the file a few times only."""
+    reads: list[int] = []
+    real = os.pread
+
+    def counted(fd: int, size: int, offset: int) -> bytes:
+        reads.append(fd)
+        return real(fd, size, offset)
+
+    command = sleeper(cgroups.gated(7, ["sleep", "600"]))
+    try:
+        wait_until(lambda: len(procs(cgroups.path(7))) == 1, "never moved")
+        monkeypatch.setattr(os, "pread", counted)
+        assert not cgroup._wait_empty(cgroups.path(7), 0.3)
+        assert len(reads) <= 3
+        reads.clear()
+        killer = threading.Timer(0.1, command.kill)
+        killer.start()
+        assert cgroup._wait_empty(cgroups.path(7), 0.9)  # less than a second: all of it is waited
+        assert len(reads) <= 3
+        killer.join()
+    finally:
+        command.kill()
+        command.wait()
+
+
+def test_a_cgroup_removed_by_another_meanwhile_is_gone(tmp_path, monkeypatch):
+    """The watchdog and the server may both empty and remove the same cgroup: whoever finds
+    it gone while at it is done too."""
+    parent = tmp_path / "rcmd-1"
+    (parent / "cmd-1").mkdir(parents=True)
+
+    def removed_meanwhile(path: str, seconds: float) -> bool:
+        os.rmdir(parent / "cmd-1")
+        os.rmdir(parent)
+        return True
+
+    monkeypatch.setattr(cgroup, "_wait_empty", removed_meanwhile)
+    assert cgroup.kill_and_remove(str(parent), 0)
+
+
+@needs_cgroups
+def test_close_waits_as_long_as_it_is_told(monkeypatch):
+    waits: list[float] = []
+    real = cgroup._wait_empty
+
+    def noted(path: str, seconds: float) -> bool:
+        waits.append(seconds)
+        return real(path, seconds)
+
+    monkeypatch.setattr(cgroup, "_wait_empty", noted)
+    made = CommandCgroups.create(None)
+    assert made.close(0.25)
+    assert made.close()  # gone: nothing to wait for
+    assert waits == [0.25]
+
+
+@needs_cgroups
+def test_a_failed_create_does_not_wait_to_remove_what_it_made(monkeypatch):
+    """Nothing can be in what create() made when it gives up: it waits for nothing."""
+    waits: list[float] = []
+    monkeypatch.setattr(cgroup, "_wait_empty", lambda path, seconds: waits.append(seconds) or True)
+    gone = sleeper()
+    gone.kill()
+    gone.wait()
+    with pytest.raises(Unavailable, match="No such process"):
+        CommandCgroups.create(gone.pid)
+    real = os.path.exists
+    monkeypatch.setattr(os.path, "exists", lambda path: not path.endswith("/cgroup.kill") and real(path))
+    with pytest.raises(Unavailable, match=r"no cgroup\.kill"):
+        CommandCgroups.create(None)
+    assert waits == [0, 0]
