@@ -59,10 +59,27 @@ class FakeProc:
 
 
 @pytest.fixture(autouse=True)
-def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test in a directory of its own: a path that lost its directory (a relative
-    cgroup.procs) is then no file, not one some earlier test left."""
+    cgroup.procs) is then no file, not one some earlier test left. After it, whatever is
+    left of this process's rcmd-<pid> cgroup is killed and removed (by hand: a mutant of
+    rcmd.cgroup may leave it)."""
     monkeypatch.chdir(tmp_path)
+    yield
+    if _why_no_cgroups() is None:
+        scrap(os.path.join(cgroup.own_cgroup(), f"rcmd-{os.getpid()}"))
+
+
+def scrap(parent: str) -> None:
+    """SIGKILL everything in the cgroup *parent* and below, and remove them all."""
+    if not os.path.isdir(parent):
+        return
+    below = [entry.path for entry in os.scandir(parent) if entry.is_dir(follow_symlinks=False)]
+    for path in [*below, parent]:
+        with open(os.path.join(path, "cgroup.kill"), "w") as kill:
+            kill.write("1")
+        wait_until(lambda path=path: not procs(path), f"processes left in {path}")
+        os.rmdir(path)
 
 
 PROC = "22 1 0:21 / /proc rw,nosuid shared:12 - proc proc rw\n"
