@@ -359,6 +359,17 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     # The probe's cgroup is made, used and removed within create(): its name is never read.
     "rcmd.cgroup.xǁCommandCgroupsǁcreate__mutmut_35": ('"XXprobeXX"', "a name never read"),
     "rcmd.cgroup.xǁCommandCgroupsǁcreate__mutmut_36": ('"PROBE"', "a name never read"),
+    # rcmd.server.accounts (tests/test_mut_accounts.py). An account read from the users file
+    # always has a verifier (load_users() refuses an entry without), and AUTH_PROOF's proof is
+    # 64 hex digits before ScramLogin sees it (rcmd.messages refuses any other).
+    "rcmd.server.accounts.x_set_password__mutmut_10": (
+        "if (old.verifier) or True else",
+        "a loaded account has a verifier",
+    ),
+    "rcmd.server.accounts.xǁScramLoginǁproof__mutmut_43": (
+        "account.verifier is None and received is None",
+        "both are never None here",
+    ),
     # rcmd.server.tls (tests/test_mut_tls.py). Flags read only as truth values: None for False.
     **{
         f"rcmd.server.tls.xǁTlsProtocolǁ{name}": (text, "read only as a truth value")

@@ -16,7 +16,7 @@ import pytest
 from _mutserver import Peer
 
 from rcmd import scram
-from rcmd.auth import FailureThrottle
+from rcmd.auth import FailureThrottle, throttle_key
 from rcmd.messages import AuthChallenge, AuthOk, AuthProof, Error, Hello, Ping, Pong
 from rcmd.server import BackgroundServer
 from rcmd.server.accounts import (
@@ -443,20 +443,30 @@ def test_the_slow_answer_to_a_failure_is_not_cut_by_the_handshake_timeout(start,
     assert login.peer.rest() == [Error("authentication failed")]
 
 
-def test_a_proof_waits_while_its_address_is_locked_then_is_checked(start, users, logins, server_log):
-    server = start(users=users)
-    throttle = quick_throttle(server, base=0.3)
-    failing = logins(server, "ann")
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_a_proof_waits_while_its_address_is_locked_then_is_checked(start, users, logins, server_log, host):
+    """A proof from an address locked by a failure on another connection is checked once
+    the lock is over: guesses from one address take turns, however many connections (from
+    one IPv6 /64 too)."""
+    try:
+        server = start(users=users, host=host)
+    except OSError as exc:
+        pytest.skip(f"cannot listen on {host}: {exc}")
+    throttle = quick_throttle(server, base=0.5)
+    failing, waiting = logins(server, "ann"), logins(server, "ann")
     failing.challenge()
+    waiting.challenge()
     failing.prove("wrong")
-    assert failing.peer.rest() == [Error("authentication failed")]
-    locked_until = throttle._failures["127.0.0.1"][2]
-    login = logins(server, "ann")
-    login.challenge()
-    login.prove("ann's password")
-    reply = login.peer.receive()
+    port = failing.peer.sock.getsockname()[1]
+    server_log.wait_for(rf"^{re.escape(host)}:{port}: login as 'ann' failed$")  # the lock is set
+    (key,) = throttle._failures
+    assert key == throttle_key(host)
+    locked_until = throttle._failures[key][2]
+    waiting.prove("ann's password")
+    reply = waiting.peer.receive()
     assert isinstance(reply, AuthOk)
     assert server._loop.time() >= locked_until
+    assert failing.peer.rest() == [Error("authentication failed")]
 
 
 def test_a_proof_still_waiting_for_the_lock_at_the_handshake_deadline_is_not_checked(
