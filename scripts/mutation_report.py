@@ -370,6 +370,21 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "account.verifier is None and received is None",
         "both are never None here",
     ),
+    # rcmd.server.pty (tests/test_mut_pty.py). TIOCSCTTY in the child of a new session: 0 is
+    # fcntl.ioctl()'s default argument, descriptor 1 is the same slave as 0, and 1 (steal it
+    # from another session) changes nothing for a pty no session has.
+    "rcmd.server.pty.x__take_controlling_terminal__mutmut_6": (
+        "termios.TIOCSCTTY, )",
+        "0 is the default argument",
+    ),
+    "rcmd.server.pty.x__take_controlling_terminal__mutmut_7": (
+        "ioctl(1, termios.TIOCSCTTY",
+        "the same slave",
+    ),
+    "rcmd.server.pty.x__take_controlling_terminal__mutmut_8": (
+        "termios.TIOCSCTTY, 1)",
+        "a new pty: nothing to steal",
+    ),
     # rcmd.server.tls (tests/test_mut_tls.py). Flags read only as truth values: None for False.
     **{
         f"rcmd.server.tls.xǁTlsProtocolǁ{name}": (text, "read only as a truth value")

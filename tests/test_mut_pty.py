@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from _mutserver import WAIT
 
+from rcmd import process
 from rcmd.process import tracker
 from rcmd.server import pty
 from rcmd.server.pty import PtyChild, spawn_pty
@@ -181,3 +182,70 @@ def test_a_shell_that_cannot_start_leaves_no_descriptor_and_no_live_command(spaw
         spawned("true", shell=str(tmp_path / "no-shell"))
     assert fds() == before
     assert tracker.live == live
+
+
+def test_the_program_carries_its_commands_cookie(spawned):
+    child = spawned(f"echo ${process.COOKIE_VARIABLE}")
+    assert child.number in tracker.live
+    assert read_to_end(child).strip() == tracker.cookie(child.number).encode()
+
+
+def test_its_error_output_is_on_the_terminal_too(spawned):
+    child = spawned("echo out; echo err >&2")
+    assert read_to_end(child).replace(b"\r\n", b"\n") == b"out\nerr\n"
+
+
+WINSIZE = "import fcntl, struct, termios; print(struct.unpack('HHHH', fcntl.ioctl(0, termios.TIOCGWINSZ, bytes(8))))"
+
+
+def test_the_whole_window_size_any_16_bit_size_and_no_pixels(spawned):
+    child = spawned(
+        f'{sys.executable} -c "{WINSIZE}"; read line; {sys.executable} -c "{WINSIZE}"', rows=7, cols=9
+    )
+    assert b"(7, 9, 0, 0)" in read_until(child, b")")
+    child.resize(65535, 40000)
+    assert child.stdin is not None
+    os.write(child.stdin, b"\n")
+    assert b"(65535, 40000, 0, 0)" in read_until(child, b"(65535")
+
+
+def test_a_server_whose_stdin_is_closed_can_have_the_master_on_descriptor_0(spawned):
+    """A server started with its stdin closed (a daemon): the lowest free descriptor the pty
+    gets is 0, and it is a master like any other."""
+    saved = os.dup(0)
+    try:
+        os.close(0)
+        child = spawned("read line; stty size")
+        try:
+            assert child.master == 0
+            child.resize(12, 34)
+            assert child.stdin is not None
+            os.write(child.stdin, b"\n")
+            assert b"12 34" in read_until(child, b"12 34")
+            child._popen.wait(WAIT)
+        finally:
+            child.close()
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+
+
+@pytest.fixture
+def cgrouped(monkeypatch) -> Iterator[process.ProcessTracker]:
+    """A tracker of its own with a cgroup per command (skipped where none can be made)."""
+    own = process.ProcessTracker()
+    monkeypatch.setattr(process, "tracker", own)
+    monkeypatch.setattr(pty, "tracker", own)
+    sentence = own.start(subreaper=False, cgroups=True)
+    if own.cgroups is None:
+        own.close()
+        pytest.skip(sentence)
+    yield own
+    own.close()
+
+
+def test_a_pty_command_runs_in_its_own_cgroup(cgrouped, spawned):
+    child = spawned("exec cat /proc/self/cgroup")
+    assert cgrouped.cgroups is not None
+    expected = os.path.basename(cgrouped.cgroups.path(child.number))
+    assert read_to_end(child).decode().splitlines()[-1].endswith(f"/{expected}")
