@@ -23,17 +23,23 @@ from rcmd import cgroup
 from rcmd.cgroup import CommandCgroups, Unavailable
 
 
-def _why_no_cgroups() -> str | None:
+def _own_directory() -> str:
+    """This process's cgroup directory, read without rcmd.cgroup (a mutant of it must not
+    decide which tests run, nor what is cleaned up): "" if there is none to be found."""
     try:
-        own = cgroup.own_cgroup()
-    except Unavailable as exc:
-        return str(exc)
-    if not os.access(own, os.W_OK):
-        return f"cannot create a cgroup in {own}"
-    return None
+        with open("/proc/self/cgroup") as own:
+            path = next(line[3:].rstrip("\n") for line in own if line.startswith("0::"))
+        with open("/proc/self/mountinfo") as mounts:
+            mount = next(line.split()[4] for line in mounts if " - cgroup2 " in line)
+    except (OSError, StopIteration):
+        return ""
+    return os.path.join(mount, path.lstrip("/"))
 
 
-needs_cgroups = pytest.mark.skipif(_why_no_cgroups() is not None, reason=f"cgroups: {_why_no_cgroups()}")
+OWN = _own_directory()
+needs_cgroups = pytest.mark.skipif(
+    not OWN or not os.access(OWN, os.W_OK), reason=f"cgroups: cannot create a cgroup in {OWN or 'no cgroup2'}"
+)
 
 
 class FakeProc:
@@ -66,8 +72,8 @@ def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     rcmd.cgroup may leave it)."""
     monkeypatch.chdir(tmp_path)
     yield
-    if _why_no_cgroups() is None:
-        scrap(os.path.join(cgroup.own_cgroup(), f"rcmd-{os.getpid()}"))
+    if OWN:
+        scrap(os.path.join(OWN, f"rcmd-{os.getpid()}"))
 
 
 def scrap(parent: str) -> None:
@@ -179,7 +185,7 @@ def cgroup_of(pid: int) -> str:
 
 
 def _as_proc(path: str) -> str:
-    own_dir = cgroup.own_cgroup()
+    own_dir = OWN
     with open("/proc/self/cgroup") as lines:
         own = next(line[3:].rstrip("\n") for line in lines if line.startswith("0::"))
     return os.path.join(own, os.path.relpath(path, own_dir))
@@ -192,7 +198,7 @@ def test_create_moves_the_probe_in_and_back_and_close_removes_it_all():
         before = cgroup_of(probe.pid)
         made = CommandCgroups.create(probe.pid)
         try:
-            assert made.parent == os.path.join(cgroup.own_cgroup(), f"rcmd-{os.getpid()}")
+            assert made.parent == os.path.join(OWN, f"rcmd-{os.getpid()}")
             assert os.path.isdir(made.parent)
             assert not os.path.exists(os.path.join(made.parent, "probe"))
             assert cgroup_of(probe.pid) == before
@@ -217,7 +223,7 @@ def test_a_probe_that_cannot_be_moved_is_unavailable_and_nothing_is_left():
     gone = sleeper()
     gone.kill()
     gone.wait()  # its pid is free: no process to move
-    parent = os.path.join(cgroup.own_cgroup(), f"rcmd-{os.getpid()}")
+    parent = os.path.join(OWN, f"rcmd-{os.getpid()}")
     with pytest.raises(Unavailable, match=rf"^cannot move a process into {parent}: No such process$"):
         CommandCgroups.create(gone.pid)
     assert not os.path.exists(parent)
@@ -227,7 +233,7 @@ def test_a_probe_that_cannot_be_moved_is_unavailable_and_nothing_is_left():
 def test_no_cgroup_kill_is_unavailable_and_nothing_is_left(monkeypatch):
     real = os.path.exists
     monkeypatch.setattr(os.path, "exists", lambda path: not path.endswith("/cgroup.kill") and real(path))
-    parent = os.path.join(cgroup.own_cgroup(), f"rcmd-{os.getpid()}")
+    parent = os.path.join(OWN, f"rcmd-{os.getpid()}")
     with pytest.raises(Unavailable, match=r"^no cgroup.kill \(Linux < 5\.14\)$"):
         CommandCgroups.create(None)
     assert not real(parent)
@@ -239,7 +245,7 @@ def test_no_gate_shell_is_unavailable(monkeypatch, tmp_path):
     monkeypatch.setattr(cgroup, "GATE_SHELL", missing)
     with pytest.raises(Unavailable, match=rf"^no {missing} to start commands in their cgroups$"):
         CommandCgroups.create(None)
-    assert not os.path.exists(os.path.join(cgroup.own_cgroup(), f"rcmd-{os.getpid()}"))
+    assert not os.path.exists(os.path.join(OWN, f"rcmd-{os.getpid()}"))
 
 
 # ------------------------------------------------------------------ a command's cgroup
