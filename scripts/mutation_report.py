@@ -503,6 +503,158 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     # A Usage is made by of() only, which sets its quota right after; its home is never read.
     "rcmd.server.files.xǁUsageǁ__init____mutmut_1": ("self.home = None", "never read"),
     "rcmd.server.files.xǁUsageǁof__mutmut_6": ("cls(home, None)", "of() sets the quota next"),
+    # rcmd.cgroup (tests/test_mut_cgroup.py). mountinfo escapes the spaces in its fields, so
+    # " - " is in a line once, and the file system type is the first word after it however
+    # the rest is split.
+    "rcmd.cgroup.x_own_cgroup__mutmut_27": ('line.rpartition(" - ")', "' - ' is there once"),
+    "rcmd.cgroup.x_own_cgroup__mutmut_29": ("rest.split(None, 1)[0]", "the same first word"),
+    "rcmd.cgroup.x_own_cgroup__mutmut_32": ('rest.split(" ", )[0]', "the same first word"),
+    "rcmd.cgroup.x_own_cgroup__mutmut_35": ('rest.split(" ", 2)[0]', "the same first word"),
+    "rcmd.cgroup.x__kill__mutmut_4": (
+        '"cgroup.procs"), ) as procs',
+        "text or bytes, split() counts the same pids",
+    ),
+    "rcmd.cgroup.x__wait_empty__mutmut_12": (
+        "os.O_RDONLY & os.O_CLOEXEC",
+        "O_RDONLY alone: Python opens descriptors non-inheritable anyway (PEP 446)",
+    ),
+    "rcmd.cgroup.x__wait_empty__mutmut_30": ("os.pread(events, 4097, 0)", "the file is a few dozen bytes"),
+    "rcmd.cgroup.x__wait_empty__mutmut_34": ("if left < 0:", "at exactly 0: one more poll of 0 ms"),
+    "rcmd.cgroup.x__wait_empty__mutmut_39": ("poller.poll(left * 1001)", "waits 0.1% longer: timing only"),
+    # rmdir() of a symbolic link fails (ENOTDIR) and is suppressed, as skipping it does (and
+    # cgroupfs has none).
+    "rcmd.cgroup.x_kill_and_remove__mutmut_11": ("is_dir(follow_symlinks=None)", "rmdir of a link fails"),
+    "rcmd.cgroup.x_kill_and_remove__mutmut_12": ("is_dir(follow_symlinks=True)", "rmdir of a link fails"),
+    # The probe's cgroup is made, used and removed within create(): its name is never read.
+    "rcmd.cgroup.xǁCommandCgroupsǁcreate__mutmut_35": ('"XXprobeXX"', "a name never read"),
+    "rcmd.cgroup.xǁCommandCgroupsǁcreate__mutmut_36": ('"PROBE"', "a name never read"),
+    # rcmd.server.accounts (tests/test_mut_accounts.py). An account read from the users file
+    # always has a verifier (load_users() refuses an entry without), and AUTH_PROOF's proof is
+    # 64 hex digits before ScramLogin sees it (rcmd.messages refuses any other).
+    "rcmd.server.accounts.x_set_password__mutmut_10": (
+        "if (old.verifier) or True else",
+        "a loaded account has a verifier",
+    ),
+    "rcmd.server.accounts.xǁScramLoginǁproof__mutmut_43": (
+        "account.verifier is None and received is None",
+        "both are never None here",
+    ),
+    # rcmd.server.pty (tests/test_mut_pty.py). TIOCSCTTY in the child of a new session: 0 is
+    # fcntl.ioctl()'s default argument, descriptor 1 is the same slave as 0, and 1 (steal it
+    # from another session) changes nothing for a pty no session has.
+    "rcmd.server.pty.x__take_controlling_terminal__mutmut_6": (
+        "termios.TIOCSCTTY, )",
+        "0 is the default argument",
+    ),
+    "rcmd.server.pty.x__take_controlling_terminal__mutmut_7": (
+        "ioctl(1, termios.TIOCSCTTY",
+        "the same slave",
+    ),
+    "rcmd.server.pty.x__take_controlling_terminal__mutmut_8": (
+        "termios.TIOCSCTTY, 1)",
+        "a new pty: nothing to steal",
+    ),
+    # rcmd.server.tls (tests/test_mut_tls.py). Flags read only as truth values: None for False.
+    **{
+        f"rcmd.server.tls.xǁTlsProtocolǁ{name}": (text, "read only as a truth value")
+        for name, text in {
+            "__init____mutmut_19": "self._fresh = None",
+            "__init____mutmut_21": "self._peer_eof = None",
+            "__init____mutmut_23": "self._eof_told = None",
+            "__init____mutmut_25": "self._lost = None",
+            "__init____mutmut_29": "self._app_paused = None",
+            "__init____mutmut_31": "self._write_paused = None",
+            "_read_records__mutmut_2": "ended = None",
+            "_read_records__mutmut_13": "ended = None",
+            "handshake__mutmut_3": "timed_out = None",
+            "handshake__mutmut_16": "self._fresh = None",
+            "resume_app_reading__mutmut_1": "self._app_paused = None",
+        }.items()
+    },
+    # "" for None where only `x or ...` reads it, or where it is set before it is read.
+    "rcmd.server.tls.xǁTlsProtocolǁ__init____mutmut_27": (
+        'self._lost_exc: Exception | None = ""',
+        "read only as `x or ...`: falsy like None",
+    ),
+    "rcmd.server.tls.xǁTlsProtocolǁ__init____mutmut_28": (
+        'self._fatal: Exception | None = ""',
+        "read only as `x or ...`: falsy like None",
+    ),
+    "rcmd.server.tls.xǁTlsProtocolǁ__init____mutmut_14": (
+        'self.raw: asyncio.Transport | None = ""',
+        "connection_made() sets it before anything reads it",
+    ),
+    "rcmd.server.tls.xǁTlsProtocolǁ__init____mutmut_18": (
+        'self._arrived: asyncio.Future[None] | None = ""',
+        "handshake() sets it before the first _wake(): connect_accepted_socket's waiter wakes"
+        " accept_tls() before the transport's first read callback runs",
+    ),
+    "rcmd.server.tls.xǁTlsProtocolǁ__init____mutmut_20": (
+        "self._fresh = True",
+        "one more handshake step, on an empty BIO: it wants to read, and the handshake waits as it would",
+    ),
+    "rcmd.server.tls.x_handshake_threads__mutmut_4": (
+        "os.cpu_count() or 2",
+        "no count: max(1, 2 - 1) is max(1, 1 - 1)",
+    ),
+    # CLOSED, or None: every later check is `is State.OPEN` (None fails it as CLOSED does) except
+    # close()'s `is State.CLOSED`, past which it only closes the raw transport again, which is
+    # closing already (each of these is followed by its close or abort, or is connection_lost).
+    **{
+        f"rcmd.server.tls.xǁ{name}": (text, "None fails every `is OPEN` as CLOSED does")
+        for name, text in {
+            "TlsProtocolǁ_read_records__mutmut_23": "self.state = None",
+            "TlsProtocolǁclose__mutmut_4": "self.state = None",
+            "TlsProtocolǁconnection_lost__mutmut_3": "self.state = None",
+            "TlsProtocolǁhandshake__mutmut_35": "self.state = None",
+            "TlsProtocolǁwrite__mutmut_13": "self.state = None",
+            "TlsTransportǁabort__mutmut_1": "self._tls.state = None",
+        }.items()
+    },
+    # _flush() with nothing pending writes b"" (asyncio ignores it); with output pending, the raw
+    # transport is closing only after close() or abort(), past which nothing writes to the BIO.
+    "rcmd.server.tls.xǁTlsProtocolǁ_flush__mutmut_1": (
+        "self.raw is not None or not self.raw.is_closing()",
+        "differs only when there is nothing to send",
+    ),
+    "rcmd.server.tls.xǁTlsProtocolǁ_flush__mutmut_2": (
+        "self._outgoing.pending or self.raw",
+        "differs only when there is nothing to send",
+    ),
+    # read() raises SSLZeroReturnError only after our own close_notify (close() has set CLOSED
+    # by then, and nothing reads), and SSLEOFError only after an EOF written to the incoming BIO
+    # (never: a FIN is _peer_eof).
+    "rcmd.server.tls.xǁTlsProtocolǁ_read_records__mutmut_14": (
+        "ssl.SSLEOFError):\n            ended = False",
+        "unreachable",
+    ),
+    "rcmd.server.tls.xǁTlsProtocolǁ_read_records__mutmut_29": (
+        "(len(chunks) == 1) and False",
+        "joins one chunk: equal bytes, a copy",
+    ),
+    # eof_received() comes only while the raw transport reads: not while the application has
+    # paused reading (TlsTransport.pause_reading() pauses both), nor once CLOSED (close() and
+    # abort() stop reading), and a HANDSHAKE is taken first.
+    "rcmd.server.tls.xǁTlsProtocolǁeof_received__mutmut_4": (
+        "State.OPEN or not self._app_paused",
+        "the same for every state it is called in",
+    ),
+    # _peer_eof while the application is paused: only after its EOF was told (a FIN is read
+    # only while the application reads), so _read_pending() would tell nothing.
+    "rcmd.server.tls.xǁTlsProtocolǁresume_app_reading__mutmut_5": (
+        "self.ssl_object.pending() and self._peer_eof",
+        "the EOF was told already",
+    ),
+    # connection_lost(None) during the handshake: the raw transport closes itself cleanly only
+    # when its protocol asks (close(), or a false eof_received(), and ours returns True).
+    **{
+        f"rcmd.server.tls.xǁTlsProtocolǁhandshake__mutmut_{number}": (text, "unreachable")
+        for number, text in {
+            26: "ConnectionResetError(None)",
+            27: "XXthe connection was lostXX",
+            28: "THE CONNECTION WAS LOST",
+        }.items()
+    },
 }
 
 DETECTED = {"killed", "timeout"}  # a hang under a mutant is a test that noticed it

@@ -75,6 +75,13 @@ THREAD_TARGETS = {
     "rcmd.process.x__serve_scans": "rcmd.process.x_scan_in_thread",
     "rcmd.process.x__serve_spawns": "rcmd.process.x_spawn_in_thread",
 }
+#: Functions that run in a forked child before it execs (a preexec_fn): mutmut's record of the
+#: call stays in the child, so none is reached by any test; each counts as reached by the
+#: tests that reach the function that spawns it (--per-test). A mutant of one still runs in
+#: the child (it inherits MUTANT_UNDER_TEST), and one that raises there fails the Popen.
+CHILD_FUNCTIONS = {
+    "rcmd.server.pty.x__take_controlling_terminal": "rcmd.server.pty.x_spawn_pty",
+}
 
 
 def mutated_functions() -> set[str]:
@@ -119,7 +126,7 @@ def main() -> int:
             code = collect(tests)
             reached = state().tests_by_mangled_function_name
             if args.per_test:
-                for target, starter in THREAD_TARGETS.items():
+                for target, starter in {**THREAD_TARGETS, **CHILD_FUNCTIONS}.items():
                     reached[target] |= reached[starter]
                 return code
             every_test = set(state().duration_by_test)

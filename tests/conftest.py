@@ -2,6 +2,9 @@
 
 Every server a test starts is stopped at teardown (SIGTERM, then SIGKILL if it hangs),
 and its log is printed when a test fails, so a failure says what the server saw.
+
+And servers in this process (``start``, ``peers``, ``server_log``; tests/_mutserver.py), for
+the tests mutation testing credits: it sees only the code the test process runs.
 """
 
 from __future__ import annotations
@@ -13,9 +16,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from _mutserver import Peer, ServerLog, stop
 from hypothesis import HealthCheck, settings
 
 # No hypothesis test may fail for being slow: on a loaded machine (or under mutmut, which
@@ -324,3 +330,60 @@ def frames_until_closed(sock) -> list:
             messages.append(decode_message(frame))
         if not chunk:
             return messages
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator:
+    """start(**options): a BackgroundServer (port 0, utf-8, cwd tmp_path) closed at the end."""
+    from rcmd.server import BackgroundServer
+
+    servers: list[BackgroundServer] = []
+
+    def started(**options: object) -> BackgroundServer:
+        server = BackgroundServer(**{"encoding": "utf-8", "cwd": str(tmp_path), **options})
+        servers.append(server.start())
+        return server
+
+    yield started
+    for server in servers:
+        stop(server)
+
+
+@pytest.fixture
+def peers() -> Iterator:
+    """peers(server, hello=True): a Peer of *server* (in-process or not), closed at the end."""
+    opened: list[Peer] = []
+
+    def peer(server: Any, **options: bool) -> Peer:
+        opened.append(Peer(server.address, **options))
+        return opened[-1]
+
+    yield peer
+    for each in opened:
+        each.close()
+
+
+@pytest.fixture
+def server_log() -> Iterator[ServerLog]:
+    """The rcmd.server log lines of this test, at debug level."""
+    import logging
+
+    logger = logging.getLogger("rcmd.server")
+    handler, level = ServerLog(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """server.pem (a certificate for 127.0.0.1 and its key) and ca.pem, the CA that signed it."""
+    import trustme
+
+    folder = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(folder / "server.pem"))
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    return folder

@@ -9,51 +9,12 @@ import asyncio
 import re
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from test_mut_server import WAIT, Peer, ServerLog, stop
+from _mutserver import WAIT, Peer, stop
 
 from rcmd.messages import Error, Ping, Pong
 from rcmd.server import BackgroundServer, Server
-
-
-@pytest.fixture
-def server_log() -> Iterator[ServerLog]:
-    import logging
-
-    logger = logging.getLogger("rcmd.server")
-    handler, level = ServerLog(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(level)
-
-
-@pytest.fixture
-def start(tmp_path: Path) -> Iterator:
-    servers: list[BackgroundServer] = []
-
-    def started(**options: object) -> BackgroundServer:
-        server = BackgroundServer(**{"encoding": "utf-8", "cwd": str(tmp_path), **options})
-        servers.append(server.start())
-        return server
-
-    yield started
-    for server in servers:
-        stop(server)
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import trustme
-
-    folder = tmp_path_factory.mktemp("tls")
-    ca = trustme.CA()
-    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(folder / "server.pem"))
-    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
-    return folder
 
 
 @pytest.fixture

@@ -17,13 +17,13 @@ import re
 import signal
 import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _mutserver import WAIT, Peer, split, stop
 
 from rcmd import __version__
-from rcmd.framing import CLOSED, NEED_DATA, LengthPrefixFramer, encode_frame, frame_header
+from rcmd.framing import NEED_DATA, LengthPrefixFramer, frame_header
 from rcmd.messages import (
     REFUSED,
     Cancel,
@@ -47,149 +47,6 @@ from rcmd.messages import (
 from rcmd.process import PIPE_SIZE
 from rcmd.server import BackgroundServer
 from rcmd.server.command import OUTPUT_CUT_NOTE, STDIN_BACKLOG
-
-#: Bound on every wait for a reply: the server's own waits are a few seconds at most.
-WAIT = 10.0
-
-
-class ServerLog(logging.Handler):
-    """The rcmd.server log lines, as the server thread writes them, to wait for and read."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-        self.changed = threading.Condition()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        with self.changed:
-            self.lines.append(record.getMessage())
-            self.changed.notify_all()
-
-    def wait_for(self, pattern: str) -> re.Match[str]:
-        """The first line matching *pattern*, once the server has logged it."""
-        with self.changed:
-            for _ in range(10_000):
-                for line in self.lines:
-                    if match := re.search(pattern, line):
-                        return match
-                if not self.changed.wait(WAIT):
-                    break
-        raise AssertionError(f"the server never logged {pattern!r}: {self.lines[-20:]}")
-
-    def has(self, pattern: str) -> bool:
-        with self.changed:
-            return any(re.search(pattern, line) for line in self.lines)
-
-
-@pytest.fixture
-def server_log() -> Iterator[ServerLog]:
-    logger = logging.getLogger("rcmd.server")
-    handler, level = ServerLog(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(level)
-
-
-class Peer:
-    """A raw client: sends what it is given (even what the rcmd client never would)."""
-
-    def __init__(self, address: tuple[str, int], *, hello: bool = True) -> None:
-        self.sock = socket.create_connection(address, timeout=WAIT)
-        self.framer = LengthPrefixFramer(16 * 1024 * 1024)
-        self.hello = self.receive()
-        if hello:
-            self.send(Hello())
-
-    def send(self, message: Message) -> None:
-        self.send_payload(encode_message(message))
-
-    def send_payload(self, payload: bytes) -> None:
-        self.sock.sendall(encode_frame(payload))
-
-    def receive(self) -> Message | None:
-        """The next message; None once the server has closed the connection."""
-        while True:
-            frame = self.framer.next_frame()
-            if frame is CLOSED:
-                return None
-            if frame is not NEED_DATA:
-                assert isinstance(frame, bytes)
-                return decode_message(frame)
-            try:
-                data = self.sock.recv(256 * 1024)
-            except ConnectionResetError:
-                data = b""
-            self.framer.receive_data(data)
-
-    def reply(self) -> list[Message]:
-        """Messages up to and including EXIT, or up to the close."""
-        messages: list[Message] = []
-        while (message := self.receive()) is not None:
-            messages.append(message)
-            if isinstance(message, Exit):
-                break
-        return messages
-
-    def rest(self) -> list[Message]:
-        """Every message up to the close."""
-        messages: list[Message] = []
-        while (message := self.receive()) is not None:
-            messages.append(message)
-        return messages
-
-    def run(self, run: Run) -> tuple[bytes, bytes, Exit]:
-        """Send *run*; its stdout, its stderr and its EXIT."""
-        self.send(run)
-        return split(self.reply())
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def split(messages: list[Message]) -> tuple[bytes, bytes, Exit]:
-    out = b"".join(m.data for m in messages if isinstance(m, Stdout))
-    err = b"".join(m.data for m in messages if isinstance(m, Stderr))
-    assert isinstance(messages[-1], Exit), messages
-    return out, err, messages[-1]
-
-
-@pytest.fixture
-def start(tmp_path: Path) -> Iterator:
-    """start(**options): a BackgroundServer (port 0, utf-8, cwd tmp_path) closed at the end."""
-    servers: list[BackgroundServer] = []
-
-    def started(**options: object) -> BackgroundServer:
-        server = BackgroundServer(**{"encoding": "utf-8", "cwd": str(tmp_path), **options})
-        servers.append(server.start())
-        return server
-
-    yield started
-    for server in servers:
-        stop(server)
-
-
-def stop(server: BackgroundServer) -> None:
-    """Close *server*, failing (not hanging) if its thread does not end."""
-    closer = threading.Thread(target=server.close, daemon=True)
-    closer.start()
-    closer.join(WAIT)
-    assert not closer.is_alive(), "the server's thread did not stop"
-
-
-@pytest.fixture
-def peers() -> Iterator:
-    opened: list[Peer] = []
-
-    def peer(server: BackgroundServer, **options: bool) -> Peer:
-        opened.append(Peer(server.address, **options))
-        return opened[-1]
-
-    yield peer
-    for each in opened:
-        each.close()
-
 
 # ------------------------------------------------------------------------ the handshake
 
@@ -892,17 +749,6 @@ def test_an_ipv6_address_is_logged_in_brackets(start, server_log):
 
 
 # ------------------------------------------------------------------------------------ TLS
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import trustme
-
-    folder = tmp_path_factory.mktemp("tls")
-    ca = trustme.CA()
-    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(folder / "server.pem"))
-    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
-    return folder
 
 
 def until_closed(sock: socket.socket) -> list[Message]:

@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 from pathlib import Path
 
 import pytest
+from _mutserver import Peer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rcmd import connect
 from rcmd.errors import RemoteProtocolError
-from rcmd.framing import CLOSED, NEED_DATA, LengthPrefixFramer, encode_frame
 from rcmd.messages import (
     MAX_JSON_DEPTH,
     REFUSED,
@@ -62,53 +61,13 @@ def no_traceback(request):
         assert "Traceback" not in log, log[-3000:]
 
 
-class RawClient:
-    """A client that sends payloads as given, to say what the rcmd client never would."""
-
-    def __init__(self, address: tuple[str, int], *, hello: bool = True) -> None:
-        self.sock = socket.create_connection(address, timeout=30)
-        self.framer = LengthPrefixFramer()
-        self.hello = self.receive()
-        assert isinstance(self.hello, Hello)
-        if hello:
-            self.send(encode_message(Hello()))
-
-    def send(self, payload: bytes) -> None:
-        self.sock.sendall(encode_frame(payload))
-
-    def receive(self) -> Message | None:
-        """The next message from the server; None once it has closed the connection."""
-        while True:
-            frame = self.framer.next_frame()
-            if frame is CLOSED:
-                return None
-            if frame is not NEED_DATA:
-                assert isinstance(frame, bytes)
-                return decode_message(frame)
-            try:
-                self.framer.receive_data(self.sock.recv(65536))
-            except ConnectionResetError:
-                self.framer.receive_data(b"")
-
-    def reply(self) -> list[Message]:
-        """Messages up to and including EXIT, or up to the close."""
-        messages: list[Message] = []
-        while (message := self.receive()) is not None:
-            messages.append(message)
-            if isinstance(message, Exit):
-                break
-        return messages
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 @pytest.fixture
 def raw(target):
-    clients: list[RawClient] = []
+    clients: list[Peer] = []
 
-    def open_client(*, hello: bool = True) -> RawClient:
-        clients.append(RawClient(target.address, hello=hello))
+    def open_client(*, hello: bool = True) -> Peer:
+        clients.append(Peer(target.address, hello=hello, timeout=30))
+        assert isinstance(clients[-1].hello, Hello)
         return clients[-1]
 
     yield open_client
@@ -160,20 +119,20 @@ GARBAGE = {
 @pytest.mark.parametrize(("body", "reason"), GARBAGE.values(), ids=GARBAGE.keys())
 def test_garbage_gets_an_error_with_the_reason_then_the_close(raw, body, reason):
     client = raw()
-    client.send(run_payload(body))
+    client.send_payload(run_payload(body))
     assert reason in the_error(client.reply())
     assert client.receive() is None  # closed
 
 
 def test_nesting_at_the_limit_is_fine(raw):
     client = raw()
-    client.send(run_payload(f'{{"command":"echo ok","later":{nested(MAX_JSON_DEPTH - 1)}}}'))
+    client.send_payload(run_payload(f'{{"command":"echo ok","later":{nested(MAX_JSON_DEPTH - 1)}}}'))
     assert [type(m) for m in client.reply()] == [Stdout, Exit]
 
 
 def test_a_json_bomb_before_authentication_gets_an_error(raw):
     client = raw(hello=False)  # the HELLO itself is the bomb, within the 8 KiB handshake frame
-    client.send(b"\x01" + f'{{"protocol":1,"later":{nested(4000)}}}'.encode())
+    client.send_payload(b"\x01" + f'{{"protocol":1,"later":{nested(4000)}}}'.encode())
     assert "nested deeper than" in the_error(client.reply())
 
 
@@ -190,7 +149,7 @@ def test_a_frame_too_large_in_the_handshake_gets_no_advice_about_command_lines(r
 
 def test_a_lone_surrogate_outside_a_run_is_garbage(raw):
     client = raw(hello=False)
-    client.send(b'\x01{"protocol":1,"software":"rcmd \\udcff"}')
+    client.send_payload(b'\x01{"protocol":1,"software":"rcmd \\udcff"}')
     assert "HELLO field 'software' is not Unicode text" in the_error(client.reply())
 
 
@@ -218,13 +177,13 @@ REFUSALS = {
 @pytest.mark.parametrize(("body", "reason"), REFUSALS.values(), ids=REFUSALS.keys())
 def test_a_run_that_cannot_be_run_is_refused_and_the_connection_goes_on(raw, body, reason):
     client = raw()
-    client.send(run_payload(body))
+    client.send_payload(run_payload(body))
     refused = client.reply()
     assert [type(m) for m in refused] == [Stderr, Exit], refused
     assert refused[0].data.decode().startswith("rcmd: refused: ")
     assert reason in refused[0].data.decode()
     assert refused[1].returncode == REFUSED == 126
-    client.send(encode_message(Run("echo ok")))
+    client.send(Run("echo ok"))
     assert client.reply() == [Stdout(b"ok\n"), Exit(0, cwd=client.hello.cwd)]
 
 
@@ -240,13 +199,13 @@ CANNOT_START = {
 @pytest.mark.parametrize(("fields", "reason"), CANNOT_START.values(), ids=CANNOT_START.keys())
 def test_a_command_that_cannot_start_still_gets_127_and_it_goes_on(raw, fields, reason):
     client = raw()
-    client.send(encode_message(Run(**{"command": "true", **fields})))
+    client.send(Run(**{"command": "true", **fields}))
     stderr, exit = client.reply()
     assert isinstance(stderr, Stderr)
     assert stderr.data.startswith(b"rcmd: cannot run command in ")
     assert reason in stderr.data
     assert exit == Exit(127, cwd=client.hello.cwd)
-    client.send(encode_message(Run("echo ok")))
+    client.send(Run("echo ok"))
     assert client.reply() == [Stdout(b"ok\n"), Exit(0, cwd=client.hello.cwd)]
 
 

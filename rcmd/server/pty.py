@@ -45,7 +45,7 @@ class PtyChild(Child):
         if self.stdin is not None:
             try:
                 os.write(self.stdin, bytes([termios.tcgetattr(self.stdin)[6][termios.VEOF][0]]))
-            except (OSError, IndexError, TypeError):
+            except (OSError, termios.error, IndexError, TypeError):  # termios.error is no OSError
                 pass
         super().close_stdin()
 
