@@ -655,6 +655,14 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
             28: "THE CONNECTION WAS LOST",
         }.items()
     },
+    # rcmd.console (branch mutcon). format_size(): GiB is the last unit, so the loop ends there
+    # whether or not the `unit == "GiB"` test breaks out of it. OutputWriter: codec names are
+    # looked up case-insensitively.
+    **{
+        f"rcmd.console.x_format_size__mutmut_{number}": (f'unit == "{text}"', "GiB is the last unit anyway")
+        for number, text in {21: "XXGiBXX", 22: "gib", 23: "GIB"}.items()
+    },
+    "rcmd.console.xǁOutputWriterǁ__init____mutmut_16": ('or "UTF-8"', "the same codec as utf-8"),
 }
 
 DETECTED = {"killed", "timeout"}  # a hang under a mutant is a test that noticed it

@@ -452,7 +452,7 @@ def test_run_command_tolerates_a_failed_note(client):
 
 def test_run_one_passes_every_option_on(client):
     out, err = binary_stream(), binary_stream()
-    assert run_one(client, "sleep 60", 0.2, out, err, show_status=True) == ExitStatus.TIMED_OUT
+    assert run_one(client, "sleep 5", 0.2, out, err, show_status=True) == ExitStatus.TIMED_OUT
     assert written(err) == b"[timed out]\n"
     fd = stdin_pipe(b"in\n")
     try:
@@ -470,7 +470,7 @@ def test_run_one_passes_every_option_on(client):
 
 def test_run_lines_passes_the_timeout_and_colours_only_when_asked(client):
     out, err = binary_stream(), binary_stream()
-    assert run_lines(client, ["printf e >&2", "sleep 60"], 0.2, out, err) == ExitStatus.TIMED_OUT
+    assert run_lines(client, ["printf e >&2", "sleep 5"], 0.2, out, err) == ExitStatus.TIMED_OUT
     assert written(err) == b"e"
 
 
@@ -492,11 +492,13 @@ def test_pty_notes_a_failure_after_the_output_on_a_line_of_its_own(client):
 
 def test_pty_timeout_stdin_and_a_failed_note(client):
     out, err = binary_stream(), binary_stream()
-    assert run_command(client, "sleep 60", 0.2, out, err, pty=True, show_status=True) == 124
+    assert run_command(client, "sleep 5", 0.2, out, err, pty=True, show_status=True) == 124
     assert written(err) == b"[timed out]\n"
     fd = stdin_pipe(b"7\n")
     try:
-        status, _, _ = run(client, "read code; exit $code", pty=True, stdin_fd=fd)
+        status = run_command(
+            client, "read code; exit $code", 10, binary_stream(), binary_stream(), pty=True, stdin_fd=fd
+        )
     finally:
         os.close(fd)
     assert status == 7
@@ -590,7 +592,8 @@ def test_a_cancel_by_the_server_without_a_reason(fake_server, monkeypatch):
 
     def cancelled(conn: socket.socket) -> None:
         send(conn, Exit(-15, signal=15, cancelled=True))
-        silent.wait(10)  # and nothing more, until the test is over (then it hangs up)
+        silent.wait(10)  # and nothing more, until the test is over
+        conn.shutdown(socket.SHUT_RDWR)
 
     server = fake_server(scripted(cancelled, lambda conn: None))
     try:
