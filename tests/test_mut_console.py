@@ -54,6 +54,8 @@ from rcmd.messages import (
     Exit,
     Hello,
     Message,
+    Ping,
+    Pong,
     Run,
     Stderr,
     Stdout,
@@ -526,12 +528,18 @@ def send(conn: socket.socket, *messages: Message) -> None:
     conn.sendall(b"".join(encode_frame(encode_message(message)) for message in messages))
 
 
-def scripted(on_run: Callable[[socket.socket], None], on_cancel: Callable[[socket.socket], None]):
-    """A server script: HELLO, then *on_run* at the RUN and *on_cancel* at a CANCEL, until the
-    client hangs up."""
+def scripted(
+    on_run: Callable[[socket.socket], None],
+    on_cancel: Callable[[socket.socket], None],
+    on_ping: Callable[[socket.socket], None] | None = None,
+):
+    """A server script: HELLO, then *on_run* at the RUN, *on_cancel* at a CANCEL and *on_ping*
+    at a PING (if given: the HELLO then lists the pty and ping extensions), until the client
+    hangs up."""
 
     def script(conn: socket.socket) -> None:
-        send(conn, Hello(encoding="utf-8", cwd="/"))
+        extensions = ["pty", "ping"] if on_ping else None
+        send(conn, Hello(encoding="utf-8", cwd="/", extensions=extensions))
         framer = LengthPrefixFramer()
         while chunk := conn.recv(65536):
             framer.receive_data(chunk)
@@ -541,6 +549,8 @@ def scripted(on_run: Callable[[socket.socket], None], on_cancel: Callable[[socke
                     on_run(conn)
                 elif isinstance(message, Cancel):
                     on_cancel(conn)
+                elif isinstance(message, Ping) and on_ping:
+                    on_ping(conn)
 
     return script
 
@@ -568,6 +578,25 @@ def test_output_in_flight_after_ctrl_c_is_dropped_and_counted(fake_server, exit,
     assert out.getvalue() == "first"
     assert written(err) == f"\n[{note}: 3.4 KiB of output dropped]\n".encode()
     assert status == exit_status(exit)
+
+
+def test_pty_output_in_flight_after_an_interrupt_key_is_dropped_and_counted(fake_server):
+    """On a PTY, Ctrl-C is a key (here from a pipe): what the server sent before it got the key,
+    up to the PONG of the PING sent just before it, is dropped (1500 + 2000 bytes), and the note
+    says how much."""
+
+    def in_flight(conn: socket.socket) -> None:
+        send(conn, Stdout(b"x" * 1500), Stdout(b"y" * 2000), Pong(), Exit(-2, signal=2))
+
+    server = fake_server(scripted(lambda conn: None, lambda conn: None, in_flight))
+    fd = stdin_pipe(b"\x03")
+    try:
+        with connect(*server.address) as client:
+            status, out, err = run(client, "yes", pty=True, stdin_fd=fd, show_status=True)
+    finally:
+        os.close(fd)
+    assert (status, out) == (130, b"")
+    assert err == b"[killed by SIGINT: 3.4 KiB of output dropped]\n"
 
 
 def test_a_cancel_by_the_server_reports_its_reason(fake_server):
