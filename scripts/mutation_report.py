@@ -655,6 +655,34 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
             28: "THE CONNECTION WAS LOST",
         }.items()
     },
+    # rcmd.console (branch mutcon). format_size(): GiB is the last unit, so the loop ends there
+    # whether or not the `unit == "GiB"` test breaks out of it. OutputWriter: codec names are
+    # looked up case-insensitively.
+    **{
+        f"rcmd.console.x_format_size__mutmut_{number}": (f'unit == "{text}"', "GiB is the last unit anyway")
+        for number, text in {21: "XXGiBXX", 22: "gib", 23: "GIB"}.items()
+    },
+    "rcmd.console.xǁOutputWriterǁ__init____mutmut_16": ('or "UTF-8"', "the same codec as utf-8"),
+    # rcmd.server.config (branch mutcon). tls_handshake_cost(): float() reads "INF" as "inf"; a
+    # flag read only as a truth value; the handshake is over at the server's second step, so a
+    # ninth is never reached.
+    "rcmd.server.config.x_tls_handshake_cost__mutmut_10": ('float("INF")', "the same infinity"),
+    "rcmd.server.config.x_tls_handshake_cost__mutmut_4": (
+        "client.check_hostname = None",
+        "read as a truth value",
+    ),
+    "rcmd.server.config.x_tls_handshake_cost__mutmut_35": ("done = None", "read only as a truth value"),
+    "rcmd.server.config.x_tls_handshake_cost__mutmut_30": ("range(9)", "done at the second step"),
+    # ssl has OP_NO_RENEGOTIATION on every OpenSSL Python 3.11 builds with (1.1.1 up): the
+    # getattr() default, there for older builds, is never taken.
+    **{
+        f"rcmd.server.config.xǁServerConfigǁ__post_init____mutmut_{number}": (text, "ssl has the flag")
+        for number, text in {
+            39: '"OP_NO_RENEGOTIATION", None)',
+            42: '"OP_NO_RENEGOTIATION", )',
+            45: '"OP_NO_RENEGOTIATION", 1)',
+        }.items()
+    },
 }
 
 DETECTED = {"killed", "timeout"}  # a hang under a mutant is a test that noticed it

@@ -7,6 +7,8 @@ each OSError is what the user reads ("cd: x: Not a directory"), so it is checked
 
 import errno
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -79,3 +81,87 @@ def test_resolve_cd_into_a_directory_we_may_not_enter(tmp_path):
     error = refused("locked", str(tmp_path))
     assert type(error) is PermissionError
     assert (error.errno, error.strerror) == (errno.EACCES, "Permission denied")
+
+
+@pytest.mark.parametrize(
+    ("command", "target"),
+    [
+        # Blanks are spaces and tabs, around the line and between cd and its word.
+        ("cd\tsub", "sub"),
+        ("\t cd \t sub \t", "sub"),
+        ("cd\t", ""),
+        # Only those: a newline or another space character is the shell's.
+        ("cd x\n", None),
+        ("\ncd x", None),
+        ("cd \nx", None),
+        ("cd\x0bx", None),
+        # A quoted word: one or more characters, taken as they are (no ~ expansion).
+        ("cd 'a'", "a"),
+        ("cd '~'", "~"),
+        ("cd 'a$b;c'", "a$b;c"),
+        ("cd ''", None),
+        ("cd '", None),
+        ("cd 'a'b'", None),
+        ("cd 'a''b'", None),
+        ("cd 'a'b", None),
+        ("cd a'b'", None),
+        # A plain word: ~ alone is home, ~user another home; other characters as they are.
+        ("cd ~", os.path.expanduser("~")),
+        ("cd a~b", "a~b"),
+        ("cd a-b.c_d/e:f,g=h+i%j@k", "a-b.c_d/e:f,g=h+i%j@k"),
+        ("cd é", "é"),
+        # An option is the shell's; - alone is the previous directory.
+        ("cd -P", None),
+        ("cd --", None),
+        ("cd '-x'", None),
+        ("cd '-'", "-"),
+        # Every other character that makes a shell do more than take the word.
+        *[(f"cd a{ch}b", None) for ch in "'\"\\#!^]}\x7f\x01\x1f\r\x0b"],
+    ],
+    ids=repr,
+)
+def test_parse_cd_edges(command, target):
+    assert parse_cd(command) == target
+
+
+NOBODY = 65534
+
+
+def resolve_cd_as_nobody(target: str, cwd: str) -> str:
+    """What resolve_cd() does for an unprivileged user (uid 65534), run in a forked child of
+    this process: root may enter any directory, and access() checks the real uid."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop to nobody, try, and say what happened
+        try:
+            os.close(read_fd)
+            os.setgroups([])
+            os.setresgid(NOBODY, NOBODY, NOBODY)
+            os.setresuid(NOBODY, NOBODY, NOBODY)
+            try:
+                answer = resolve_cd(target, cwd, None)
+            except OSError as exc:
+                answer = f"{type(exc).__name__} {exc.errno} {exc.strerror}"
+            os.write(write_fd, answer.encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        answer = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return answer
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="not root: the test above checks this as this user")
+def test_resolve_cd_into_a_directory_nobody_may_enter():
+    """test_resolve_cd_into_a_directory_we_may_not_enter, for a test run as root."""
+    top = tempfile.mkdtemp(prefix="rcmd-cd-")  # pytest's tmp_path is in a folder only root may enter
+    try:
+        os.chmod(top, 0o755)
+        os.mkdir(os.path.join(top, "open"), 0o755)
+        os.mkdir(os.path.join(top, "locked"), 0o600)
+        assert resolve_cd("locked", top, None) == os.path.join(top, "locked")  # root: any directory
+        assert resolve_cd_as_nobody("open", top) == os.path.join(top, "open")
+        assert resolve_cd_as_nobody("locked", top) == "PermissionError 13 Permission denied"
+    finally:
+        shutil.rmtree(top)

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import math
 import ssl
+import warnings
 
 import pytest
 import trustme
 
+from rcmd.server import config
 from rcmd.server.config import (
     MAX_FRAME_SIZE,
     MIN_FRAME_SIZE,
@@ -17,6 +19,7 @@ from rcmd.server.config import (
     InsecureBindError,
     ServerConfig,
     is_loopback,
+    tls_handshake_cost,
 )
 
 SECRET = b"config-secret-0123456789abcdef"
@@ -206,3 +209,74 @@ def test_naive_framing_listens_on_loopback_only():
         ServerConfig(host="10.1.2.3", framing=Framing.NAIVE, insecure_no_auth=True).framing is Framing.NAIVE
     )
     assert ServerConfig(host="::1", framing=Framing.NAIVE).host == "::1"
+
+
+def test_user_accounts_replace_the_secret_and_need_prefixed_framing():
+    message = "user accounts (--users) replace the shared secret and need prefixed framing"
+    assert str(refusal(users={}, secret=SECRET)) == message
+    assert str(refusal(users={}, framing=Framing.NAIVE)) == message
+    assert ServerConfig(users={}).users == {}
+    assert ServerConfig(users={}, host="0.0.0.0").host == "0.0.0.0"  # a login, as a secret is
+
+
+def test_the_tls_context_refuses_renegotiation_and_keeps_its_defaults(server_pem):
+    tls = ServerConfig(tls_cert=str(server_pem)).tls
+    assert tls is not None
+    defaults = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).options
+    assert tls.options == defaults | ssl.OP_NO_RENEGOTIATION
+    assert defaults & ssl.OP_NO_COMPRESSION  # so a lost default shows
+
+
+@pytest.mark.parametrize("grace", [0.0, 1e-9, 30.0])
+def test_a_startup_grace_of_zero_or_more_is_taken(grace):
+    assert ServerConfig(startup_grace=grace).startup_grace == grace
+
+
+def test_an_infinite_startup_grace_is_refused():
+    assert str(refusal(startup_grace=math.inf)) == (
+        "startup grace must be a finite number of seconds >= 0, not inf"
+    )
+
+
+class CountingContext:
+    """A server context that counts the handshakes it is asked for."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.context = context
+        self.handshakes = 0
+
+    def wrap_bio(
+        self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, *, server_side: bool
+    ) -> ssl.SSLObject:
+        self.handshakes += 1
+        return self.context.wrap_bio(incoming, outgoing, server_side=server_side)
+
+
+@pytest.fixture
+def server_context(server_pem) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(server_pem))
+    return context
+
+
+def test_tls_handshake_cost_is_the_cpu_of_the_servers_side(server_context):
+    """Measured on a real handshake: some CPU, well under a second (an RSA 2048 signature),
+    with a client context made as ssl wants it now (no deprecated default protocol)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        assert 0 < tls_handshake_cost(server_context) < 0.5
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_tls_handshake_cost_counts_only_the_servers_steps(server_context, monkeypatch, version):
+    """A clock that ticks once at each reading: the cost is then the number of steps the
+    server's side took to finish the handshake (its second do_handshake() completes it, in
+    TLS 1.2 and 1.3 alike), the best of 3 tries by default."""
+    ticks = iter(range(1000))
+    monkeypatch.setattr(config.time, "thread_time", lambda: float(next(ticks)))
+    server_context.minimum_version = server_context.maximum_version = version
+    counting = CountingContext(server_context)
+    assert tls_handshake_cost(counting) == 2.0  # type: ignore[arg-type]
+    assert counting.handshakes == 3
+    assert tls_handshake_cost(counting, tries=1) == 2.0  # type: ignore[arg-type]
+    assert counting.handshakes == 4

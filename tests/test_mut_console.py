@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import errno
 import io
+import os
 import signal
+import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from rcmd import connect
+from rcmd import connect, console
 from rcmd.client import Client
 from rcmd.console import (
     DIM_RED,
@@ -23,17 +26,42 @@ from rcmd.console import (
     RESET,
     ExitStatus,
     OutputWriter,
+    connection_failure,
     ctrl_c_cancels,
     describe_exit,
     exit_status,
     format_size,
     run_command,
     run_lines,
+    run_naive,
     run_one,
     wants_color,
 )
-from rcmd.errors import LocalWriteError
-from rcmd.messages import Exit, Stderr, Stdout
+from rcmd.errors import (
+    AuthenticationError,
+    ConnectionClosed,
+    FrameTooLarge,
+    LocalWriteError,
+    ProtocolMismatch,
+    RemoteProtocolError,
+    ServerError,
+    TlsError,
+)
+from rcmd.framing import CLOSED, NEED_DATA, LengthPrefixFramer, encode_frame
+from rcmd.messages import (
+    Cancel,
+    Error,
+    Exit,
+    Hello,
+    Message,
+    Ping,
+    Pong,
+    Run,
+    Stderr,
+    Stdout,
+    decode_message,
+    encode_message,
+)
 from rcmd.server import BackgroundServer
 
 
@@ -350,3 +378,326 @@ def test_run_naive_shows_the_reply_and_knows_no_status(naive_background):
     with connect(*naive_background.address, framing="naive") as client:
         assert run_one(client, "echo hi", None, out, err) == ExitStatus.STATUS_UNKNOWN == 246
     assert (out.getvalue(), err.getvalue()) == ("hi\n", "")
+
+
+# ------------------------------------------------------ how a failed connection is reported
+
+
+@pytest.mark.parametrize(
+    ("exc", "status", "message"),
+    [
+        (AuthenticationError("the secret is wrong"), ExitStatus.AUTH_FAILED, "the secret is wrong"),
+        (TlsError("certificate verify failed"), ExitStatus.TLS_FAILED, "certificate verify failed"),
+        (ProtocolMismatch("no HELLO"), ExitStatus.PROTOCOL_MISMATCH, "no HELLO"),
+        (
+            FrameTooLarge(10, 5),
+            ExitStatus.FRAME_TOO_LARGE,
+            "h:1: frame of 10 bytes exceeds the maximum of 5 bytes "
+            "(is the peer speaking another protocol, e.g. naive framing?)",
+        ),
+        (RemoteProtocolError("bad"), ExitStatus.PROTOCOL_ERROR, "h:1: protocol error: bad"),
+        (ServerError("shutting down"), ExitStatus.CONNECTION_LOST, "h:1: server error: shutting down"),
+        (ConnectionClosed("gone"), ExitStatus.CONNECTION_LOST, "h:1: gone"),
+        (
+            ConnectionRefusedError(),
+            ExitStatus.CONNECTION_FAILED,
+            "cannot connect to h:1: connection refused (is rcmd-server running?)",
+        ),
+        (
+            socket.gaierror(-2, "Name or service not known"),
+            ExitStatus.HOST_NOT_FOUND,
+            "cannot resolve host 'h': Name or service not known",
+        ),
+        (TimeoutError(), ExitStatus.CONNECT_TIMEOUT, "cannot connect to h:1: no answer within 2.5s"),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else None,
+)
+def test_connection_failures_have_their_own_status_and_message(exc, status, message):
+    assert connection_failure(exc, "h:1", "h", 2.5) == (status, message)
+
+
+def test_other_errors_are_no_connection_failure():
+    assert connection_failure(OSError(errno.ENOSPC, "full"), "h:1", "h", 2.5) is None
+    assert connection_failure(ValueError("x"), "h:1", "h", 2.5) is None
+
+
+# ------------------------------------------------- run_command's options, run_one and run_lines
+
+
+def stdin_pipe(data: bytes) -> int:
+    """The read end of a pipe that holds *data* and then ends."""
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, data)
+    os.close(write_fd)
+    return read_fd
+
+
+def test_run_command_forwards_stdin(client):
+    fd = stdin_pipe(b"to the command\n")
+    try:
+        assert run(client, "cat", stdin_fd=fd) == (0, b"to the command\n", b"")
+    finally:
+        os.close(fd)
+
+
+class FullForText(FullDisk):
+    """A full disk that still takes an empty write (a decoder's flush with nothing left)."""
+
+    def write(self, text: str) -> int:
+        return super().write(text) if text else 0
+
+
+def test_run_command_tolerates_a_failed_note(client):
+    """The note is a courtesy: a stderr that fails then does not change the status."""
+    assert run_command(client, "exit 3", None, io.StringIO(), FullForText("write"), show_status=True) == 3
+
+
+def test_run_one_passes_every_option_on(client):
+    out, err = binary_stream(), binary_stream()
+    assert run_one(client, "sleep 5", 0.2, out, err, show_status=True) == ExitStatus.TIMED_OUT
+    assert written(err) == b"[timed out]\n"
+    fd = stdin_pipe(b"in\n")
+    try:
+        assert (
+            run_one(client, "cat; printf e >&2; exit 3", None, out, err, stdin_fd=fd, show_status=True) == 3
+        )
+    finally:
+        os.close(fd)
+    assert written(out) == b"in\n"  # not coloured: colour is asked for
+    assert written(err) == b"[timed out]\ne\n[exit 3]\n"
+    out, err = binary_stream(), binary_stream()
+    assert run_one(client, "printf 'a\\nb\\n'", None, out, err, pty=True) == 0
+    assert written(out) == b"a\r\nb\r\n"  # a terminal's newlines
+
+
+def test_run_lines_passes_the_timeout_and_colours_only_when_asked(client):
+    out, err = binary_stream(), binary_stream()
+    assert run_lines(client, ["printf e >&2", "sleep 5"], 0.2, out, err) == ExitStatus.TIMED_OUT
+    assert written(err) == b"e"
+
+
+# ------------------------------------------------------------- on a remote pseudo-terminal
+
+
+def test_pty_output_and_status(client):
+    assert run(client, "echo out; echo err >&2; exit 3", pty=True) == (3, b"out\r\nerr\r\n", b"")
+
+
+def test_pty_notes_a_failure_after_the_output_on_a_line_of_its_own(client):
+    assert run(client, "printf x; exit 3", pty=True, show_status=True) == (3, b"x", b"\n[exit 3]\n")
+    assert run(client, "echo x; exit 4", pty=True, show_status=True) == (4, b"x\r\n", b"[exit 4]\n")
+    assert run(client, "kill -9 $$", pty=True, show_status=True) == (137, b"", b"[killed by SIGKILL]\n")
+    assert run(client, "echo fine", pty=True, show_status=True) == (0, b"fine\r\n", b"")
+    status, _, err = run(client, "exit 5", pty=True, show_status=True, color=True)
+    assert (status, err) == (5, f"{DIM_RED}[exit 5]{RESET}\n".encode())
+
+
+def test_pty_timeout_stdin_and_a_failed_note(client):
+    out, err = binary_stream(), binary_stream()
+    assert run_command(client, "sleep 5", 0.2, out, err, pty=True, show_status=True) == 124
+    assert written(err) == b"[timed out]\n"
+    fd = stdin_pipe(b"7\n")
+    try:
+        status = run_command(
+            client, "read code; exit $code", 10, binary_stream(), binary_stream(), pty=True, stdin_fd=fd
+        )
+    finally:
+        os.close(fd)
+    assert status == 7
+    assert (
+        run_command(client, "exit 3", None, binary_stream(), FullForText("write"), pty=True, show_status=True)
+        == 3
+    )
+
+
+# ---------------------------------------------------------- Ctrl-C, and output dropped after it
+
+
+class InterruptingStdout(io.StringIO):
+    """A stdout at which Ctrl-C is pressed as the first output is shown."""
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        if text:
+            signal.raise_signal(signal.SIGINT)  # once: a second press would end rcmd
+            self.write = super().write  # type: ignore[method-assign]
+        return written
+
+
+def send(conn: socket.socket, *messages: Message) -> None:
+    conn.sendall(b"".join(encode_frame(encode_message(message)) for message in messages))
+
+
+def scripted(
+    on_run: Callable[[socket.socket], None],
+    on_cancel: Callable[[socket.socket], None],
+    on_ping: Callable[[socket.socket], None] | None = None,
+):
+    """A server script: HELLO, then *on_run* at the RUN, *on_cancel* at a CANCEL and *on_ping*
+    at a PING (if given: the HELLO then lists the pty and ping extensions), until the client
+    hangs up."""
+
+    def script(conn: socket.socket) -> None:
+        extensions = ["pty", "ping"] if on_ping else None
+        send(conn, Hello(encoding="utf-8", cwd="/", extensions=extensions))
+        framer = LengthPrefixFramer()
+        while chunk := conn.recv(65536):
+            framer.receive_data(chunk)
+            while (frame := framer.next_frame()) not in (NEED_DATA, CLOSED):
+                message = decode_message(frame)
+                if isinstance(message, Run):
+                    on_run(conn)
+                elif isinstance(message, Cancel):
+                    on_cancel(conn)
+                elif isinstance(message, Ping) and on_ping:
+                    on_ping(conn)
+
+    return script
+
+
+@pytest.mark.parametrize(
+    ("exit", "note"),
+    [
+        (Exit(0), "cancelled"),  # it ended on its own as the CANCEL went: still a cancel
+        (Exit(-15, signal=15, cancelled=True), "cancelled"),
+        (Exit(3), "exit 3"),
+    ],
+    ids=repr,
+)
+def test_output_in_flight_after_ctrl_c_is_dropped_and_counted(fake_server, exit, note):
+    """After Ctrl-C, what was already on its way is not shown; the note says how much it was
+    (1500 + 2000 bytes in two messages)."""
+
+    def in_flight(conn: socket.socket) -> None:
+        send(conn, Stdout(b"x" * 1500), Stderr(b"y" * 2000), exit)
+
+    server = fake_server(scripted(lambda conn: send(conn, Stdout(b"first")), in_flight))
+    out, err = InterruptingStdout(), binary_stream()
+    with connect(*server.address) as client:
+        status = run_command(client, "yes", None, out, err)  # type: ignore[arg-type]
+    assert out.getvalue() == "first"
+    assert written(err) == f"\n[{note}: 3.4 KiB of output dropped]\n".encode()
+    assert status == exit_status(exit)
+
+
+def test_pty_output_in_flight_after_an_interrupt_key_is_dropped_and_counted(fake_server):
+    """On a PTY, Ctrl-C is a key (here from a pipe): what the server sent before it got the key,
+    up to the PONG of the PING sent just before it, is dropped (1500 + 2000 bytes), and the note
+    says how much."""
+
+    def in_flight(conn: socket.socket) -> None:
+        send(conn, Stdout(b"x" * 1500), Stdout(b"y" * 2000), Pong(), Exit(-2, signal=2))
+
+    server = fake_server(scripted(lambda conn: None, lambda conn: None, in_flight))
+    fd = stdin_pipe(b"\x03")
+    try:
+        with connect(*server.address) as client:
+            status, out, err = run(client, "yes", pty=True, stdin_fd=fd, show_status=True)
+    finally:
+        os.close(fd)
+    assert (status, out) == (130, b"")
+    assert err == b"[killed by SIGINT: 3.4 KiB of output dropped]\n"
+
+
+def test_a_cancel_by_the_server_reports_its_reason(fake_server):
+    """The server cancelled the command (it is shutting down) and says why after the Exit: that
+    is what rcmd reports, not a Ctrl-C. The reason comes a moment later, as over a slow link."""
+
+    def shutting_down(conn: socket.socket) -> None:
+        send(conn, Exit(-15, signal=15, cancelled=True))
+        time.sleep(0.3)  # the server's reason arrives while the client waits for it
+        send(conn, Error("the server is shutting down"))
+
+    server = fake_server(scripted(shutting_down, lambda conn: None))
+    with connect(*server.address) as client, pytest.raises(ServerError) as info:
+        run_command(client, "sleep 60", None, binary_stream(), binary_stream())
+    assert info.value.reason == "the server is shutting down"
+
+
+def test_a_cancel_by_the_server_without_a_reason(fake_server, monkeypatch):
+    """No reason within SERVER_REASON_WAIT: the connection is reported lost all the same."""
+    monkeypatch.setattr(console, "SERVER_REASON_WAIT", 0.2)
+    silent = threading.Event()
+
+    def cancelled(conn: socket.socket) -> None:
+        send(conn, Exit(-15, signal=15, cancelled=True))
+        silent.wait(10)  # and nothing more, until the test is over
+        conn.shutdown(socket.SHUT_RDWR)
+
+    server = fake_server(scripted(cancelled, lambda conn: None))
+    try:
+        with connect(*server.address) as client, pytest.raises(ConnectionClosed) as info:
+            run_command(client, "sleep 60", None, binary_stream(), binary_stream())
+        assert str(info.value) == "the server cancelled the command and gave no reason"
+    finally:
+        silent.set()
+
+
+def test_abandoning_a_lost_connection_still_reports_the_write_error(background):
+    """Output that cannot be written on a connection already gone: the CANCEL cannot be sent,
+    and what is reported is still the write error."""
+    client = connect(*background.address)
+
+    class LostAndFull(FullDisk):
+        def write(self, text: str) -> int:
+            client._sock.close()  # the connection is lost just as the disk fills up
+            return super().write(text)
+
+    try:
+        with pytest.raises(LocalWriteError):
+            run_command(client, "sleep 1; echo x", None, LostAndFull("write"), io.StringIO())
+        assert client._closed
+    finally:
+        client.close()
+
+
+# ------------------------------------------------------------------------ naive framing
+
+
+def test_run_naive_says_when_no_reply_came(naive_background):
+    out, err = io.StringIO(), io.StringIO()
+    with connect(*naive_background.address, framing="naive") as client:
+        client.sock.settimeout(0.2)  # "true" prints nothing: no reply will come
+        assert run_one(client, "true", None, out, err) == ExitStatus.STATUS_UNKNOWN
+    assert (out.getvalue(), err.getvalue()) == (
+        "",
+        "[no reply: a command that prints nothing sends nothing in naive framing]\n",
+    )
+
+
+def test_run_naive_ctrl_c_gives_up_on_the_reply():
+    class Interrupted:
+        def run(self, command: str) -> object:
+            raise KeyboardInterrupt
+
+    out, err = io.StringIO(), io.StringIO()
+    assert run_naive(Interrupted(), "sleep 9", out, err) == ExitStatus.CANCELLED  # type: ignore[arg-type]
+    assert (out.getvalue(), err.getvalue()) == ("", "^C\n")
+
+
+def test_run_naive_reports_a_failed_write(naive_background):
+    with connect(*naive_background.address, framing="naive") as client:
+        with pytest.raises(LocalWriteError) as info:
+            run_one(client, "echo hi", None, FullDisk("write"), io.StringIO())
+    assert (info.value.errno, info.value.strerror) == (errno.ENOSPC, "No space left on device")
+
+
+class NoEncodingAtAll:
+    """A stdout with no encoding attribute at all (a minimal file-like object)."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_stream_without_an_encoding_attribute_counts_as_utf8():
+    out = NoEncodingAtAll()
+    writer = OutputWriter("utf-8", out, io.StringIO())  # type: ignore[arg-type]
+    writer.write(Stdout("é".encode()))
+    assert out.text == "é"
