@@ -78,13 +78,13 @@ def tracker(monkeypatch: pytest.MonkeyPatch) -> Tracker:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_serve_runs_until_a_signal_then_closes(tracker, server_log, sig):
+def test_serve_runs_until_a_signal_then_closes(tracker, server_log, sig, tmp_path):
     replies: list[object] = []
 
     def client(host: str, port: int) -> None:
         try:
             with rcmd.connect(host, port) as connection:
-                replies.append(connection.run("echo served").stdout)
+                replies.append(connection.run("echo served; pwd").stdout)
         except BaseException as exc:  # said by the test, below
             replies.append(exc)
         os.kill(os.getpid(), sig)
@@ -93,8 +93,8 @@ def test_serve_runs_until_a_signal_then_closes(tracker, server_log, sig):
         tracker.address = (host, port)
         threading.Thread(target=client, args=(host, port)).start()
 
-    asyncio.run(serve(ServerConfig(port=0, encoding="utf-8"), on_ready=on_ready))
-    assert replies == [b"served\n"]
+    asyncio.run(serve(ServerConfig(port=0, encoding="utf-8", cwd=str(tmp_path)), on_ready=on_ready))
+    assert replies == [b"served\n" + str(tmp_path).encode() + b"\n"]  # as configured
     assert tracker.calls == [("start", True, False), ("close", True)]  # closed before the tracker
     assert tracker.address is not None
     assert tracker.address[0] == "127.0.0.1"
