@@ -18,6 +18,7 @@ import pytest
 
 from rcmd import NaiveClient
 from rcmd.framing import NAIVE_RECV_SIZE
+from rcmd.naive import NAIVE_REPLY_TIMEOUT
 from rcmd.server import BackgroundServer
 
 
@@ -222,3 +223,56 @@ def test_the_session_names_its_peer_and_forgets_its_command_once_done(tmp_path):
                     pass
             assert client.recv_reply() == b"done\n"
             assert session.process is None
+
+
+# ------------------------------------------------------------- the client, as taught
+
+
+def test_the_client_takes_one_recv_of_its_size_and_traces_it(naive):
+    from rcmd.trace import naive_reply_line
+
+    lines: list[str] = []
+    with NaiveClient.connect(*naive.address, recv_size=8, trace=lines.append) as client:
+        assert client.sock.gettimeout() == NAIVE_REPLY_TIMEOUT  # the connect timeout is not kept
+        client.send_command("echo hello world")
+        assert client.wait_buffered(12) == 12
+        assert client.recv_reply() == b"hello wo"  # one recv of 8 bytes
+        assert lines == [naive_reply_line(8, 8)]
+
+
+def test_a_client_made_from_a_socket_speaks_utf_8_and_guesses_replies(naive):
+    client = NaiveClient(socket.create_connection(naive.address, timeout=60))
+    with client:
+        assert client.sock.gettimeout() == NAIVE_REPLY_TIMEOUT
+        assert client.recv_size == NAIVE_RECV_SIZE
+        result = client.run("printf 'é'")
+        assert (result.stdout, result.encoding) == ("é".encode(), "utf-8")
+
+
+def test_a_client_in_another_encoding_sends_and_reads_in_it(tmp_path):
+    with BackgroundServer(framing="naive", encoding="gbk", cwd=str(tmp_path)) as server:
+        with NaiveClient.connect(*server.address, encoding="gbk") as client:
+            result = client.run("printf '%s' 中文 > out; printf '\\326\\320'")
+            assert (result.stdout, result.encoding) == (b"\xd6\xd0", "gbk")
+            assert result.stdout_text == "中"
+    assert (tmp_path / "out").read_bytes() == "中文".encode()  # the server decoded GBK
+
+
+def test_a_reply_cut_by_a_closed_connection_says_so(naive):
+    with NaiveClient.connect(*naive.address) as client:
+        client.sock.shutdown(socket.SHUT_WR)  # the server sees EOF and closes
+        with pytest.raises(ConnectionError, match=r"^the server closed the connection$"):
+            client.recv_reply()
+
+
+def test_wait_buffered_consumes_nothing_and_restores_the_socket(naive):
+    with NaiveClient.connect(*naive.address) as client:
+        client.sock.settimeout(7.0)
+        assert client.wait_buffered(4, timeout=0.01) == 0  # nothing sent, nothing there
+        assert client.sock.gettimeout() == 7.0
+        assert client.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1
+        client.send_command("echo abc")
+        assert client.wait_buffered(4) == 4
+        assert client.sock.gettimeout() == 7.0
+        assert client.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1
+        assert client.recv_reply() == b"abc\n"
