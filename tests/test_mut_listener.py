@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from test_mut_server import WAIT, Peer, ServerLog, stop
 
-from rcmd.messages import Error, Hello, Ping, Pong
+from rcmd.framing import encode_frame
+from rcmd.messages import Error, Hello, Ping, Pong, encode_message
 from rcmd.server import BackgroundServer, Server
 
 
@@ -420,3 +421,22 @@ def test_without_a_grace_the_oldest_startup_is_closed_at_once(start, sockets, se
     assert young.rest() == [Error("server full: closing a connection that has not finished its handshake")]
     accepted_port(server_log, waiting.getsockname()[1])
     young.close()
+
+
+def test_a_client_part_way_through_a_message_counts_as_active(start):
+    """Full of idle connections, the one idle the longest is closed for a new one: one whose
+    last read held only part of a frame was active then, though it finished no message."""
+    server = start(max_connections=3)
+    partial, idle, observer = Peer(server.address), Peer(server.address), Peer(server.address)
+    turns(partial)
+    turns(idle)  # idle finished a message last
+    ping = encode_frame(encode_message(Ping()))
+    partial.sock.sendall(ping[:2])  # but partial sent something since
+    turns(observer)  # the server has read it meanwhile
+    newcomer = Peer(server.address)
+    assert idle.rest() == [Error("server full: closing idle connection")]
+    partial.sock.sendall(ping[2:])
+    assert partial.receive() == Pong()
+    turns(newcomer)
+    for peer in (idle, partial, observer, newcomer):
+        peer.close()

@@ -239,6 +239,15 @@ def test_an_idle_connection_is_told_and_closed_after_a_command_too(start, peers,
     server_log.wait_for(r": idle for 0\.25s, closing$")
 
 
+def test_an_idle_connection_is_told_and_closed_after_its_handshake_and_a_ping(start, peers, server_log):
+    server = start(idle_timeout=0.25)
+    peer = peers(server)
+    peer.send(Ping())
+    assert peer.receive() == Pong()  # each message starts the idle time again
+    assert peer.rest() == [Error("idle for 0.25s")]
+    server_log.wait_for(rf"^127\.0\.0\.1:{peer.sock.getsockname()[1]}: ping$")
+
+
 def test_no_deadline_with_no_idle_timeout(start, peers):
     server = start(idle_timeout=None, handshake_timeout=None)
     peer = peers(server)
