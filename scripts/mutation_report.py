@@ -272,6 +272,18 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "except InterruptedError:\n            break",
         "never raised (PEP 475)",
     ),
+    # rcmd.server.session, the PONG batch and the read loop (mutrest). After the read loop, the
+    # PONGs left are written unless the client is gone: with `or`, an empty batch writes b""
+    # (nothing), and PONGs to a client that is gone go nowhere either way.
+    "rcmd.server.session.xǁPrefixedSessionǁ_read_loop__mutmut_1": (
+        "if self._pongs or not self._peer_gone",
+        "writes nothing more that anyone receives",
+    ),
+    # The first bytes are kept only to test startswith(b"\x16\x03"): 2 or 3 of them alike.
+    "rcmd.server.session.xǁPrefixedSessionǁ_read_messages__mutmut_9": (
+        "self._first_bytes = data[:3]",
+        "only its first 2 bytes are read",
+    ),
     # rcmd.server.lifecycle and rcmd.naive's server side (NaiveSession).
     # logging formats a message only when it has arguments: the tracker's sentence, passed as
     # the format itself with none, is logged as it is, a "%" in it included.
