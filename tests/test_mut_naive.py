@@ -276,3 +276,12 @@ def test_wait_buffered_consumes_nothing_and_restores_the_socket(naive):
         assert client.sock.gettimeout() == 7.0
         assert client.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1
         assert client.recv_reply() == b"abc\n"
+
+
+def test_a_client_sends_bytes_as_they_are_and_keeps_its_encoding_for_replies(tmp_path):
+    with BackgroundServer(framing="naive", encoding="gbk", cwd=str(tmp_path)) as server:
+        with NaiveClient.connect(*server.address, encoding="gbk") as client:
+            client.send_command(b"echo bytes")
+            assert client.recv_reply() == b"bytes\n"
+            result = client.run("echo ascii")  # would guess utf-8: the given encoding holds
+            assert (result.command, result.stdout, result.encoding) == ("echo ascii", b"ascii\n", "gbk")
