@@ -324,6 +324,34 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         'error: BaseException | None = ""',
         "read only when start() raised, which sets it",
     ),
+    # rcmd.server.session, the PONG batch and the read loop (mutrest). After the read loop, the
+    # PONGs left are written unless the client is gone: with `or`, an empty batch writes b""
+    # (nothing), and PONGs to a client that is gone go nowhere either way.
+    "rcmd.server.session.xǁPrefixedSessionǁ_read_loop__mutmut_1": (
+        "if self._pongs or not self._peer_gone",
+        "writes nothing more that anyone receives",
+    ),
+    # The first bytes are kept only to test startswith(b"\x16\x03"): 2 or 3 of them alike.
+    "rcmd.server.session.xǁPrefixedSessionǁ_read_messages__mutmut_9": (
+        "self._first_bytes = data[:3]",
+        "only its first 2 bytes are read",
+    ),
+    # rcmd.server.lifecycle and rcmd.naive's server side (NaiveSession).
+    # logging formats a message only when it has arguments: the tracker's sentence, passed as
+    # the format itself with none, is logged as it is, a "%" in it included.
+    "rcmd.server.lifecycle.x_serve__mutmut_5": (
+        "log.info(tracker.start(",
+        "a message without arguments is not formatted",
+    ),
+    # The server thread's loop runs by run_until_complete/run_forever: nothing on that thread
+    # asks for the current loop outside them (rcmd calls get_running_loop(); asyncio's own
+    # primitives bind to the running loop on first use since Python 3.10).
+    "rcmd.server.lifecycle.xǁServerThreadǁstart__mutmut_3": (
+        "asyncio.set_event_loop(None)",
+        "only the running loop is ever asked for",
+    ),
+    "rcmd.naive.xǁNaiveSessionǁ__init____mutmut_6": ("self._stopping = None", "read only as a truth value"),
+    "rcmd.naive.xǁNaiveSessionǁ_run__mutmut_5": ("stdin=None", "spawn() reads it only as a truth value"),
     # rcmd.server.listener.
     "rcmd.server.listener.xǁ_Listenerǁ_start_tls__mutmut_3": (
         "handed_over = None\n        try:",

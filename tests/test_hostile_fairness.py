@@ -87,6 +87,8 @@ def test_a_flooding_client_handles_at_most_events_per_turn_messages_a_turn(monke
     pings = serve_flood(done)
     assert pings > 10 * session_module.EVENTS_PER_TURN  # enough to tell
     assert max(per_turn) <= session_module.EVENTS_PER_TURN
+    # And no fewer: most turns handle a whole batch (not the first alone).
+    assert sorted(per_turn)[len(per_turn) // 2] == session_module.EVENTS_PER_TURN
 
 
 def test_the_pongs_of_a_turn_go_in_one_write(monkeypatch):

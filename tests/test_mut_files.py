@@ -25,7 +25,7 @@ import pytest
 import rcmd
 from rcmd import scram
 from rcmd.client import Client
-from rcmd.errors import ConnectionClosed, ServerError
+from rcmd.errors import ServerError
 from rcmd.files import CHUNK_SIZE, MIN_BLOCK_SIZE, fs, partial_name
 from rcmd.messages import (
     FileData,
@@ -1146,18 +1146,38 @@ def test_an_upload_of_unknown_size_holds_no_room_when_done(users_background, hom
     (homes / "tom" / partial_name("held")).unlink()
 
 
-def test_a_put_that_fails_to_hash_its_partial_file_frees_its_room(users_background, homes, monkeypatch):
+def test_a_put_that_fails_to_hash_its_partial_file_is_refused_and_frees_its_room(
+    users_background, homes, monkeypatch
+):
     def failing(*args: object) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(server_files, "hash_blocks", failing)
     with login(users_background, "tom") as client:
         room = 1000 - fs(client, "df").used
-        client._send(Put("a", size=room))
-        with pytest.raises(ConnectionClosed):  # an OSError there ends the connection ("connection lost")
-            client._next_event(time.monotonic() + 10)
-    monkeypatch.undo()
-    with login(users_background, "tom") as client:
-        client._send(Put("a", size=room))  # the room is there again
+        # Before, the OSError ended the connection ("connection lost").
+        assert refused(client, Put("a", size=room)) == FileError(
+            "/a: cannot read its partial file: Input/output error"
+        )
+        monkeypatch.undo()
+        client._send(Put("a", size=room))  # the same connection goes on, and the room is there again
         assert client._next_event() == PutReady()
     (homes / "tom" / partial_name("a")).unlink(missing_ok=True)
+
+
+def test_a_partial_file_that_shrinks_while_it_is_hashed_is_refused(client, tmp_path, server_log, monkeypatch):
+    write(tmp_path / partial_name("b"), data(3 * MIN_BLOCK_SIZE))
+    hash_blocks = server_files.hash_blocks
+
+    def shrinking(fd: int, length: int, block_size: int) -> object:
+        os.ftruncate(fd, MIN_BLOCK_SIZE)  # another writer cuts it short meanwhile
+        return hash_blocks(fd, length, block_size)
+
+    monkeypatch.setattr(server_files, "hash_blocks", shrinking)
+    # Before, the TransferError was logged as "session failed" and ended the connection.
+    reply = refused(client, Put("b", size=4 * MIN_BLOCK_SIZE, resume=True))
+    assert reply == FileError(f"{tmp_path / 'b'}: its partial file shrank while it was being read; try again")
+    monkeypatch.undo()
+    assert upload(client, "b", b"new", resume=True) == FileDone(3, sha(b"new"))
+    assert (tmp_path / "b").read_bytes() == b"new"
+    closed(client, server_log)

@@ -11,9 +11,10 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from _mutserver import WAIT, Peer, stop
+from _mutserver import WAIT, Peer, ServerLog, stop
 
-from rcmd.messages import Error, Ping, Pong
+from rcmd.framing import encode_frame
+from rcmd.messages import Error, Hello, Ping, Pong, encode_message
 from rcmd.server import BackgroundServer, Server
 
 
@@ -304,3 +305,99 @@ def test_a_connection_whose_set_up_fails_is_logged_and_the_server_goes_on(
     tls_options = {"tls_ca": str(certs / "ca.pem")} if tls else {}
     with connect(*server.address, **tls_options) as client:
         assert client.run("echo next").stdout == b"next\n"
+
+
+# ------------------------------------------------------------------- --startup-grace
+
+
+def accepted_port(server_log: ServerLog, port: int) -> None:
+    server_log.wait_for(rf"^127\.0\.0\.1:{port} accepted ")
+
+
+def turns(peer: Peer, count: int = 3) -> None:
+    """Round trips on a connection through its handshake: the server's loop has taken turns
+    (and seen the listener readable) meanwhile."""
+    for _ in range(count):
+        peer.send(Ping())
+        assert peer.receive() == Pong()
+
+
+@pytest.mark.parametrize("limit", [{"max_startups": 1}, {"max_connections": 2}])
+def test_a_new_connection_waits_unaccepted_while_the_startup_is_young(start, sockets, server_log, limit):
+    """Full (--max-startups, or --max-connections with a connection in its handshake): the
+    next waits in the kernel's queue, the young startup is not closed for it; once the
+    startup leaves, the next is accepted at once, long before the grace's end."""
+    server = start(startup_grace=60.0, **limit)
+    probe = Peer(server.address)  # through its handshake: not a startup
+    turns(probe)
+    young = sockets(server)
+    accepted_port(server_log, young.getsockname()[1])
+    waiting = sockets(server)  # connected: the kernel completed it, the server did not accept it
+    turns(probe)
+    assert not server_log.has(rf"^127\.0\.0\.1:{waiting.getsockname()[1]} accepted ")
+    assert not server_log.has("closed to make room")
+    young.close()
+    accepted_port(server_log, waiting.getsockname()[1])
+    assert not server_log.has("closed to make room")
+    turns(probe)
+
+
+def test_a_startup_that_finishes_its_handshake_lets_the_next_in_at_once(start, server_log):
+    server = start(startup_grace=60.0, max_startups=1)
+    young = Peer(server.address, hello=False)  # accepted: it has the server's HELLO
+    waiting = socket.create_connection(server.address, timeout=WAIT)
+    try:
+        young.send(Hello())
+        turns(young)
+        accepted_port(server_log, waiting.getsockname()[1])  # before the grace ends (60 s)
+        turns(young)  # not closed for it: through its handshake, it is no startup
+        assert not server_log.has("closed to make room")
+    finally:
+        waiting.close()
+        young.close()
+
+
+def test_at_the_grace_end_the_oldest_startup_is_closed_for_the_next(start, sockets, server_log):
+    import time
+
+    grace = 0.3
+    server = start(startup_grace=grace, max_startups=1)
+    since = time.monotonic()  # before its accept: the grace ends no sooner than since + grace
+    young = Peer(server.address, hello=False)
+    waiting = sockets(server)
+    assert young.rest() == [Error("server full: closing a connection that has not finished its handshake")]
+    waited = time.monotonic() - since
+    assert grace <= waited < grace + WAIT / 2
+    accepted_port(server_log, waiting.getsockname()[1])
+    server_log.wait_for(
+        rf"^127\.0\.0\.1:{young.sock.getsockname()[1]} closed to make room: server full: closing a connection"
+    )
+    young.close()
+
+
+def test_without_a_grace_the_oldest_startup_is_closed_at_once(start, sockets, server_log):
+    server = start(startup_grace=0, max_startups=1)
+    young = Peer(server.address, hello=False)
+    waiting = sockets(server)
+    assert young.rest() == [Error("server full: closing a connection that has not finished its handshake")]
+    accepted_port(server_log, waiting.getsockname()[1])
+    young.close()
+
+
+def test_a_client_part_way_through_a_message_counts_as_active(start):
+    """Full of idle connections, the one idle the longest is closed for a new one: one whose
+    last read held only part of a frame was active then, though it finished no message."""
+    server = start(max_connections=3)
+    partial, idle, observer = Peer(server.address), Peer(server.address), Peer(server.address)
+    turns(partial)
+    turns(idle)  # idle finished a message last
+    ping = encode_frame(encode_message(Ping()))
+    partial.sock.sendall(ping[:2])  # but partial sent something since
+    turns(observer)  # the server has read it meanwhile
+    newcomer = Peer(server.address)
+    assert idle.rest() == [Error("server full: closing idle connection")]
+    partial.sock.sendall(ping[2:])
+    assert partial.receive() == Pong()
+    turns(newcomer)
+    for peer in (idle, partial, observer, newcomer):
+        peer.close()

@@ -96,6 +96,32 @@ def test_an_idle_connection_is_told_and_closed_after_a_command_too(start, peers,
     server_log.wait_for(r": idle for 0\.25s, closing$")
 
 
+def test_an_idle_connection_is_told_and_closed_after_its_handshake_and_a_ping(start, peers, server_log):
+    server = start(idle_timeout=0.25)
+    peer = peers(server)
+    peer.send(Ping())
+    assert peer.receive() == Pong()  # each message starts the idle time again
+    assert peer.rest() == [Error("idle for 0.25s")]
+    server_log.wait_for(rf"^127\.0\.0\.1:{peer.sock.getsockname()[1]}: ping$")
+
+
+def test_a_client_between_its_hello_and_its_proof_is_still_in_its_handshake(start, peers, tmp_path):
+    """Not idle yet (SCRAM takes two steps): the handshake's deadline goes on, the idle one
+    (600 s) is not armed in its place."""
+    from rcmd.auth import NONCE_SIZE
+    from rcmd.messages import AuthChallenge
+    from rcmd.server.accounts import load_users
+
+    users = tmp_path / "users.toml"
+    users.write_text("")
+    users.chmod(0o600)
+    server = start(users=load_users(users), handshake_timeout=0.3, idle_timeout=600)
+    peer = peers(server, hello=False)
+    peer.send(Hello(auth="scram-sha-256", nonce="00" * NONCE_SIZE, user="nobody"))
+    assert isinstance(peer.receive(), AuthChallenge)  # a decoy's: no such user
+    assert peer.rest() == [Error("no handshake within 0.3s")]
+
+
 def test_no_deadline_with_no_idle_timeout(start, peers):
     server = start(idle_timeout=None, handshake_timeout=None)
     peer = peers(server)

@@ -27,7 +27,7 @@ import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import RemoteProtocolError
+from ..errors import RemoteProtocolError, TransferError
 from ..files import (
     CHUNK_SIZE,
     block_size_for,
@@ -389,9 +389,19 @@ class FileService:
             block_size = block_size_for(partial)
             try:
                 blocks, states = await asyncio.to_thread(hash_blocks, fd, partial, block_size)
-            except BaseException:
+            except BaseException as exc:
                 if usage is not None:
                     usage.release(reserved)
+                # The partial file cannot be read, or was cut short by someone else meanwhile:
+                # this PUT is refused, the connection goes on.
+                if isinstance(exc, TransferError):
+                    raise FileRefused(
+                        f"{shown}: its partial file shrank while it was being read; try again"
+                    ) from None
+                if isinstance(exc, OSError):
+                    raise FileRefused(
+                        f"{shown}: cannot read its partial file: {exc.strerror or exc}"
+                    ) from None
                 raise
         except BaseException:
             os.close(fd)
