@@ -5,8 +5,8 @@
 # make mutate: mutation testing (mutmut) of the sans-I/O core against its bytes-only tests; fails
 #   under 90% of mutants killed. About 20 minutes on 2 busy cores, so not in CI.
 # make mutate-rest: the same for the parts whose tests run in-process (the server's config, cd,
-#   session, command, listener, completion, files, TLS, accounts and PTY, rcmd.process,
-#   rcmd.cgroup, the console) against tests/test_mut_*.py, a BackgroundServer over real
+#   session, command, listener, completion, files, TLS, accounts, PTY and lifecycle,
+#   rcmd.process, rcmd.cgroup, rcmd.naive, the console) against tests/test_mut_*.py, a BackgroundServer over real
 #   sockets; fails under 80%. About an hour and a half on 2 cores. The client and the CLI are
 #   tested through subprocesses: scripts/mutmut_transports.py, by hand.
 # Set-up downloads packages from the package index the first time (and when pyproject.toml changes).
@@ -83,11 +83,12 @@ mutate: $(VENV)/.installed-mutate
 MUTATE_REST := rcmd/server/config.py rcmd/server/cd.py rcmd/console.py \
 	rcmd/server/session.py rcmd/server/command.py rcmd/server/listener.py rcmd/process.py \
 	rcmd/server/complete.py rcmd/server/files.py rcmd/server/tls.py rcmd/cgroup.py \
-	rcmd/server/accounts.py rcmd/server/pty.py
+	rcmd/server/accounts.py rcmd/server/pty.py rcmd/server/lifecycle.py rcmd/naive.py
 MUTATE_REST_TESTS := tests/test_mut_config.py tests/test_mut_cd.py tests/test_mut_console.py \
 	tests/test_mut_server.py tests/test_mut_process.py tests/test_mut_listener.py \
 	tests/test_mut_complete.py tests/test_mut_files.py tests/test_mut_tls.py tests/test_mut_cgroup.py \
-	tests/test_mut_accounts.py tests/test_mut_pty.py
+	tests/test_mut_accounts.py tests/test_mut_pty.py tests/test_mut_lifecycle.py tests/test_mut_naive.py \
+	tests/test_hostile_fairness.py
 mutate-rest: $(VENV)/.installed-mutate
 	$(BIN)/python scripts/mutmut_transports.py --per-test --max-children 2 $(MUTATE_REST:%=--mutate %) $(MUTATE_REST_TESTS:%=--tests %)
 	$(BIN)/python scripts/mutation_report.py --fail-under 80
