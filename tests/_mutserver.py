@@ -8,10 +8,12 @@ is given, even what the rcmd client never would.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import socket
 import threading
+from collections.abc import Iterator
 
 from rcmd.framing import CLOSED, NEED_DATA, LengthPrefixFramer, encode_frame
 from rcmd.messages import Exit, Hello, Message, Run, Stderr, Stdout, decode_message, encode_message
@@ -48,6 +50,28 @@ class ServerLog(logging.Handler):
     def has(self, pattern: str) -> bool:
         with self.changed:
             return any(re.search(pattern, line) for line in self.lines)
+
+    def wait_for_text(self, text: str, timeout: float = WAIT) -> str:
+        """The first line that contains *text*, once the server has logged it."""
+        with self.changed:
+            found = self.changed.wait_for(lambda: [line for line in self.lines if text in line], timeout)
+        assert found, f"{text!r} not in {self.lines}"
+        return found[0]
+
+
+@contextlib.contextmanager
+def capture(level: int) -> Iterator[ServerLog]:
+    """The rcmd.server log lines at *level* and above while in the block (the server thread's
+    included)."""
+    handler, logger = ServerLog(), logging.getLogger("rcmd.server")
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
 
 
 class Peer:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _mutserver import Peer, ServerLog, stop
+from _mutserver import Peer, ServerLog, capture, stop
 from hypothesis import HealthCheck, settings
 
 # No hypothesis test may fail for being slow: on a loaded machine (or under mutmut, which
@@ -368,13 +368,8 @@ def server_log() -> Iterator[ServerLog]:
     """The rcmd.server log lines of this test, at debug level."""
     import logging
 
-    logger = logging.getLogger("rcmd.server")
-    handler, level = ServerLog(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(level)
+    with capture(logging.DEBUG) as handler:
+        yield handler
 
 
 @pytest.fixture(scope="module")

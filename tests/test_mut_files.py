@@ -15,12 +15,12 @@ import hashlib
 import logging
 import os
 import stat
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _mutserver import ServerLog, capture
 
 import rcmd
 from rcmd import scram
@@ -91,34 +91,11 @@ def refused(client: Client, message: Fs | Put | Get) -> FileError:
     return answer
 
 
-class ServerLog(logging.Handler):
-    """The server's log lines as they come (from its thread), to wait for one."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-        self.changed = threading.Condition()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        with self.changed:
-            self.lines.append(record.getMessage())
-            self.changed.notify_all()
-
-    def wait_for(self, text: str, timeout: float = 30) -> str:
-        with self.changed:
-            assert self.changed.wait_for(lambda: any(text in line for line in self.lines), timeout), text
-        return next(line for line in self.lines if text in line)
-
-
 @pytest.fixture
 def server_log() -> Iterator[ServerLog]:
-    handler, logger = ServerLog(), logging.getLogger("rcmd.server")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(level)
+    """The server's log lines at INFO and above (conftest's is at DEBUG)."""
+    with capture(logging.INFO) as handler:
+        yield handler
 
 
 def peer(client: Client) -> str:
@@ -131,7 +108,7 @@ def closed(client: Client, server_log: ServerLog) -> None:
     """Close *client* and return once the server is done with the connection."""
     name = peer(client)
     client.close()
-    server_log.wait_for(f"{name} disconnected")
+    server_log.wait_for_text(f"{name} disconnected", 30)
     assert not [line for line in server_log.lines if "session failed" in line]
 
 
@@ -437,7 +414,7 @@ def test_an_interrupted_upload_keeps_its_partial_file_for_the_next(
     name = peer(client)
     closed(client, server_log)
     assert (
-        server_log.wait_for(" interrupted: ")
+        server_log.wait_for_text(" interrupted: ", 30)
         == f"{name}: put {tmp_path}/a interrupted: {len(first)} bytes kept"
     )
     assert (tmp_path / partial_name("a")).read_bytes() == first
@@ -450,7 +427,7 @@ def test_an_upload_cut_before_put_from_keeps_what_it_found(background, tmp_path,
     client._send(Put("a", size=10))
     assert client._next_event() == PutReady(3, MIN_BLOCK_SIZE, [sha(b"123")])
     closed(client, server_log)
-    assert server_log.wait_for(" interrupted: ").endswith("interrupted: 3 bytes kept")
+    assert server_log.wait_for_text(" interrupted: ", 30).endswith("interrupted: 3 bytes kept")
     assert (tmp_path / partial_name("a")).read_bytes() == b"123"
 
 
@@ -979,7 +956,7 @@ def test_a_download_whose_client_stops_reading_is_closed(impatient, tmp_path, se
     write(tmp_path / "big", data(16 * MiB))
     with rcmd.connect(*impatient.address) as client:
         client._send(Get(str(tmp_path / "big")))
-        server_log.wait_for(f"{peer(client)}: no transfer data for 0.5s, closing", timeout=10)
+        server_log.wait_for_text(f"{peer(client)}: no transfer data for 0.5s, closing", timeout=10)
         with pytest.raises(ServerError) as error:
             read_to_the_end(client)
     assert error.value.reason == "no transfer data for 0.5s"

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from _mutserver import ServerLog, capture
 from conftest import wait_gone
 
 import rcmd
@@ -24,24 +25,11 @@ from rcmd.server import BackgroundServer, ServerConfig, lifecycle
 from rcmd.server.lifecycle import ServerThread, serve
 
 
-class ServerLog(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
 @pytest.fixture
 def server_log() -> Iterator[ServerLog]:
-    handler, logger = ServerLog(), logging.getLogger("rcmd.server")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(level)
+    """The server's log lines at INFO and above (conftest's is at DEBUG)."""
+    with capture(logging.INFO) as handler:
+        yield handler
 
 
 def refused(address: tuple[str, int]) -> bool:

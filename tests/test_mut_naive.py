@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
+from _mutserver import ServerLog, capture
 
 from rcmd import NaiveClient
 from rcmd.framing import NAIVE_RECV_SIZE
@@ -22,35 +22,11 @@ from rcmd.naive import NAIVE_REPLY_TIMEOUT
 from rcmd.server import BackgroundServer
 
 
-class ServerLog(logging.Handler):
-    """The server's log lines, with a wait for one to come."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: list[str] = []
-        self.changed = threading.Condition()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        with self.changed:
-            self.lines.append(record.getMessage())
-            self.changed.notify_all()
-
-    def wait_for(self, text: str, timeout: float = 15.0) -> str:
-        with self.changed:
-            found = self.changed.wait_for(lambda: [line for line in self.lines if text in line], timeout)
-        assert found, f"{text!r} not in {self.lines}"
-        return found[0]
-
-
 @pytest.fixture
 def server_log() -> Iterator[ServerLog]:
-    handler, logger = ServerLog(), logging.getLogger("rcmd.server")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(level)
+    """The server's log lines at INFO and above (conftest's is at DEBUG)."""
+    with capture(logging.INFO) as handler:
+        yield handler
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +112,7 @@ def test_stopping_the_server_closes_an_idle_connection(server_log):
     server = BackgroundServer(framing="naive", encoding="utf-8").start()
     try:
         with socket.create_connection(server.address, timeout=15) as sock:
-            server_log.wait_for(f"{peer_of(sock)} connected")
+            server_log.wait_for_text(f"{peer_of(sock)} connected", 15.0)
             server.close()
             assert read_until_closed(sock) == b""
     finally:
@@ -148,7 +124,7 @@ def test_the_log_names_each_command_and_its_exit(naive, server_log):
     with NaiveClient.connect(*naive.address) as client:
         peer = peer_of(client.sock)
         assert client.run("echo x; exit 3").stdout == b"x\n"
-    server_log.wait_for(f"{peer} disconnected")
+    server_log.wait_for_text(f"{peer} disconnected", 15.0)
     ours = [line for line in server_log.lines if line.startswith(peer)]
     assert ours == [
         f"{peer} connected",
@@ -168,7 +144,7 @@ def test_a_client_that_leaves_during_a_command_ends_the_session_quietly(naive, s
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
     sock.close()  # a reset: the reply cannot be sent
     os.close(writer)
-    server_log.wait_for(f"{peer} disconnected")
+    server_log.wait_for_text(f"{peer} disconnected", 15.0)
     assert not [line for line in server_log.lines if "failed" in line]
 
 
