@@ -480,29 +480,37 @@ def test_reading_paused_holds_the_data_until_resumed(certs):
     run(scenario)
 
 
+class PausedFromTheStart(App):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        assert isinstance(transport, TlsTransport)
+        transport.pause_reading()
+
+
+async def paused_with_early_data(certs: Path) -> tuple[PausedFromTheStart, TlsTransport]:
+    """A TLS connection whose application paused reading as it connected, and whose client
+    sent b"early" right behind its handshake; its ("made",) event already taken."""
+    app = PausedFromTheStart()
+    accepted, sock = connected_sockets()
+    client = Client(sock, certs / "ca.pem")
+
+    def finish() -> None:
+        client.handshake(flush=False)
+        client.send(b"early")
+
+    transport, _ = await asyncio.gather(
+        accept_tls(accepted, server_context(certs), app, WAIT), asyncio.to_thread(finish)
+    )
+    assert await app.next() == ("made",)
+    return app, transport
+
+
 def test_records_left_in_the_buffer_while_paused_are_read_on_resume(certs):
     """Data that came with the handshake's end, to an application that paused reading as it
     connected: resume_reading() hands it over without any more bytes from the socket."""
 
-    class PausedFromTheStart(App):
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            super().connection_made(transport)
-            assert isinstance(transport, TlsTransport)
-            transport.pause_reading()
-
     async def scenario() -> None:
-        app = PausedFromTheStart()
-        accepted, sock = connected_sockets()
-        client = Client(sock, certs / "ca.pem")
-
-        def finish() -> None:
-            client.handshake(flush=False)
-            client.send(b"early")
-
-        transport, _ = await asyncio.gather(
-            accept_tls(accepted, server_context(certs), app, WAIT), asyncio.to_thread(finish)
-        )
-        assert await app.next() == ("made",)
+        app, transport = await paused_with_early_data(certs)
         assert app.events.empty()  # start() read nothing for it
         assert not transport.is_reading()
         transport.resume_reading()
@@ -789,25 +797,8 @@ def test_records_waiting_for_a_resume_are_not_handed_over_once_aborted(certs):
     """resume_reading() hands what waits over on the next turn of the loop; an abort() before
     that turn leaves it unread."""
 
-    class PausedFromTheStart(App):
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            super().connection_made(transport)
-            assert isinstance(transport, TlsTransport)
-            transport.pause_reading()
-
     async def scenario() -> None:
-        app = PausedFromTheStart()
-        accepted, sock = connected_sockets()
-        client = Client(sock, certs / "ca.pem")
-
-        def finish() -> None:
-            client.handshake(flush=False)
-            client.send(b"early")
-
-        transport, _ = await asyncio.gather(
-            accept_tls(accepted, server_context(certs), app, WAIT), asyncio.to_thread(finish)
-        )
-        assert await app.next() == ("made",)
+        app, transport = await paused_with_early_data(certs)
         transport.resume_reading()
         transport.abort()
         assert await app.next() == ("lost", None)
