@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
+import struct
 import sys
 import time
 import weakref
@@ -268,6 +269,50 @@ def test_a_client_gone_mid_command_leaves_no_session_alive():
             await server.close()
 
     assert asyncio.run(scenario()) is None
+
+
+@pytest.mark.parametrize("client", ["silent", "reset", "command"])
+def test_a_finished_connection_is_freed_without_the_cyclic_gc(client):
+    """Each connection was a reference cycle (a session and its FileService; the listener's
+    handshake callback; a reset's exception, kept by the transport with our frames in its
+    traceback), freed only by the cyclic GC: collections of several ms during a flood."""
+
+    async def scenario() -> list[str]:
+        server = Server(ServerConfig(port=0))
+        await server.start()
+        held: list[weakref.ref[object]] = []
+
+        class Recording(set):
+            def add(self, session):
+                held.extend(weakref.ref(part) for part in (session, session.reader, session.writer))
+                super().add(session)
+
+        server._sessions = Recording()
+
+        def act() -> None:
+            if client == "command":
+                with connect(*server.address) as connection:
+                    connection.run("true")
+                return
+            sock = socket.create_connection(server.address, timeout=30)
+            sock.recv(4)  # the start of the server's HELLO: its session exists
+            if client == "reset":
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+
+        gc.collect()
+        gc.disable()
+        try:
+            await asyncio.to_thread(act)
+            deadline = time.monotonic() + 10
+            while any(ref() is not None for ref in held) and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)  # a condition, checked: what the connection held is gone
+            return [type(ref()).__name__ for ref in held if ref() is not None] + [str(len(held))]
+        finally:
+            gc.enable()
+            await server.close()
+
+    assert asyncio.run(scenario()) == ["3"]
 
 
 # ------------------------------------------------------------------ the throttle, with numbers

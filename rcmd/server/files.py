@@ -24,6 +24,7 @@ import os
 import posixpath
 import re
 import stat
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -268,7 +269,9 @@ class FileService:
     """One connection's file requests: PUT, GET and FS, one at a time."""
 
     def __init__(self, session: PrefixedSession) -> None:
-        self.session = session
+        # Weak: the session owns this service, and a strong reference back made each
+        # connection a reference cycle, freed only by the cyclic GC (pauses under a flood).
+        self.session: PrefixedSession = weakref.proxy(session)
         self.account: Account | None = None
         self._tree: Tree | None = None
         self._upload: _Upload | None = None

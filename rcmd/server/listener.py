@@ -313,8 +313,10 @@ async def _close(writer: asyncio.StreamWriter) -> None:
         await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT)
     except asyncio.TimeoutError:
         writer.transport.abort()
-    except (ConnectionError, OSError):
-        pass
+    except (ConnectionError, OSError) as exc:
+        # The transport's futures keep this exception; its traceback holds our frames, which
+        # hold the writer: a reference cycle of the whole connection, left for the cyclic GC.
+        exc.__traceback__ = None
 
 
 #: A TLS client speaks first (its ClientHello); an rcmd client in plaintext waits for our

@@ -222,6 +222,7 @@ class PrefixedSession:
             if self._shutdown_reason is not None:
                 await self._fail(self._shutdown_reason)
             self._arm_timer(None, "")  # a timer left armed would keep this session alive for its length
+            self.on_handshake_done = None  # the listener's, which holds what holds this session
 
     async def _read_loop(self) -> None:
         try:
