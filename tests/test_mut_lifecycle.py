@@ -9,6 +9,7 @@ child it has at close (test_mut_process.py tests that part).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -90,6 +91,25 @@ def test_serve_runs_until_a_signal_then_closes(tracker, server_log, sig, tmp_pat
     assert server_log.lines.index("signal received: stopping") > server_log.lines.index(
         "killing a command's processes: as a test says"
     )
+
+
+def test_serve_puts_what_is_loaded_out_of_the_cyclic_gcs_sight(tracker, server_log):
+    """Modules, classes and the server's own objects live as long as the process: frozen, so
+    that a full collection during a flood of connections walks only what they made."""
+    frozen: list[int] = []
+
+    def on_ready(host: str, port: int) -> None:
+        frozen.append(gc.get_freeze_count())
+        tracker.address = (host, port)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    gc.unfreeze()
+    try:
+        asyncio.run(serve(ServerConfig(port=0), on_ready=on_ready))
+    finally:
+        gc.unfreeze()  # the objects of this test process are the GC's again
+    assert len(frozen) == 1
+    assert frozen[0] > 10_000
 
 
 def test_serve_without_on_ready_asks_the_tracker_for_cgroups_as_configured(tracker, server_log):
