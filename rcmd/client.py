@@ -243,9 +243,11 @@ class Client:
             input = input.encode(codec)
         parts: dict[type, list[Any]] = {Stdout: [], Stderr: []}
         sinks: dict[type, Sink | None] = {Stdout: stdout, Stderr: stderr}
-        decoders: dict[type, codecs.IncrementalDecoder] = {
-            kind: codecs.getincrementaldecoder(codec)(errors or "strict") for kind in (Stdout, Stderr)
-        }
+        decoders: dict[type, codecs.IncrementalDecoder] = (
+            {kind: codecs.getincrementaldecoder(codec)(errors or "strict") for kind in (Stdout, Stderr)}
+            if text_mode
+            else {}  # bytes pass as they are
+        )
 
         def take(kind: type, data: bytes, final: bool = False) -> None:
             sink = sinks[kind]
@@ -582,8 +584,9 @@ class Client:
         ready = self._selector.select(0 if pumped else timeout)
         if not ready and not pumped:
             raise TimeoutError("timed out waiting for the server")
-        # The wakeup first: a resize noted before some input must reach the server before it.
-        ready.sort(key=lambda item: item[0].fileobj is not self._wakeup_recv)
+        if len(ready) > 1:
+            # The wakeup first: a resize noted before some input must reach the server before it.
+            ready.sort(key=lambda item: item[0].fileobj is not self._wakeup_recv)
         for key, mask in ready:
             if key.fileobj is self._wakeup_recv:
                 self._take_interrupt()
