@@ -92,8 +92,8 @@ def test_a_target_it_cannot_read_is_typer_s_usage_error():
 
 #: What a plain one-shot `rcmd -c true` has no use for, each a few ms of its start-up:
 #: the CLI's libraries, TLS, the machinery of dataclasses (rcmd.records makes the messages),
-#: IDNA for an ASCII host name, what only results, other clients and the server use, and
-#: typing (annotations only: rcmd's modules import it for type checkers alone).
+#: IDNA for an ASCII host name, what only results, other clients and the server use,
+#: typing (annotations only: rcmd's modules import it for type checkers alone) and contextlib.
 NOT_FOR_A_ONE_SHOT = (
     "typer",
     "click",
@@ -113,6 +113,7 @@ NOT_FOR_A_ONE_SHOT = (
     "ipaddress",
     "urllib.parse",
     "shlex",
+    "contextlib",
 )
 
 
