@@ -13,6 +13,7 @@ other argv (another option, ``--help``, a target it cannot read, a command start
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -273,4 +274,7 @@ def client_entry() -> None:
         if exc.message is not None:
             say(exc.message)
         status = exc.status
+    # The process ends here: what it made goes with it. Frozen, those objects are left out of
+    # the interpreter's last garbage collections at exit, ~1.5 ms of a one-shot's 25.
+    gc.freeze()
     raise SystemExit(status)
