@@ -15,7 +15,7 @@ Public API::
     results = rcmd.Group("web[01-20]:9000").run("uptime")  # host -> CompletedCommand or error
 """
 
-from typing import TYPE_CHECKING
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (2 ms of `rcmd -c`)
 
 __version__ = "0.1.0"
 

@@ -215,7 +215,7 @@ class AsyncClient:
         return event  # type: ignore[return-value]
 
 
-class AsyncCommandStream(CommandState[AsyncClient]):
+class AsyncCommandStream(CommandState):
     """The output of one running command. Made by :meth:`AsyncClient.stream`.
 
     ``async for`` yields Stdout / Stderr chunks and a last Exit (also kept as ``exit``).
@@ -223,6 +223,8 @@ class AsyncCommandStream(CommandState[AsyncClient]):
     seconds for its Exit, else closes the connection; on cancellation of the task it closes
     the connection at once.
     """
+
+    client: AsyncClient
 
     def __aiter__(self) -> AsyncIterator[Stdout | Stderr | Exit]:
         return self

@@ -13,10 +13,10 @@ other argv (another option, ``--help``, a target it cannot read, a command start
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from .auth import SecretError, load_secret
 from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST, DEFAULT_PORT, Client, connect
@@ -24,6 +24,7 @@ from .client_core import host_port
 from .console import SCRIPT_COMMAND, ExitStatus, connection_failure, run_lines, run_one, wants_color
 from .errors import LocalWriteError, RcmdError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (2 ms of `rcmd -c`)
 if TYPE_CHECKING:
     from .naive import NaiveClient
 
@@ -273,4 +274,7 @@ def client_entry() -> None:
         if exc.message is not None:
             say(exc.message)
         status = exc.status
+    # The process ends here: what it made goes with it. Frozen, those objects are left out of
+    # the interpreter's last garbage collections at exit, ~1.5 ms of a one-shot's 25.
+    gc.freeze()
     raise SystemExit(status)

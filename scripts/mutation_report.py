@@ -46,7 +46,7 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "self._stdin_open = None",
         "read only as a truth value",
     ),
-    "rcmd.messages.x_encode_message_parts__mutmut_49": (
+    "rcmd.messages.x_encode_message_parts__mutmut_51": (
         "ensure_ascii=None",
         "json reads it as a truth value",
     ),
@@ -103,10 +103,10 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     # Codec names are looked up case-insensitively, and final=False is decode()'s default.
     "rcmd.decoding.x_guess_encoding__mutmut_4": ("decode(sample, )", "without final=False: the default"),
     "rcmd.decoding.x_guess_encoding__mutmut_7": ('getincrementaldecoder("UTF-8")', "the same codec as utf-8"),
-    "rcmd.messages.x_encode_message_parts__mutmut_58": ('.encode("UTF-8")', "the same codec as utf-8"),
+    "rcmd.messages.x_encode_message_parts__mutmut_60": ('.encode("UTF-8")', "the same codec as utf-8"),
     "rcmd.messages.x__parse_json_body__mutmut_12": ('body.decode("UTF-8")', "the same codec as utf-8"),
     "rcmd.messages.x__has_surrogate__mutmut_4": ('value.encode("UTF-8")', "the same codec as utf-8"),
-    "rcmd.auth.x_load_secret__mutmut_24": ('.encode("UTF-8")', "the same codec as utf-8"),
+    "rcmd.auth.x_load_secret__mutmut_29": ('.encode("UTF-8")', "the same codec as utf-8"),
     # The bracket count only picks which bodies _too_deep() walks. It never undercounts (every
     # container has a bracket; strings can only add more), and 33 levels take 33 brackets, so
     # a body with 32 or fewer is never too deep: walking it too changes only the time taken.

@@ -11,12 +11,14 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import CLIENT_ARGV, uncovered
 
 from rcmd.oneshot import plain_one_shot
 
+ROOT = Path(__file__).resolve().parent.parent
 TYPER_PATH = ["--connect-timeout", "10"]  # the default: only the way in changes
 
 
@@ -90,7 +92,8 @@ def test_a_target_it_cannot_read_is_typer_s_usage_error():
 
 #: What a plain one-shot `rcmd -c true` has no use for, each a few ms of its start-up:
 #: the CLI's libraries, TLS, the machinery of dataclasses (rcmd.records makes the messages),
-#: IDNA for an ASCII host name, and what only results and other clients use.
+#: IDNA for an ASCII host name, what only results, other clients and the server use,
+#: typing (annotations only: rcmd's modules import it for type checkers alone) and contextlib.
 NOT_FOR_A_ONE_SHOT = (
     "typer",
     "click",
@@ -105,6 +108,12 @@ NOT_FOR_A_ONE_SHOT = (
     "asyncio",
     "rcmd.result",
     "rcmd.scram",
+    "typing",
+    "pathlib",
+    "ipaddress",
+    "urllib.parse",
+    "shlex",
+    "contextlib",
 )
 
 
@@ -119,8 +128,11 @@ def test_the_plain_one_shot_imports_neither_typer_nor_the_prompt(server):
         f"    loaded = sorted(m for m in {NOT_FOR_A_ONE_SHOT!r} if m in sys.modules)\n"
         "    print(exc.code, loaded)\n"
     )
+    # -S: no site, as rcmd installed from a wheel starts (site itself imports little); this
+    # checkout's editable install hooks in through site, and its finder imports pathlib.
+    env = {**uncovered(), "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True, env=uncovered()
+        [sys.executable, "-S", "-c", probe], capture_output=True, text=True, timeout=60, check=True, env=env
     )
     assert result.stdout.strip() == "0 []"
 
