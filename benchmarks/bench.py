@@ -432,6 +432,18 @@ def api_read(address, command: str) -> int:
     return total
 
 
+def api_write(address, path: str) -> int:
+    """The file at *path* as the stdin of `cat > /dev/null`, sent as `rcmd -c ... < FILE`
+    sends it (stdin_source); the bytes it holds, once the command has taken them all."""
+    with rcmd.connect(*address) as client, open(path, "rb") as f:
+        exit = client.stream("cat > /dev/null", stdin_source=f.fileno()).wait()
+    if exit.returncode != 0:
+        raise AssertionError(f"cat > /dev/null: {exit}")
+    return os.path.getsize(path)
+
+
+UPLOAD = "rcmd API: stdin into `cat > /dev/null`"
+
 #: Child Pythons run as an installed rcmd does, with bytecode caches (some machines turn them off).
 CHILD_ENV = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
 
@@ -455,13 +467,23 @@ def cli_read(address, command: str) -> None:
 
 
 def bench_bulk(mib: int, tutorial_mib: int, rounds: int) -> list[tuple]:
+    """Bulk output through each path against the framed relay's; and the same bytes uploaded
+    through the API, against its download (the goal: >= 0.9x)."""
     command = f"head -c {mib * MiB} /dev/zero"
     rows = []
-    with Process([sys.executable, "-c", RELAY_SERVER]) as relay, rcmd_server() as server:
+    with (
+        Process([sys.executable, "-c", RELAY_SERVER]) as relay,
+        rcmd_server() as server,
+        tempfile.NamedTemporaryFile(prefix="rcmd-bench-upload-") as upload,
+    ):
+        for _ in range(mib):
+            upload.write(bytes(MiB))
+        upload.flush()
         address = ("127.0.0.1", server.port)
         paths = {
             "framed relay limit (reference)": (lambda: relay_read(relay.port, command), mib * MiB),
             "rcmd API: stream()": (lambda: api_read(address, command), mib * MiB),
+            UPLOAD: (lambda: api_write(address, upload.name), mib * MiB),
             "rcmd CLI: rcmd -c > /dev/null": (lambda: cli_read(address, command), None),
             "start-up": (lambda: cli_read(address, "true"), None),
         }
@@ -471,8 +493,10 @@ def bench_bulk(mib: int, tutorial_mib: int, rounds: int) -> list[tuple]:
                 times[name].append(median_time(fn, 1, expect))
         medians = {name: statistics.median(values) for name, values in times.items()}
         limit = medians["framed relay limit (reference)"]
-        for name in list(paths)[:3]:
+        for name in list(paths)[:4]:
             rows.append((name, mib, medians[name], limit / medians[name]))
+        down_up = medians["rcmd API: stream()"] / medians[UPLOAD]
+        rows.insert(3, ("  upload / download (API)", None, None, f"{down_up:.2f}x (goal: >= 0.9x)"))
         # The CLI's streaming alone: its time less that of a whole `rcmd -c true`.
         streaming = medians["rcmd CLI: rcmd -c > /dev/null"] - medians["start-up"]
         if streaming > 0:

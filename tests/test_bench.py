@@ -29,15 +29,21 @@ def leaves_no_process():
 def test_bulk_rows_cover_every_path_and_count_every_byte():
     rows = bench.bench_bulk(2, 1, 1)  # 2 MiB; a path that lost bytes would raise
     names = [row[0] for row in rows]
-    assert names[:4] == [
+    assert names[:6] == [
         "framed relay limit (reference)",
         "rcmd API: stream()",
+        "rcmd API: stdin into `cat > /dev/null`",
+        "  upload / download (API)",
         "rcmd CLI: rcmd -c > /dev/null",
         "  the same less its start-up",
     ]
-    assert names[4:7] == ["asyncssh", "paramiko", "tutorial design (data += recv)"]  # peers: rows either way
-    assert names[7].startswith("ssh")
+    assert names[6:9] == ["asyncssh", "paramiko", "tutorial design (data += recv)"]  # peers: rows either way
+    assert names[9].startswith("ssh")
+    up, down = rows[2][2], rows[1][2]
+    assert rows[3][3] == f"{down / up:.2f}x (goal: >= 0.9x)"
     for name, _mib, seconds, ratio in rows:
+        if name == "  upload / download (API)":
+            continue
         if seconds is None:  # ssh where no sshd can be started; start-up longer than 2 MiB takes
             assert ratio.startswith("skipped: ") or ratio == "start-up is all of it at this size", name
         else:
