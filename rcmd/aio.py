@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING
 
 from .auth import load_secret
 from .client import CANCEL_WAIT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST, DEFAULT_PORT, READ_SIZE
-from .client_core import CommandState, completed, host_port, next_message, tls_failure
+from .client_core import STDIN_CHUNK_SIZE, CommandState, completed, host_port, next_message, tls_failure
 from .decoding import resolve_encoding
 from .errors import ConnectionClosed, RcmdError, ServerError
 from .framing import DEFAULT_MAX_FRAME_SIZE, NEED_DATA
 from .handshake import ClientHandshake, hello_failure
-from .messages import AuthChallenge, AuthOk, Exit, Hello, Message, Run, Stderr, Stdout
+from .messages import AuthChallenge, AuthOk, Exit, Hello, Message, Run, Stderr, Stdout, data_chunk_size
 from .protocol import Connection, Role
 from .result import CompletedCommand
 
@@ -62,6 +62,8 @@ class AsyncClient:
         self.encoding = "utf-8"
         self.cwd: str | None = None
         self.server_hello: Hello | None = None
+        #: The largest STDIN chunk sent: under the frame limit the server's HELLO announces.
+        self.stdin_chunk_size = STDIN_CHUNK_SIZE
         self._login: ClientHandshake | None = None  # the handshake, until connect() returns
 
     @property
@@ -83,6 +85,7 @@ class AsyncClient:
             raise hello_failure(self.where, exc, timeout) from None
         assert isinstance(hello, Hello)  # Connection lets nothing else come first
         self.server_hello = hello
+        self.stdin_chunk_size = data_chunk_size(hello, STDIN_CHUNK_SIZE)
         self.encoding = resolve_encoding(encoding, hello.encoding)
         self.cwd = hello.cwd
         handshake = self._login = ClientHandshake(self.where, secret, user=user, password=password)

@@ -226,7 +226,10 @@ def server_main(
         None, help="Encoding commands print in, announced to clients (default: the locale's)."
     ),
     max_frame_size: int | None = typer.Option(
-        None, help="Largest frame accepted from a client, in bytes (default 1 MiB).", show_default=False
+        None,
+        help="Largest frame accepted from a client, in bytes (default 1 MiB); announced in the HELLO, "
+        "so clients send input and uploads in chunks that fit.",
+        show_default=False,
     ),
     secret_file: str | None = typer.Option(
         None, help="File holding the shared secret clients must prove they know (else $RCMD_SECRET)."

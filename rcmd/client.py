@@ -29,6 +29,7 @@ from .errors import ConnectionClosed, RcmdError, RemoteFileError, RemoteProtocol
 from .framing import DEFAULT_MAX_FRAME_SIZE, NEED_DATA
 from .handshake import ClientHandshake, hello_failure
 from .messages import (
+    MAX_DATA_CHUNK,
     AuthChallenge,
     AuthOk,
     Exit,
@@ -42,6 +43,7 @@ from .messages import (
     Stdin,
     Stdout,
     WindowChange,
+    data_chunk_size,
 )
 from .protocol import Connection, Phase, Role
 
@@ -75,7 +77,7 @@ INTERRUPT_KEYS = frozenset(b"\x03\x1c\x1a")
 CANCEL_WAIT = 10.0
 #: stdin_source: no more is read from the local file while this much waits to be sent, so
 #: a 1 GiB input streams through a few chunks of memory, at the pace the command reads it.
-STDIN_BACKLOG = 4 * STDIN_CHUNK_SIZE
+STDIN_BACKLOG = 4 * MAX_DATA_CHUNK
 
 
 #: Where run() may send a stream as it arrives: a file object (binary, or text with
@@ -127,6 +129,8 @@ class Client:
         self.user = user
         #: Logged in as a user who may only transfer files (no commands; paths inside the home).
         self.transfer_only = False
+        #: The largest STDIN chunk sent: under the frame limit the server's HELLO announces.
+        self.stdin_chunk_size = STDIN_CHUNK_SIZE
         # --trace: each recv() and each frame it completed, as lines for *trace* (rcmd.trace).
         self._trace = trace
         self._frame_counter: FrameCounter | None = None
@@ -185,6 +189,7 @@ class Client:
             raise hello_failure(self._where, exc, timeout) from None
         assert isinstance(hello, Hello)  # Connection lets nothing else come first
         self.server_hello = hello
+        self.stdin_chunk_size = data_chunk_size(hello, STDIN_CHUNK_SIZE)
         self.encoding = resolve_encoding(encoding, hello.encoding)
         self.cwd = hello.cwd
         self._send(handshake.answer(hello))
@@ -663,7 +668,7 @@ class Client:
         assert self._source is not None
         stream = self._active
         try:
-            data = os.read(self._source, STDIN_CHUNK_SIZE)
+            data = os.read(self._source, self.stdin_chunk_size)
         except BlockingIOError:
             return
         except OSError:

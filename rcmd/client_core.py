@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .errors import ConnectionClosed, ServerError, TlsError
 from .framing import CLOSED, Status
-from .messages import Cancel, Error, Exit, Message, Stdin, StdinEnd
+from .messages import UNANNOUNCED_STDIN_CHUNK, Cancel, Error, Exit, Message, Stdin, StdinEnd
 from .protocol import Connection
 
 TYPE_CHECKING = False  # typing's own, without importing typing: 2 ms of a one-shot `rcmd -c`
@@ -22,18 +22,21 @@ if TYPE_CHECKING:
     from .result import CompletedCommand
 
     class Sender(Protocol):
-        """A client as a command sees it: where its messages go, its encoding, its directory."""
+        """A client as a command sees it: where its messages go, its encoding, its directory,
+        and the largest STDIN chunk its server takes."""
 
         encoding: str
         cwd: str | None
+        stdin_chunk_size: int
 
         def _send(self, message: Message) -> None: ...
 
 
 __all__ = ["STDIN_CHUNK_SIZE", "CommandState", "completed", "host_port", "next_message", "tls_failure"]
 
-#: Input is sent in STDIN messages of at most this size.
-STDIN_CHUNK_SIZE = 64 * 1024
+#: Input is sent in STDIN messages of at most this size to a server that does not announce
+#: its frame limit; to one that does, in chunks that fit it (messages.data_chunk_size()).
+STDIN_CHUNK_SIZE = UNANNOUNCED_STDIN_CHUNK
 #: OpenSSL's verify codes for a certificate valid but issued for another host name (62)
 #: or IP address (64): a different fault from an untrusted CA, with a different fix.
 X509_V_ERR_HOSTNAME_MISMATCH = 62
@@ -85,8 +88,9 @@ class CommandState:
         if isinstance(data, str):
             data = data.encode(self.client.encoding)
         if self.exit is None:
-            for start in range(0, len(data), STDIN_CHUNK_SIZE):
-                self.client._send(Stdin(data[start : start + STDIN_CHUNK_SIZE]))
+            chunk = self.client.stdin_chunk_size
+            for start in range(0, len(data), chunk):
+                self.client._send(Stdin(data[start : start + chunk]))
 
     def close_stdin(self) -> None:
         """End the command's stdin: it reads EOF."""

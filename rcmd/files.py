@@ -33,6 +33,7 @@ from .errors import ConnectionClosed, RemoteFileError, ServerError, TransferErro
 from .framing import NEED_DATA, Status
 from .messages import (
     MAX_BLOCKS,
+    MAX_DATA_CHUNK,
     Error,
     FileData,
     FileDone,
@@ -46,6 +47,7 @@ from .messages import (
     Put,
     PutFrom,
     PutReady,
+    data_chunk_size,
 )
 
 if TYPE_CHECKING:
@@ -54,7 +56,9 @@ if TYPE_CHECKING:
     Hash = hashlib._Hash
 
 #: FILE_DATA carries at most this much: as STDOUT does, so a client's 256 KiB frame floor holds.
-CHUNK_SIZE = 256 * 1024
+#: An upload sends less to a server that announces a smaller frame limit (data_chunk_size());
+#: to one that announces none, this (docs/PROTOCOL.md §2: what the spec always promised).
+CHUNK_SIZE = MAX_DATA_CHUNK
 #: While more than this waits in the client's outbox, an upload stops reading its file: memory
 #: stays flat whatever the file's size (the socket's own buffer comes on top).
 OUTBOX_HIGH_WATER = 4 * CHUNK_SIZE
@@ -307,10 +311,11 @@ def _send_data(
     OUTBOX_HIGH_WATER ahead of the socket; returns the bytes now sent in all (offset
     included). A FILE_ERROR that arrives meanwhile (quota, full disk) raises RemoteFileError."""
     position = offset
+    chunk = data_chunk_size(client.server_hello, CHUNK_SIZE)
     if progress is not None:
         progress(position, size)
     while position < size:
-        data = os.pread(fd, min(CHUNK_SIZE, size - position), position)
+        data = os.pread(fd, min(chunk, size - position), position)
         if not data:
             break  # the file shrank: FILE_END says so
         whole.update(data)

@@ -90,6 +90,8 @@ class Hello(Message):
     all hex. A server lists the *extensions* it speaks (``"pty"``: RUN's ``pty`` and
     WINDOW_CHANGE; ``"ping"``: PING and PONG) and its *idle_timeout* in seconds, so a client
     can keep an idle connection alive; a client sends none of these to a server without them.
+    A server's *max_frame_size* is the largest payload it takes after the handshake: a client
+    sizes its STDIN and FILE_DATA chunks to fit (data_chunk_size()).
     """
 
     TYPE: ClassVar[MessageType] = MessageType.HELLO
@@ -103,6 +105,29 @@ class Hello(Message):
     extensions: tuple[str, ...] | None = None
     idle_timeout: float | None = None
     user: str | None = None  # client only, with auth "scram-sha-256": who logs in
+    max_frame_size: int | None = None  # server only: the largest payload it takes after the handshake
+
+
+#: The smallest and largest frame limit a HELLO may announce: a server's limit must hold a
+#: client's HELLO with authentication (~190 bytes; rcmd-server's --max-frame-size starts at
+#: 256 for that reason), and a length prefix is an unsigned 32-bit integer.
+MIN_ANNOUNCED_FRAME_SIZE = 256
+MAX_ANNOUNCED_FRAME_SIZE = 2**32 - 1
+#: The largest STDIN or FILE_DATA chunk a client sends, as large as the server's output
+#: chunks (rcmd.process.OUTPUT_CHUNK_SIZE): uploads then go as fast as downloads.
+MAX_DATA_CHUNK = 256 * 1024
+#: STDIN chunks to a server that does not announce its limit (an older or third-party one):
+#: 64 KiB, what the spec always promised such a server.
+UNANNOUNCED_STDIN_CHUNK = 64 * 1024
+
+
+def data_chunk_size(server_hello: Hello | None, unannounced: int) -> int:
+    """The largest STDIN or FILE_DATA chunk to send to the server of *server_hello*: at most
+    MAX_DATA_CHUNK, and one byte (the type byte) under its announced ``max_frame_size``;
+    *unannounced* when it announces none (UNANNOUNCED_STDIN_CHUNK for STDIN, MAX_DATA_CHUNK
+    for FILE_DATA: docs/PROTOCOL.md §2)."""
+    limit = None if server_hello is None else server_hello.max_frame_size
+    return unannounced if limit is None else min(MAX_DATA_CHUNK, limit - 1)
 
 
 #: PTY sizes are 16-bit in the kernel's struct winsize; a term type is a short name.
@@ -582,6 +607,11 @@ def _file_size(value: int) -> str | None:
     return None if 0 <= value <= MAX_FILE_SIZE else "is out of range (0 to 2**53-1)"
 
 
+def _frame_limit(value: int) -> str | None:
+    ok = MIN_ANNOUNCED_FRAME_SIZE <= value <= MAX_ANNOUNCED_FRAME_SIZE
+    return None if ok else f"is out of range ({MIN_ANNOUNCED_FRAME_SIZE} to 2**32-1 bytes)"
+
+
 def _block_size(value: int) -> str | None:
     return None if 0 < value <= MAX_FILE_SIZE else "is out of range (1 to 2**53-1)"
 
@@ -680,6 +710,7 @@ SCHEMA: dict[type[Message], dict[str, _Field]] = {
         "extensions": _Field((list, tuple, type(None)), check=_string_list),
         "idle_timeout": _Field(_NUMBER, check=_seconds),
         "user": _Field(_OPTIONAL_STR, check=_text),
+        "max_frame_size": _Field(_OPTIONAL_INT, check=_frame_limit),
     },
     Run: {
         "command": _Field(_STR, required=True),

@@ -90,6 +90,7 @@ class Recorder:
     def __init__(self) -> None:
         self.encoding = "utf-8"
         self.cwd: str | None = "/"
+        self.stdin_chunk_size = STDIN_CHUNK_SIZE
         self.sent: list[Message] = []
 
     def _send(self, message: Message) -> None:

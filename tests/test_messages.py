@@ -479,3 +479,67 @@ def test_we_never_send_a_repeated_key():
     ]
     for message in sent:
         json.loads(encode_message(message)[1:], object_pairs_hook=unique)
+
+
+# ------------------------------------------------------------- HELLO max_frame_size (§2)
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (b'\x01{"protocol":1,"max_frame_size":256}', Hello(max_frame_size=256)),
+        (b'\x01{"protocol":1,"max_frame_size":1048576}', Hello(max_frame_size=1 << 20)),
+        (b'\x01{"protocol":1,"max_frame_size":4294967295}', Hello(max_frame_size=2**32 - 1)),
+        (b'\x01{"protocol":1,"max_frame_size":null}', Hello()),
+        (b'\x01{"protocol":1}', Hello()),
+    ],
+)
+def test_max_frame_size_at_its_edges_passes(payload, message):
+    assert decode_message(payload) == message
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"-1", "HELLO field 'max_frame_size' is out of range (256 to 2**32-1 bytes)"),
+        (b"0", "HELLO field 'max_frame_size' is out of range (256 to 2**32-1 bytes)"),
+        (b"255", "HELLO field 'max_frame_size' is out of range (256 to 2**32-1 bytes)"),
+        (b"4294967296", "HELLO field 'max_frame_size' is out of range (256 to 2**32-1 bytes)"),
+        (b"1" + b"0" * 40, "HELLO field 'max_frame_size' is out of range (256 to 2**32-1 bytes)"),
+        (b'"65536"', "HELLO field 'max_frame_size' has the wrong type (str)"),
+        (b"65536.0", "HELLO field 'max_frame_size' has the wrong type (float)"),
+        (b"true", "HELLO field 'max_frame_size' has the wrong type (bool)"),
+        (b"[65536]", "HELLO field 'max_frame_size' has the wrong type (list)"),
+    ],
+    ids=lambda v: v.decode()[:12] if isinstance(v, bytes) else None,
+)
+def test_a_malformed_max_frame_size_is_refused_with_its_reason(value, reason):
+    with pytest.raises(RemoteProtocolError) as info:
+        decode_message(b'\x01{"protocol":1,"max_frame_size":' + value + b"}")
+    assert str(info.value) == reason
+
+
+@pytest.mark.parametrize("value", [0, 255, 2**32, -1])
+def test_we_never_announce_a_max_frame_size_out_of_range(value):
+    with pytest.raises(ValueError, match="'max_frame_size' is out of range"):
+        encode_message(Hello(max_frame_size=value))
+
+
+@pytest.mark.parametrize(
+    ("announced", "unannounced", "chunk"),
+    [
+        (None, 64 * 1024, 64 * 1024),  # an older or third-party server: as before
+        (None, 256 * 1024, 256 * 1024),
+        (256, 64 * 1024, 255),  # the type byte takes one of the limit's bytes
+        (4096, 64 * 1024, 4095),
+        (65536, 64 * 1024, 65535),
+        (256 * 1024 + 1, 64 * 1024, 256 * 1024),
+        (1 << 20, 64 * 1024, 256 * 1024),  # never more than 256 KiB, as STDOUT
+        (2**32 - 1, 256 * 1024, 256 * 1024),
+    ],
+)
+def test_data_chunks_fit_the_announced_limit(announced, unannounced, chunk):
+    from rcmd.messages import data_chunk_size
+
+    assert data_chunk_size(Hello(max_frame_size=announced), unannounced) == chunk
+    assert data_chunk_size(None, unannounced) == unannounced

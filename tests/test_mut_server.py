@@ -52,7 +52,7 @@ from rcmd.server.command import OUTPUT_CUT_NOTE, STDIN_BACKLOG
 
 
 def test_the_servers_hello(start, peers, tmp_path):
-    server = start(idle_timeout=600)
+    server = start(idle_timeout=600, max_frame_size=65536)
     hello = peers(server, hello=False).hello
     assert hello == Hello(
         software=f"rcmd {__version__}",
@@ -60,6 +60,7 @@ def test_the_servers_hello(start, peers, tmp_path):
         cwd=str(tmp_path),
         extensions=("pty", "ping", "files", "complete"),
         idle_timeout=600,
+        max_frame_size=65536,
     )
 
 

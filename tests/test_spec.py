@@ -36,6 +36,11 @@ MUSTS: dict[tuple[str, str], list[str]] = {
     ("2", "A client MUST accept frames of at least"): [
         "test_end_to_end.py::test_200_mib_arrives_intact_while_server_memory_stays_bounded",
     ],
+    ("2", "A client that got one MUST send each STDIN and FILE_DATA chunk"): [
+        "test_frame_limit.py::test_a_client_facing_an_announced_limit_sends_chunks_that_fit",
+        "test_frame_limit.py::test_a_1_mib_input_goes_through_run",
+        "test_frame_limit.py::test_a_put_of_a_1_mib_file",
+    ],
     ("3", "a client MUST NOT send an extension's message"): [
         "test_protocol.py::test_a_client_sends_no_extension_the_server_did_not_list",
         "test_protocol.py::test_a_client_asks_for_no_pty_from_a_server_without_the_extension",

@@ -96,6 +96,11 @@ def message_vectors() -> list[dict[str, Any]]:
                 software=SOFTWARE, encoding="gbk", cwd="/srv", auth="hmac-sha256", nonce=SERVER_NONCE.hex()
             ),
         ),
+        (
+            "server HELLO announcing its frame limit (4 KiB: clients send 4,095-byte chunks)",
+            "S->C",
+            Hello(software=SOFTWARE, encoding="utf-8", cwd="/srv", max_frame_size=4096),
+        ),
         ("client HELLO, no authentication", "C->S", Hello(software=SOFTWARE)),
         (
             "client HELLO with its proof",
@@ -405,6 +410,18 @@ def error_vectors() -> list[dict[str, Any]]:
         ("HELLO twice", Role.SERVER, [client_hello], client_hello),
         ("another protocol version", Role.SERVER, [], frame_hex(Hello(protocol=2))),
         ("JSON body not an object", Role.SERVER, [client_hello], "00000003025b5d"),
+        (
+            "a server HELLO announcing a frame limit below 256 bytes",
+            Role.CLIENT,
+            [],
+            _raw(0x01, b'{"protocol":1,"max_frame_size":0}'),
+        ),
+        (
+            "a server HELLO announcing a frame limit that is not an integer",
+            Role.CLIENT,
+            [],
+            _raw(0x01, b'{"protocol":1,"max_frame_size":"65536"}'),
+        ),
         ("JSON body not UTF-8", Role.SERVER, [client_hello], "0000000202ff"),
         ("RUN without its command", Role.SERVER, [client_hello], "00000003027b7d"),
         (

@@ -192,6 +192,7 @@ class PrefixedSession:
                 nonce=self._nonce.hex() if self._nonce is not None else None,
                 extensions=EXTENSIONS,
                 idle_timeout=self.config.idle_timeout,
+                max_frame_size=self.config.max_frame_size,
             )
         )
         self._arm_timer(self.config.handshake_timeout, "no handshake within {:g}s")
