@@ -202,10 +202,12 @@ class PrefixedSession:
             reason = str(exc)
             if isinstance(exc, FrameTooLarge) and exc.max_frame_size == self.config.max_frame_size:
                 # After the handshake (its limit is 8 KiB): the peer speaks rcmd, and a frame
-                # this large is most likely a RUN whose command line carries data.
+                # this large is most likely a RUN whose command line carries data, or input
+                # from a client that did not read the limit in our HELLO.
                 reason = (
                     f"frame of {exc.size} bytes exceeds the maximum of {exc.max_frame_size} bytes "
-                    "(a command line this long is refused: send large data as its stdin)"
+                    "(the max_frame_size of this server's HELLO: send large data as stdin, "
+                    "in frames within it)"
                 )
             if self._first_bytes.startswith(b"\x16\x03"):
                 reason = "this server does not use TLS (it got a TLS handshake): connect without --tls"
