@@ -28,8 +28,24 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     # against the mutant's code in mutants/: mutmut numbers mutants within a function, so an
     # edit there renumbers them, and a number alone would then excuse some other mutant.
     #
+    # make mutate, round of 1 December (mut2): rcmd.framing and rcmd.auth.
+    "rcmd.framing.xǁLengthPrefixFramerǁ__init____mutmut_18": (
+        "self._reading_into = None",
+        "read only as a truth value",
+    ),
+    "rcmd.framing.xǁLengthPrefixFramerǁ_make_room__mutmut_2": (
+        "if self._end + size < len(self._buffer):",
+        "exactly size free: the unread bytes move to the front, same buffer",
+    ),
+    "rcmd.framing.xǁLengthPrefixFramerǁ_take__mutmut_12": (
+        "self._start = self._end = 1",
+        "empty: a read goes at 1 or moves it to 0: same bytes, same sizes",
+    ),
+    "rcmd.auth.x_client_proof__mutmut_10": ('"SHA256"', "hash names are looked up case-insensitively"),
+    "rcmd.auth.x_server_proof__mutmut_10": ('"SHA256"', "hash names are looked up case-insensitively"),
+    #
     # A flag set to None instead of False: it is only ever read as a truth value.
-    "rcmd.framing.xǁLengthPrefixFramerǁ__init____mutmut_11": (
+    "rcmd.framing.xǁLengthPrefixFramerǁ__init____mutmut_15": (
         "self._eof = None",
         "read only as a truth value",
     ),
@@ -45,10 +61,6 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "rcmd.protocol.xǁConnectionǁ_check_stdin__mutmut_7": (
         "self._stdin_open = None",
         "read only as a truth value",
-    ),
-    "rcmd.messages.x_encode_message_parts__mutmut_51": (
-        "ensure_ascii=None",
-        "json reads it as a truth value",
     ),
     "rcmd.auth.x_throttle_key__mutmut_15": ("strict=None", "ipaddress reads it as a truth value"),
     # RUN's pty: the defaults _pty_problem() checks a missing term or size against are not
@@ -81,16 +93,8 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         '"AUTH_PROOF WITHOUT A LOGIN',
         "unreachable",
     ),
-    # Slices and splits: view[None:n] is view[0:n], [1:0] is as empty as [0:0], and the first
-    # piece of a split is the same however many splits follow.
-    "rcmd.framing.xǁLengthPrefixFramerǁnext_frame__mutmut_2": (
-        "self._take(None, length)",
-        "a slice from None is from 0",
-    ),
-    "rcmd.framing.xǁLengthPrefixFramerǁnext_frame_split__mutmut_3": (
-        "self._take(None, 0)",
-        "a slice from None is from 0",
-    ),
+    # Slices and splits: [1:0] is as empty as [0:0], and the first piece of a split is the
+    # same however many splits follow.
     "rcmd.framing.xǁLengthPrefixFramerǁnext_frame_split__mutmut_7": (
         "self._take(1, 0)",
         "[1:0] is empty like [0:0]",
@@ -103,18 +107,17 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     # Codec names are looked up case-insensitively, and final=False is decode()'s default.
     "rcmd.decoding.x_guess_encoding__mutmut_4": ("decode(sample, )", "without final=False: the default"),
     "rcmd.decoding.x_guess_encoding__mutmut_7": ('getincrementaldecoder("UTF-8")', "the same codec as utf-8"),
-    "rcmd.messages.x_encode_message_parts__mutmut_60": ('.encode("UTF-8")', "the same codec as utf-8"),
-    "rcmd.messages.x__parse_json_body__mutmut_12": ('body.decode("UTF-8")', "the same codec as utf-8"),
-    "rcmd.messages.x__has_surrogate__mutmut_4": ('value.encode("UTF-8")', "the same codec as utf-8"),
+    "rcmd.messages.x_encode_message_parts__mutmut_52": ('.encode("UTF-8")', "the same codec as utf-8"),
+    "rcmd.messages.x__parse_json_body__mutmut_13": ('body.decode("UTF-8")', "the same codec as utf-8"),
     "rcmd.auth.x_load_secret__mutmut_29": ('.encode("UTF-8")', "the same codec as utf-8"),
     # The bracket count only picks which bodies _too_deep() walks. It never undercounts (every
     # container has a bracket; strings can only add more), and 33 levels take 33 brackets, so
     # a body with 32 or fewer is never too deep: walking it too changes only the time taken.
-    "rcmd.messages.x__parse_json_body__mutmut_19": (
+    "rcmd.messages.x__parse_json_body__mutmut_20": (
         "MAX_JSON_DEPTH or _too_deep(obj)",
         "walks every body: slower",
     ),
-    "rcmd.messages.x__parse_json_body__mutmut_25": (
+    "rcmd.messages.x__parse_json_body__mutmut_26": (
         ">= MAX_JSON_DEPTH",
         "walks bodies of 32 brackets too: slower",
     ),
