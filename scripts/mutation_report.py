@@ -43,6 +43,38 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     ),
     "rcmd.auth.x_client_proof__mutmut_10": ('"SHA256"', "hash names are looked up case-insensitively"),
     "rcmd.auth.x_server_proof__mutmut_10": ('"SHA256"', "hash names are looked up case-insensitively"),
+    # rcmd.messages. _too_many_tokens(): its exact count is never more than its first count of
+    # every mark (a string's two quotes count once, escapes and marks inside strings not at
+    # all), so checking exactly a body of just MAX_JSON_TOKENS marks also says no; and what
+    # replaces escapes and strings only has to hold no quote and no mark.
+    "rcmd.messages.x__too_many_tokens__mutmut_1": (
+        ")) < MAX_JSON_TOKENS:",
+        "exactly counted: no more than the marks",
+    ),
+    "rcmd.messages.x__too_many_tokens__mutmut_5": (
+        "in body) or True",
+        "no backslash: nothing to replace",
+    ),
+    "rcmd.messages.x__too_many_tokens__mutmut_15": (
+        'b"XXXX").replace',
+        "no quote or mark, as b'' holds none",
+    ),
+    "rcmd.messages.x__too_many_tokens__mutmut_17": (
+        'b"XXXX") if b',
+        "no quote or mark, as b'' holds none",
+    ),
+    "rcmd.messages.x__too_many_tokens__mutmut_34": (
+        're.sub(_STRING, b"XXXX"',
+        "no quote or mark, as b'' holds none",
+    ),
+    # A separator holds no "=", NUL or lone surrogate: the same verdict (the loop names the culprit).
+    "rcmd.messages.x__run_refusal__mutmut_14": ('"XXXX".join(env)', "the separator adds no problem"),
+    "rcmd.messages.x__run_refusal__mutmut_16": ('"XXXX".join(env.values())', "the separator adds no problem"),
+    # Keys exactly the schema's: the walk for unknown keys finds none, as not walking does.
+    "rcmd.messages.x__parse_json_body__mutmut_32": (
+        "obj.keys() < schema.keys()",
+        "walks a body with no unknown key",
+    ),
     #
     # A flag set to None instead of False: it is only ever read as a truth value.
     "rcmd.framing.xǁLengthPrefixFramerǁ__init____mutmut_15": (
@@ -109,14 +141,11 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "rcmd.decoding.x_guess_encoding__mutmut_7": ('getincrementaldecoder("UTF-8")', "the same codec as utf-8"),
     "rcmd.messages.x_encode_message_parts__mutmut_52": ('.encode("UTF-8")', "the same codec as utf-8"),
     "rcmd.messages.x__parse_json_body__mutmut_13": ('body.decode("UTF-8")', "the same codec as utf-8"),
+    "rcmd.messages.x__has_surrogate__mutmut_4": ('value.encode("UTF-8")', "the same codec as utf-8"),
     "rcmd.auth.x_load_secret__mutmut_29": ('.encode("UTF-8")', "the same codec as utf-8"),
     # The bracket count only picks which bodies _too_deep() walks. It never undercounts (every
     # container has a bracket; strings can only add more), and 33 levels take 33 brackets, so
     # a body with 32 or fewer is never too deep: walking it too changes only the time taken.
-    "rcmd.messages.x__parse_json_body__mutmut_20": (
-        "MAX_JSON_DEPTH or _too_deep(obj)",
-        "walks every body: slower",
-    ),
     "rcmd.messages.x__parse_json_body__mutmut_26": (
         ">= MAX_JSON_DEPTH",
         "walks bodies of 32 brackets too: slower",
