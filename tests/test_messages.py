@@ -182,8 +182,9 @@ def test_garbage_decodes_or_raises_remote_protocol_error(payload):
 
 
 def plain_id(value: object) -> str:
-    """A test id without backslashes: pytest escapes a backslash in an id, and mutmut cannot
-    hand such an id back to pytest (it reports "not found", and mutmut counts that as a kill)."""
+    """A test id in ASCII without backslashes: pytest escapes a backslash or a non-ASCII
+    character in an id, and mutmut cannot always hand such an id back to pytest (its fork
+    server gets "not found", and every mutant those tests cover was counted as killed)."""
     return ascii(value).replace("\\", "/")
 
 
