@@ -973,7 +973,7 @@ def _opens_too_deep(body: bytes) -> bool:
     """Whether *body*, too large to parse, opens more than MAX_JSON_DEPTH brackets in a row
     (blanks and keys between them aside): so a ``[[[[...`` bomb gets the same reason whatever
     its size. One pass in C; a bracket inside a string counts too, as the body is refused anyway."""
-    opens = body.translate(None, _NOT_BRACKETS).replace(b"{", b"[").replace(b"}", b"]")
+    opens = body.translate(None, _NOT_BRACKETS).replace(b"{", b"[")  # a close, "]" or "}", ends a run
     return b"[" * (MAX_JSON_DEPTH + 1) in opens
 
 

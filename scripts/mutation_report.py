@@ -28,8 +28,56 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     # against the mutant's code in mutants/: mutmut numbers mutants within a function, so an
     # edit there renumbers them, and a number alone would then excuse some other mutant.
     #
+    # make mutate, round of 1 December (mut2): rcmd.framing and rcmd.auth.
+    "rcmd.framing.xǁLengthPrefixFramerǁ__init____mutmut_18": (
+        "self._reading_into = None",
+        "read only as a truth value",
+    ),
+    "rcmd.framing.xǁLengthPrefixFramerǁ_make_room__mutmut_2": (
+        "if self._end + size < len(self._buffer):",
+        "exactly size free: the unread bytes move to the front, same buffer",
+    ),
+    "rcmd.framing.xǁLengthPrefixFramerǁ_take__mutmut_12": (
+        "self._start = self._end = 1",
+        "empty: a read goes at 1 or moves it to 0: same bytes, same sizes",
+    ),
+    "rcmd.auth.x_client_proof__mutmut_10": ('"SHA256"', "hash names are looked up case-insensitively"),
+    "rcmd.auth.x_server_proof__mutmut_10": ('"SHA256"', "hash names are looked up case-insensitively"),
+    # rcmd.messages. _too_many_tokens(): its exact count is never more than its first count of
+    # every mark (a string's two quotes count once, escapes and marks inside strings not at
+    # all), so checking exactly a body of just MAX_JSON_TOKENS marks also says no; and what
+    # replaces escapes and strings only has to hold no quote and no mark.
+    "rcmd.messages.x__too_many_tokens__mutmut_1": (
+        ")) < MAX_JSON_TOKENS:",
+        "exactly counted: no more than the marks",
+    ),
+    "rcmd.messages.x__too_many_tokens__mutmut_5": (
+        "in body) or True",
+        "no backslash: nothing to replace",
+    ),
+    "rcmd.messages.x__too_many_tokens__mutmut_15": (
+        'b"XXXX").replace',
+        "no quote or mark, as b'' holds none",
+    ),
+    "rcmd.messages.x__too_many_tokens__mutmut_17": (
+        'b"XXXX") if b',
+        "no quote or mark, as b'' holds none",
+    ),
+    "rcmd.messages.x__too_many_tokens__mutmut_34": (
+        're.sub(_STRING, b"XXXX"',
+        "no quote or mark, as b'' holds none",
+    ),
+    # A separator holds no "=", NUL or lone surrogate: the same verdict (the loop names the culprit).
+    "rcmd.messages.x__run_refusal__mutmut_14": ('"XXXX".join(env)', "the separator adds no problem"),
+    "rcmd.messages.x__run_refusal__mutmut_16": ('"XXXX".join(env.values())', "the separator adds no problem"),
+    # Keys exactly the schema's: the walk for unknown keys finds none, as not walking does.
+    "rcmd.messages.x__parse_json_body__mutmut_32": (
+        "obj.keys() < schema.keys()",
+        "walks a body with no unknown key",
+    ),
+    #
     # A flag set to None instead of False: it is only ever read as a truth value.
-    "rcmd.framing.xǁLengthPrefixFramerǁ__init____mutmut_11": (
+    "rcmd.framing.xǁLengthPrefixFramerǁ__init____mutmut_15": (
         "self._eof = None",
         "read only as a truth value",
     ),
@@ -45,10 +93,6 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "rcmd.protocol.xǁConnectionǁ_check_stdin__mutmut_7": (
         "self._stdin_open = None",
         "read only as a truth value",
-    ),
-    "rcmd.messages.x_encode_message_parts__mutmut_51": (
-        "ensure_ascii=None",
-        "json reads it as a truth value",
     ),
     "rcmd.auth.x_throttle_key__mutmut_15": ("strict=None", "ipaddress reads it as a truth value"),
     # RUN's pty: the defaults _pty_problem() checks a missing term or size against are not
@@ -81,16 +125,8 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         '"AUTH_PROOF WITHOUT A LOGIN',
         "unreachable",
     ),
-    # Slices and splits: view[None:n] is view[0:n], [1:0] is as empty as [0:0], and the first
-    # piece of a split is the same however many splits follow.
-    "rcmd.framing.xǁLengthPrefixFramerǁnext_frame__mutmut_2": (
-        "self._take(None, length)",
-        "a slice from None is from 0",
-    ),
-    "rcmd.framing.xǁLengthPrefixFramerǁnext_frame_split__mutmut_3": (
-        "self._take(None, 0)",
-        "a slice from None is from 0",
-    ),
+    # Slices and splits: [1:0] is as empty as [0:0], and the first piece of a split is the
+    # same however many splits follow.
     "rcmd.framing.xǁLengthPrefixFramerǁnext_frame_split__mutmut_7": (
         "self._take(1, 0)",
         "[1:0] is empty like [0:0]",
@@ -103,18 +139,14 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     # Codec names are looked up case-insensitively, and final=False is decode()'s default.
     "rcmd.decoding.x_guess_encoding__mutmut_4": ("decode(sample, )", "without final=False: the default"),
     "rcmd.decoding.x_guess_encoding__mutmut_7": ('getincrementaldecoder("UTF-8")', "the same codec as utf-8"),
-    "rcmd.messages.x_encode_message_parts__mutmut_60": ('.encode("UTF-8")', "the same codec as utf-8"),
-    "rcmd.messages.x__parse_json_body__mutmut_12": ('body.decode("UTF-8")', "the same codec as utf-8"),
+    "rcmd.messages.x_encode_message_parts__mutmut_52": ('.encode("UTF-8")', "the same codec as utf-8"),
+    "rcmd.messages.x__parse_json_body__mutmut_13": ('body.decode("UTF-8")', "the same codec as utf-8"),
     "rcmd.messages.x__has_surrogate__mutmut_4": ('value.encode("UTF-8")', "the same codec as utf-8"),
     "rcmd.auth.x_load_secret__mutmut_29": ('.encode("UTF-8")', "the same codec as utf-8"),
     # The bracket count only picks which bodies _too_deep() walks. It never undercounts (every
     # container has a bracket; strings can only add more), and 33 levels take 33 brackets, so
     # a body with 32 or fewer is never too deep: walking it too changes only the time taken.
-    "rcmd.messages.x__parse_json_body__mutmut_19": (
-        "MAX_JSON_DEPTH or _too_deep(obj)",
-        "walks every body: slower",
-    ),
-    "rcmd.messages.x__parse_json_body__mutmut_25": (
+    "rcmd.messages.x__parse_json_body__mutmut_26": (
         ">= MAX_JSON_DEPTH",
         "walks bodies of 32 brackets too: slower",
     ),

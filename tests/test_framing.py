@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from rcmd.errors import FrameTooLarge, RemoteProtocolError
 from rcmd.framing import (
     CLOSED,
+    KEPT_BUFFER_SIZE,
     NEED_DATA,
     LengthPrefixFramer,
     NaiveFramer,
@@ -144,12 +145,72 @@ def test_buffer_updated_is_checked():
         pass
     with pytest.raises(ValueError, match="beyond the buffer"):
         framer.buffer_updated(11)
-    with pytest.raises(ValueError, match="size must be positive"):
+    with pytest.raises(ValueError, match=r"^size must be positive$"):  # word for word
         framer.get_buffer(0)
     framer.buffer_updated(0)
-    with pytest.raises(RuntimeError, match="after EOF"):
+    with pytest.raises(RuntimeError, match=r"^get_buffer\(\) after EOF$"):
         framer.get_buffer(10)
     assert framer.next_frame() is CLOSED
+
+
+def read_into(framer: LengthPrefixFramer, data: bytes, room: int) -> None:
+    with framer.get_buffer(room) as view:
+        view[: len(data)] = data
+    framer.buffer_updated(len(data))
+
+
+def test_a_fed_framer_holds_only_the_bytes_not_yet_taken():
+    """receive_data() lets the frames already taken go when more bytes come."""
+    framer = LengthPrefixFramer()
+    stream = encode_frame(b"a" * 100) + encode_frame(b"b" * 100)
+    framer.receive_data(stream[:150])
+    assert framer.next_frame() == b"a" * 100
+    framer.receive_data(stream[150:])
+    assert len(framer._buffer) == framer.buffered == 104
+    assert framer.next_frame() == b"b" * 100
+
+
+def test_bytes_fed_into_the_room_get_buffer_left_stay_in_that_buffer():
+    """receive_data() writes into the room a get_buffer() made, in place: the buffer
+    neither grows nor moves, whether the bytes fill the room or not."""
+    for fill in (4, 3):
+        framer = LengthPrefixFramer()
+        read_into(framer, encode_frame(b"ab") + b"\x00\x00", room=12)
+        assert framer.next_frame() == b"ab"
+        framer.receive_data(b"\x00\x01c\x00"[:fill])  # the rest of a 1-byte frame, and more
+        assert len(framer._buffer) == 12
+        assert framer.next_frame() == b"c"
+        assert framer.buffered == fill - 3
+
+
+def test_the_unread_bytes_move_to_the_front_when_that_makes_room_enough():
+    framer = LengthPrefixFramer()
+    read_into(framer, encode_frame(b"ab") + frame_header(3), room=10)
+    assert framer.next_frame() == b"ab"
+    read_into(framer, b"xyz", room=6)  # 4 unread bytes and 6 of room: exactly the 10 there are
+    assert len(framer._buffer) == 10
+    assert framer.next_frame() == b"xyz"
+
+
+def test_a_frame_read_in_small_reads_takes_at_most_twice_its_size():
+    """The buffer doubles as a large frame comes in: few copies, and never more than twice
+    the room the bytes and the next read need."""
+    framer = LengthPrefixFramer()
+    stream = encode_frame(bytes(100_000))
+    for start in range(0, len(stream), 1000):
+        read_into(framer, stream[start : start + 1000], room=1000)
+        assert len(framer._buffer) <= 2 * (framer.buffered + 1000)
+    assert framer.next_frame() == bytes(100_000)
+
+
+def test_a_buffer_read_into_is_kept_up_to_kept_buffer_size():
+    """Once its frames are taken, a buffer of KEPT_BUFFER_SIZE is kept for the next read; a
+    larger one is let go."""
+    for room, kept in ((KEPT_BUFFER_SIZE, KEPT_BUFFER_SIZE), (KEPT_BUFFER_SIZE + 1, 0)):
+        framer = LengthPrefixFramer()
+        read_into(framer, encode_frame(b"x"), room=room)
+        assert framer.next_frame() == b"x"
+        assert len(framer._buffer) == kept
 
 
 @given(

@@ -93,6 +93,29 @@ def test_the_count_is_exact_for_any_json(later, ascii_only):
         messages.MAX_JSON_TOKENS = original
 
 
+@pytest.mark.parametrize("count", [MAX_JSON_TOKENS, MAX_JSON_TOKENS + 1])
+def test_strings_alone_are_a_token_each(count):
+    """Nothing but strings (not JSON: no commas between them): each is one token, so the
+    bound is passed at one string more, and the body is refused for what it is."""
+    with pytest.raises(RemoteProtocolError) as info:
+        decode_message(b"\x02" + b'"a"' * count)
+    over = str(info.value) == f"RUN body holds more than {MAX_JSON_TOKENS} JSON tokens"
+    assert over is (count > MAX_JSON_TOKENS)
+
+
+@pytest.mark.parametrize("extra", [0, 1])
+def test_a_quote_left_open_is_one_token(extra):
+    """An odd number of quotes: the last one opens no string and counts as one mark. Here
+    the strings hold a comma each, so the first count (every mark) is far over the bound."""
+    strings = (MAX_JSON_TOKENS - 8) // 2 + extra
+    body = b'{"command":"x","later":[' + b'",",' * (strings - 1) + b'","]"'
+    assert messages._too_many_tokens(body) is bool(extra)  # 2 * strings + 8 tokens
+    with pytest.raises(RemoteProtocolError) as info:
+        decode_message(b"\x02" + body)
+    over = str(info.value) == f"RUN body holds more than {MAX_JSON_TOKENS} JSON tokens"
+    assert over is bool(extra)
+
+
 def test_a_bomb_too_large_to_parse_still_gets_the_depth_reason():
     """Nested deeper than MAX_JSON_DEPTH and over the token bound: the depth is the reason, as
     for a bomb small enough to parse."""

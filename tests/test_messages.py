@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from rcmd.errors import RemoteProtocolError
 from rcmd.messages import (
     MAX_JSON_DEPTH,
+    MAX_JSON_TOKENS,
     AuthOk,
     Cancel,
     Error,
@@ -181,9 +182,10 @@ def test_garbage_decodes_or_raises_remote_protocol_error(payload):
 
 
 def plain_id(value: object) -> str:
-    """A test id without backslashes: pytest escapes a backslash in an id, and mutmut cannot
-    hand such an id back to pytest (it reports "not found", and mutmut counts that as a kill)."""
-    return repr(value).replace("\\", "/")
+    """A test id in ASCII without backslashes: pytest escapes a backslash or a non-ASCII
+    character in an id, and mutmut cannot always hand such an id back to pytest (its fork
+    server gets "not found", and every mutant those tests cover was counted as killed)."""
+    return ascii(value).replace("\\", "/")
 
 
 # ------------------------------------------------------------------- nesting depth, exactly
@@ -209,12 +211,41 @@ def test_nesting_is_bounded_at_exactly_max_json_depth(nest):
     assert str(info.value) == "RUN body is nested deeper than 32 levels"
 
 
-def test_nesting_too_deep_for_the_parser_gets_the_same_reason():
-    """100,000 levels: the JSON parser itself gives up (RecursionError), and the peer is
+@pytest.mark.parametrize("depth", [8000, 100_000])
+def test_nesting_too_deep_for_the_parser_gets_the_same_reason(depth):
+    """8,000 levels, within the token bound: the JSON parser itself gives up (RecursionError
+    where its limit is under that); 100,000, over the bound, are not parsed. The peer is
     told the same as at 33 levels."""
     with pytest.raises(RemoteProtocolError) as info:
-        decode_message(b'\x01{"protocol":1,"later":' + lists(100_000) + b"}")
+        decode_message(b'\x01{"protocol":1,"later":' + lists(depth) + b"}")
     assert str(info.value) == "HELLO body is nested deeper than 32 levels"
+
+
+def spaced_lists(depth: int) -> bytes:
+    return b"[ " * depth + b"]" * depth
+
+
+@pytest.mark.parametrize("nest", [lists, spaced_lists, dicts], ids=["lists", "spaced lists", "objects"])
+def test_a_body_over_the_token_bound_is_too_deep_at_exactly_max_json_depth(nest):
+    """A body too large to parse is not parsed: the brackets opened in a row (blanks and keys
+    between them aside) tell whether it is too deep, at the same level as a parsed body's."""
+    padding = b',"pad":[' + b"0," * MAX_JSON_TOKENS + b"0]}"
+    fine = b'\x02{"command":"x","later":' + nest(MAX_JSON_DEPTH - 1) + padding
+    with pytest.raises(RemoteProtocolError) as info:
+        decode_message(fine)
+    assert str(info.value) == f"RUN body holds more than {MAX_JSON_TOKENS} JSON tokens"
+    deep = b'\x02{"command":"x","later":' + nest(MAX_JSON_DEPTH) + padding
+    with pytest.raises(RemoteProtocolError) as info:
+        decode_message(deep)
+    assert str(info.value) == "RUN body is nested deeper than 32 levels"
+
+
+def test_an_unknown_key_that_is_not_text_is_refused_whatever_its_value():
+    """The key itself holds the lone surrogate; its value, a list, is walked too."""
+    for value in (b"[1]", b'["a",{"b":[]}]', b"[]"):
+        with pytest.raises(RemoteProtocolError) as info:
+            decode_message(b'\x02{"command":"true","\\ud800":' + value + b"}")
+        assert str(info.value) == f"RUN field {chr(0xD800)!r} is not Unicode text (it holds a lone surrogate)"
 
 
 @pytest.mark.parametrize(

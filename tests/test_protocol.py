@@ -53,6 +53,25 @@ def test_sent_bytes_are_the_framed_message():
         assert server.send(message) == encode_frame(encode_message(message))
 
 
+def test_bytes_read_into_the_connections_buffer_are_its_messages():
+    """get_buffer() and buffer_updated(), as a recv_into() loop uses them: any split of the
+    stream gives the same messages, and a read of 0 bytes is the peer closing."""
+    client, server = Connection(Role.CLIENT), Connection(Role.SERVER)
+    stream = server.send(SERVER_HELLO) + server.send(Error("bye"))
+    received = []
+    for start in range(0, len(stream), 7):
+        chunk = stream[start : start + 7]
+        with client.get_buffer(16) as view:
+            view[: len(chunk)] = chunk
+        client.buffer_updated(len(chunk))
+        received += events(client)
+    assert received == [SERVER_HELLO, Error("bye")]
+    with client.get_buffer(16):
+        pass
+    client.buffer_updated(0)
+    assert client.next_event() is CLOSED
+
+
 def test_client_may_send_run_before_the_server_hello_arrives():
     client, server = Connection(Role.CLIENT), Connection(Role.SERVER)
     to_server = client.send(Hello()) + client.send(Run("true"))
