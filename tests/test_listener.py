@@ -95,24 +95,6 @@ def test_a_connection_in_its_handshake_is_not_closed_for_room_before_its_grace(s
     flood.close()
 
 
-def test_connections_in_their_handshake_are_closed_for_room_one_at_a_time(server_factory):
-    """Connections accepted together reach the grace's end together: they are closed for
-    room at most max-startups a grace, evenly, not all at once (a burst of loop work each
-    grace that honest clients waited behind)."""
-    server = server_factory("--max-startups", "4", "--startup-grace", "0.4")
-    cohort = [silent_connection(server.address) for _ in range(4)]
-    flood = [socket.create_connection(server.address, timeout=60) for _ in range(4)]
-    try:
-        closed = []
-        for sock in cohort:  # in order of accept, the order they are closed in
-            assert frames_until_closed(sock) == [HANDSHAKE_EVICTED]
-            closed.append(time.monotonic())
-        assert closed[-1] - closed[0] >= 0.2  # 0.1 s apart (0.4 s / 4): 3 ms in all before
-    finally:
-        for sock in [*cohort, *flood]:
-            sock.close()
-
-
 def test_a_slow_honest_client_finishes_its_handshake_during_a_flood_of_connects(server_factory):
     """An honest client a few round trips away is not pushed out by connections that came
     after it: while it is within its grace, they are not even accepted."""

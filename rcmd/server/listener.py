@@ -7,7 +7,6 @@ import contextlib
 import errno
 import functools
 import logging
-import math
 import socket
 from typing import Any
 
@@ -126,7 +125,6 @@ class Server:
         self._evicted = 0  # of those, how many are closing to make room
         self._handshaking: dict[Accepted, None] = {}  # of those, not through the handshake yet
         self._room = asyncio.Event()  # set when a connection leaves _handshaking or _accepted
-        self._last_startup_closed = -math.inf  # loop time: the pace of admission_delay()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         self._previous_handler: Any = None
@@ -225,9 +223,7 @@ class Server:
                 return None
         if victim is not None:
             self._evicted += 1
-            if victim in self._handshaking:
-                del self._handshaking[victim]
-                self._last_startup_closed = asyncio.get_running_loop().time()
+            self._handshaking.pop(victim, None)
             victim.evict(EVICT_REASONS[Stage.HANDSHAKE if victim.session is None else victim.stage])
         accepted = Accepted(peer, asyncio.get_running_loop().time(), task)
         self._accepted[accepted] = None
@@ -236,19 +232,14 @@ class Server:
         return accepted
 
     def admission_delay(self) -> float:
-        """Seconds until a new connection may be accepted: 0 unless the server is full and
-        the room would be made by closing a connection in its handshake; then until the
-        oldest of those is ``startup_grace`` old, and ``startup_grace / max_startups`` after
-        the last one closed for room. O(1).
+        """Seconds until a new connection may be accepted: 0 unless the server is full, the
+        room would be made by closing a connection in its handshake, and the oldest of those
+        is younger than ``startup_grace``. O(1).
 
         Closing it sooner would let a flood of connects push out every connection before it
         could finish its handshake (an honest client a few round trips away included), and
         keep the event loop busy with nothing but accepting and closing, while the clients
-        already logged in wait behind that work. The flood waits in the kernel's queue. The
-        pace spreads that work evenly: without it, connections accepted together reached the
-        grace's end together and were replaced together, all max-startups of them at once
-        once a grace (a burst of loop turns every second, 1% of an honest client's commands
-        behind it).
+        already logged in wait behind that work. The flood waits in the kernel's queue.
         """
         config = self.config
         if not self._handshaking or (
@@ -257,9 +248,7 @@ class Server:
         ):
             return 0.0
         oldest = next(iter(self._handshaking))
-        pace = config.startup_grace / config.max_startups
-        ready = max(oldest.accepted_at + config.startup_grace, self._last_startup_closed + pace)
-        return max(0.0, ready - asyncio.get_running_loop().time())
+        return max(0.0, oldest.accepted_at + config.startup_grace - asyncio.get_running_loop().time())
 
     async def wait_for_room(self) -> None:
         """Return when admission_delay() is 0: at the grace's end, or sooner if a connection
