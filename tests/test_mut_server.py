@@ -17,6 +17,7 @@ import re
 import signal
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,22 @@ def test_an_idle_connection_is_told_and_closed_after_its_handshake_and_a_ping(st
     assert peer.receive() == Pong()  # each message starts the idle time again
     assert peer.rest() == [Error("idle for 0.25s")]
     server_log.wait_for(rf"^127\.0\.0\.1:{peer.sock.getsockname()[1]}: ping$")
+
+
+def test_pings_keep_a_connection_past_its_idle_timeout_which_counts_from_the_last(start, peers):
+    """The timer set at the first message fires before the deadline the later ones moved:
+    it is set again for what is left, and the connection is closed only once idle for that
+    long after the last message."""
+    peer = peers(start(idle_timeout=0.5))
+    first = time.monotonic()
+    for _ in range(5):  # 1 s of PINGs, 0.2 s apart: twice the idle timeout in all
+        peer.send(Ping())
+        assert peer.receive() == Pong()
+        last = time.monotonic()
+        time.sleep(0.2)  # the pattern under test, not a wait for an event
+    assert peer.rest() == [Error("idle for 0.5s")]
+    assert time.monotonic() - last >= 0.5
+    assert last - first >= 0.8
 
 
 def test_a_client_between_its_hello_and_its_proof_is_still_in_its_handshake(start, peers, tmp_path):

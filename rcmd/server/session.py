@@ -122,7 +122,9 @@ class PrefixedSession:
         self.conn = Connection(Role.SERVER, max_frame_size=config.max_frame_size)
         self._nonce = new_nonce() if config.secret is not None or config.users is not None else None
         self._login: ScramLogin | None = None  # with user accounts (rcmd/server/accounts.py)
-        self._timer: asyncio.TimerHandle | None = None  # handshake, then idle, deadline
+        self._timer: asyncio.TimerHandle | None = None  # due at or before _deadline
+        self._deadline: float | None = None  # loop time: handshake, then idle, deadline
+        self._deadline_reason = ""
         self._first_bytes = b""  # to recognise a TLS client on a plaintext server
         self.cwd = config.cwd or os.getcwd()
         self.previous_cwd: str | None = None
@@ -378,21 +380,40 @@ class PrefixedSession:
         return None
 
     def _arm_timer(self, seconds: float | None, reason: str) -> None:
-        """(Re)start the one deadline a session has: handshake, or idle. None or 0: none.
+        """(Re)start the one deadline a session has: handshake, idle, or a transfer's. None or
+        0: none.
 
-        A session that is ending arms nothing: the handle would keep it (and its buffers)
-        alive for the whole timeout after its client has gone.
+        Called after every message, it moves a deadline more than it sets a timer: a timer
+        already due no later stays, and when it fires before the deadline it is set again for
+        what is left. (A cancel and a call_later a message were a fifth of the server's time
+        in a flood of PINGs.) A session that is ending arms nothing: the handle would keep it
+        (and its buffers) alive for the whole timeout after its client has gone.
         """
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         loop = asyncio.get_running_loop()
-        self.last_active = loop.time()
-        if seconds and not self._ending():
-            self._timer = loop.call_later(seconds, self._expire, reason.format(seconds))
+        self.last_active = now = loop.time()
+        if not seconds or self._ending():
+            self._deadline = None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            return
+        self._deadline = deadline = now + seconds
+        self._deadline_reason = reason.format(seconds)
+        if self._timer is None or self._timer.when() > deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_at(deadline, self._expire)
 
-    def _expire(self, reason: str) -> None:
+    def _expire(self) -> None:
         self._timer = None
+        deadline = self._deadline
+        if deadline is None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < deadline:  # moved since the timer was set
+            self._timer = loop.call_at(deadline, self._expire)
+            return
+        reason = self._deadline_reason
         log.info("%s: %s, closing", self.peer, reason)
         self.shutdown(reason)
 
