@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
+
+import pytest
 
 from rcmd import protocol
 from rcmd.framing import NEED_DATA, LengthPrefixFramer, encode_frame
@@ -17,6 +20,13 @@ from rcmd.server import Server, ServerConfig
 from rcmd.server import session as session_module
 
 PING = encode_frame(encode_message(Ping()))
+
+
+@pytest.fixture(autouse=True)
+def unbounded_pings(monkeypatch):
+    """These tests flood PINGs to see how a turn is shared: no PING_RATE, but where a test
+    sets one itself."""
+    monkeypatch.setattr(session_module, "PING_BURST", 10**9)
 
 
 def flood(address: tuple[str, int]) -> tuple[socket.socket, int]:
@@ -149,3 +159,13 @@ def test_pongs_before_garbage_still_go_out_before_the_error():
     messages = exchange(PING * 3 + b"\x00\x00\x00\x01\x7f")
     assert messages[:3] == [Pong()] * 3
     assert [type(m) for m in messages] == [Pong, Pong, Pong, Error]
+
+
+def test_a_flood_of_pings_is_read_at_ping_rate_each_answered_in_order(monkeypatch):
+    """Past PING_BURST the connection is read at PING_RATE: a client flooding PINGs no longer
+    has the server work for it alone; every PING still gets its PONG."""
+    monkeypatch.setattr(session_module, "PING_RATE", 200.0)
+    monkeypatch.setattr(session_module, "PING_BURST", 10)
+    started = time.monotonic()
+    assert exchange(PING * 110) == [Pong()] * 110
+    assert time.monotonic() - started >= (110 - 10) / 200  # 0.5 s; at once before
