@@ -152,7 +152,8 @@ def test_a_frame_too_large_from_a_client_says_what_to_do(start, peers, server_lo
     peer.sock.sendall(frame_header(1001))
     reason = (
         "frame of 1001 bytes exceeds the maximum of 1000 bytes "
-        "(the max_frame_size of this server's HELLO: send large data as stdin, in frames within it)"
+        "(the max_frame_size of this server's HELLO: a command line this long is refused; "
+        "send large data as stdin, in frames within it)"
     )
     assert peer.rest() == [Error(reason)]
     server_log.wait_for(r": protocol error: frame of 1001 bytes")

@@ -233,8 +233,8 @@ class PrefixedSession:
                 # from a client that did not read the limit in our HELLO.
                 reason = (
                     f"frame of {exc.size} bytes exceeds the maximum of {exc.max_frame_size} bytes "
-                    "(the max_frame_size of this server's HELLO: send large data as stdin, "
-                    "in frames within it)"
+                    "(the max_frame_size of this server's HELLO: a command line this long is "
+                    "refused; send large data as stdin, in frames within it)"
                 )
             if self._first_bytes.startswith(b"\x16\x03"):
                 reason = "this server does not use TLS (it got a TLS handshake): connect without --tls"
