@@ -412,6 +412,22 @@ def orphan() -> int:
     return pid
 
 
+def as_subreaper(tracker: ProcessTracker) -> None:
+    """Make *tracker* this process's subreaper, the children it has by now (other tests')
+    its leaders: not orphans of its to reap."""
+    assert process._become_subreaper()
+    tracker.subreaper = True
+    tracker.leaders |= set(tracker._children())
+
+
+def dead_orphan() -> int:
+    """An orphan() killed, and not reaped yet: a zombie of ours."""
+    pid = orphan()
+    os.kill(pid, signal.SIGKILL)
+    assert gone(pid)
+    return pid
+
+
 def test_start_as_subreaper_with_a_watchdog(subreaper, caplog):
     async def main() -> str:
         return subreaper.start(subreaper=True)
@@ -460,12 +476,8 @@ def test_without_the_subreaper_nothing_is_reaped_or_started(subreaper):
 
 
 def test_reaping_waits_while_a_spawn_is_in_flight_and_for_leaders(subreaper):
-    assert process._become_subreaper()
-    subreaper.subreaper = True
-    subreaper.leaders |= set(subreaper._children())  # other tests' children: not ours to reap
-    pid = orphan()
-    os.kill(pid, signal.SIGKILL)
-    assert gone(pid)
+    as_subreaper(subreaper)
+    pid = dead_orphan()
     subreaper.leaders.add(pid)
     subreaper.reap_orphans()
     assert pid in set(subreaper._children())  # a leader: its Child reaps it
@@ -667,9 +679,7 @@ def test_a_process_whose_name_holds_a_parenthesis_is_read_right(tmp_path):
 
 def test_orphans_are_killed_round_by_round_at_shutdown(subreaper, caplog):
     """Killing an orphan hands its own children to the server: they go in the next round."""
-    assert process._become_subreaper()
-    subreaper.subreaper = True
-    subreaper.leaders |= set(subreaper._children())  # other tests' children: not orphans here
+    as_subreaper(subreaper)
     parent = subprocess.Popen(
         [SH, "-c", "sh -c 'sleep 60 & echo b $!; wait' & echo a $!"],
         stdout=subprocess.PIPE,
@@ -1142,12 +1152,8 @@ def test_a_read_or_write_that_waited_leaves_nothing_watched():
 
 def test_spawned_reaps_only_what_waited_for_it(subreaper):
     """A spawn's end reaps orphans only if reaping was put off for it (see reap_orphans)."""
-    assert process._become_subreaper()
-    subreaper.subreaper = True
-    subreaper.leaders |= set(subreaper._children())  # other tests' children: not ours to reap
-    pid = orphan()
-    os.kill(pid, signal.SIGKILL)
-    assert gone(pid)
+    as_subreaper(subreaper)
+    pid = dead_orphan()
     subreaper.spawning = 1
     subreaper.spawned()
     assert pid in set(subreaper._children())  # still a zombie: nothing had waited
@@ -1191,9 +1197,7 @@ class _NoPidfds:
 
 
 def test_an_orphan_gone_before_it_is_opened_is_no_error_at_shutdown(subreaper, monkeypatch):
-    assert process._become_subreaper()
-    subreaper.subreaper = True
-    subreaper.leaders |= set(subreaper._children())
+    as_subreaper(subreaper)
     pid = orphan()
     try:
         monkeypatch.setattr(process, "os", _NoPidfds())
@@ -1439,9 +1443,7 @@ def test_a_server_that_is_pid_1_spawns_scans_and_has_its_own_id():
 
 def test_kill_tree_reaps_exited_orphans_once_its_scan_is_over(subreaper, monkeypatch):
     monkeypatch.setattr(process, "tracker", subreaper)  # as spawn() and kill_tree() see it
-    assert process._become_subreaper()
-    subreaper.subreaper = True
-    subreaper.leaders |= set(subreaper._children())  # other tests' children: not ours to reap
+    as_subreaper(subreaper)
 
     async def main() -> None:
         child = spawn("exec sleep 60", shell=SH, cwd="/", env=None, stdin=False)
@@ -1833,9 +1835,7 @@ def test_a_sweep_is_set_again_after_one_that_found_nothing_and_on_a_new_loop():
 
 
 def test_as_subreaper_a_command_that_left_no_orphan_is_not_swept(subreaper):
-    assert process._become_subreaper()
-    subreaper.subreaper = True
-    subreaper.leaders |= set(subreaper._children())
+    as_subreaper(subreaper)
 
     async def main() -> None:
         quiet = subreaper.started()
@@ -1897,12 +1897,8 @@ class _ReapedMeanwhile:
 
 
 def test_an_orphan_reaped_by_another_between_look_and_reap_is_no_error(subreaper, monkeypatch):
-    assert process._become_subreaper()
-    subreaper.subreaper = True
-    subreaper.leaders |= set(subreaper._children())
-    pid = orphan()
-    os.kill(pid, signal.SIGKILL)
-    assert gone(pid)
+    as_subreaper(subreaper)
+    pid = dead_orphan()
     monkeypatch.setattr(process, "os", _ReapedMeanwhile())
     subreaper.reap_orphans()
     monkeypatch.undo()
