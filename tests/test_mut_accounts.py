@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -458,7 +459,10 @@ def test_a_proof_waits_while_its_address_is_locked_then_is_checked(start, users,
     waiting.challenge()
     failing.prove("wrong")
     port = failing.peer.sock.getsockname()[1]
-    server_log.wait_for(rf"^{re.escape(host)}:{port}: login as 'ann' failed$")  # the lock is set
+    server_log.wait_for(rf"^{re.escape(host)}:{port}: login as 'ann' failed$")
+    deadline = time.monotonic() + 10
+    while not throttle._failures and time.monotonic() < deadline:
+        time.sleep(0.001)  # a condition, checked: the server's thread sets the lock right after that line
     (key,) = throttle._failures
     assert key == throttle_key(host)
     locked_until = throttle._failures[key][2]
